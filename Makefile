@@ -1,0 +1,97 @@
+# ML Levels — every target sets itself up: a fresh clone needs only `make all` or `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+LOCK   := requirements/all.lock
+TORCH  := torch==2.13.0
+# The stamp is keyed on the lock and pyproject: a second `make test` reinstalls nothing.
+STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+
+# Offline, quiet, deterministic runs (see shared/runtime.py for the same defaults in Python).
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export OPENBLAS_NUM_THREADS := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export MPLBACKEND := Agg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+PYTEST := $(PY) -m pytest
+XDIST  ?= -n 2 --dist loadfile
+LEVELS := 1 2 3 4 5
+
+## install: create .venv and install the pinned lock (torch first, with pip); idempotent
+install: $(STAMP)
+
+$(STAMP): $(LOCK) pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+	@echo "installed $(LOCK) into $(VENV)"
+
+## lock: regenerate requirements/all.lock from requirements/all.in in a throwaway venv
+lock:
+	rm -rf .cache/lockvenv && $(PYTHON) -m venv .cache/lockvenv
+	.cache/lockvenv/bin/pip install -q --upgrade pip
+	.cache/lockvenv/bin/pip install -q $(TORCH)
+	.cache/lockvenv/bin/pip install -q -r requirements/all.in
+	.cache/lockvenv/bin/pip freeze --exclude-editable | grep -v -E '^(ml-levels|pip|setuptools|torch)==' > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	@echo "wrote $(LOCK) ($$(wc -l < $(LOCK)) pins)"
+
+## all: install, run every level end to end (quick profile), print the summary table
+all: install
+	$(PY) scripts/run_levels.py $(LEVELS)
+
+## level1 .. level5: install and run one level end to end (quick profile)
+level%: install
+	$(PY) scripts/run_levels.py $*
+
+## test: install and run the test suite (heavy `slow` and `container` tests skipped)
+test: install
+	$(PYTEST) $(XDIST) -m "not slow and not container"
+
+## test-full: every test, slow ones included (container tests too when podman is present)
+test-full: install
+	$(PYTEST) $(XDIST)
+
+## test-level1 .. test-level5: the shared tests and one level's tests
+test-level%: install
+	$(PYTEST) $(XDIST) -m "not slow and not container" shared/tests $$(ls -d level$*_*/)tests
+
+## bench: run the benchmarks and write benchmarks/results.md
+bench: install
+	$(PY) benchmarks/run.py
+
+## lint: ruff check, ruff format --check, mypy on shared/
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+## format: apply ruff fixes and formatting
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+## clean: remove generated data, artifacts and caches (keeps .venv; `make distclean` removes it)
+clean:
+	rm -rf level*_*/data level*_*/artifacts benchmarks/work .cache .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+## distclean: clean and remove the virtual environment
+distclean: clean
+	rm -rf $(VENV) .venv-anchor
+
+## help: list the targets
+help:
+	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## /  /' -e 's/: /\t/' | expand -t 24
+
+.PHONY: install lock all test test-full bench lint format clean distclean help

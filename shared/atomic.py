@@ -1,0 +1,96 @@
+"""Atomic writes: write to a temporary file in the target folder, then rename.
+
+A reader never sees a half-written file, and a failure leaves the previous
+version (if any) untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; rename it onto `path` on success.
+
+    Use this for writers that want a file name (``df.to_parquet``, ``joblib.dump``).
+
+    Args:
+        path: Final destination.
+
+    Yields:
+        A temporary path in the same directory (same filesystem, so the rename is atomic).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a temporary file for writing; it replaces `path` only if the block succeeds."""
+    if not any(m in mode for m in "wx"):
+        raise ValueError("atomic_open only supports write modes")
+    with atomic_path(path) as tmp:
+        if "b" not in mode:
+            kwargs.setdefault("encoding", "utf-8")
+        with open(tmp, mode.replace("x", "w"), **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write `text` to `path` atomically and return the path."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to `path` atomically and return the path."""
+    with atomic_open(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, indent: int = 2) -> Path:
+    """Serialise `obj` as JSON (NaN and infinities refused) and write it atomically."""
+    text = json.dumps(obj, indent=indent, sort_keys=False, allow_nan=False, default=_json_default)
+    return atomic_write_text(path, text + "\n")
+
+
+def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], object]) -> Path:
+    """Call ``writer(tmp_path)`` and move the result onto `path` atomically.
+
+    Example:
+        ``atomic_write_with(out, lambda p: df.to_csv(p, index=False))``
+    """
+    with atomic_path(path) as tmp:
+        writer(tmp)
+    return Path(path)
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays, paths: the types a metrics dict usually carries.
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")

@@ -1,0 +1,35 @@
+"""One seed drives every random generator a run touches."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed Python, NumPy and (when installed) PyTorch; return a NumPy Generator.
+
+    Args:
+        seed: The run's seed from its config.
+
+    Returns:
+        ``np.random.default_rng(seed)`` for code that prefers explicit generators.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:  # torch is optional: levels 1-2 do not install it
+        import torch
+    except ImportError:
+        pass
+    else:
+        torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def child_seeds(seed: int, n: int) -> list[int]:
+    """Derive `n` independent integer seeds from one seed (for sub-components)."""
+    ss = np.random.SeedSequence(seed)
+    return [int(s.generate_state(1)[0]) for s in ss.spawn(n)]

@@ -1,0 +1,46 @@
+import json
+import math
+
+import pytest
+
+from shared.atomic import atomic_open, atomic_path, atomic_write_json, atomic_write_text, atomic_write_with
+
+
+def test_write_text_creates_parents(tmp_path):
+    p = atomic_write_text(tmp_path / "a" / "b.txt", "hello")
+    assert p.read_text() == "hello"
+    assert [f.name for f in p.parent.iterdir()] == ["b.txt"]  # no temp file left behind
+
+
+def test_failure_keeps_previous_version_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_open(target) as fh:
+        fh.write("half written")
+        raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["out.csv"]
+
+
+def test_failure_creates_nothing_when_no_previous_version(tmp_path):
+    with pytest.raises(ValueError), atomic_path(tmp_path / "new.bin") as tmp:
+        tmp.write_bytes(b"x")
+        raise ValueError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_with_and_json(tmp_path):
+    import numpy as np
+
+    atomic_write_with(tmp_path / "x.txt", lambda p: p.write_text("via writer"))
+    assert (tmp_path / "x.txt").read_text() == "via writer"
+    atomic_write_json(tmp_path / "m.json", {"a": np.float64(0.5), "b": np.arange(3)})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"a": 0.5, "b": [0, 1, 2]}
+    with pytest.raises(ValueError):
+        atomic_write_json(tmp_path / "bad.json", {"a": math.nan})
+    assert not (tmp_path / "bad.json").exists()
+
+
+def test_atomic_open_refuses_read_mode(tmp_path):
+    with pytest.raises(ValueError), atomic_open(tmp_path / "x", "r"):
+        pass
