@@ -1,0 +1,23 @@
+"""Repository-wide pytest setup: offline, quiet, isolated runtime for every test.
+
+Set before any test module imports prefect, mlflow or transformers, so no
+test touches ~/.prefect, ./mlruns or the network.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from shared.runtime import configure_environment
+
+configure_environment()
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
