@@ -1,0 +1,191 @@
+"""One typed config for level 2: simulator, features, splits, imbalance, selection, search, MLflow, campaign.
+
+Profiles: ``quick`` (CI and ``make level2``: a few thousand customers, a small search budget)
+and ``full`` (50,000 customers, a bigger search). Override with a YAML/TOML file (``--config``;
+``params.yaml`` is one) or environment variables ``L2__SEARCH__N_TRIALS=40``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+try:  # TEMP until the simulator/features modules land
+    from level2_churn.features import FeatureConfig
+
+    from level2_churn.simulate import SimulatorConfig
+except ImportError:  # pragma: no cover
+
+    class FeatureConfig(BaseModel):  # type: ignore[no-redef]
+        model_config = ConfigDict(extra="allow")
+
+    class SimulatorConfig(BaseModel):  # type: ignore[no-redef]
+        model_config = ConfigDict(extra="allow")
+
+
+from shared.config import LevelConfig
+from shared.runtime import mlflow_sqlite_uri
+
+IMBALANCE_METHODS = ("none", "class_weight", "undersample", "smote")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Section):
+    """Walk-forward (expanding window) validation over monthly snapshots.
+
+    Attributes:
+        n_folds: Validation windows before the test window (at least 4).
+        gap_periods: Snapshot months left out between the end of training and each validation window,
+            so no training label (churn in the 30 days after its snapshot) is still open at validation.
+        valid_periods: Snapshot months per validation window.
+        test_periods: Latest snapshot months held out as the final test.
+        min_train_periods: Fewest snapshot months the first fold may train on.
+    """
+
+    n_folds: int = Field(4, ge=2)
+    gap_periods: int = Field(1, ge=0)
+    valid_periods: int = Field(1, ge=1)
+    test_periods: int = Field(1, ge=1)
+    min_train_periods: int = Field(2, ge=1)
+
+
+class ImbalanceConfig(_Section):
+    """Which class-imbalance treatments to compare on walk-forward PR-AUC.
+
+    Attributes:
+        methods: Subset of ``none``, ``class_weight``, ``undersample``, ``smote``.
+        undersample_ratio: Minority/majority ratio after random undersampling.
+        smote_ratio: Minority/majority ratio after SMOTE.
+        tolerance: A more complex treatment must beat ``none`` by more than this to be chosen.
+    """
+
+    methods: list[str] = Field(default_factory=lambda: list(IMBALANCE_METHODS))
+    undersample_ratio: float = Field(0.5, gt=0, le=1)
+    smote_ratio: float = Field(0.5, gt=0, le=1)
+    tolerance: float = Field(0.002, ge=0)
+
+    @field_validator("methods")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        bad = [m for m in v if m not in IMBALANCE_METHODS]
+        if bad or not v:
+            raise ValueError(f"methods must be a non-empty subset of {IMBALANCE_METHODS}, got {v}")
+        return v
+
+
+class SelectionConfig(_Section):
+    """Feature selection, fitted inside each training window only.
+
+    Attributes:
+        enabled: Run selection at all.
+        corr_threshold: |Pearson r| above which the later of two numeric features is dropped.
+        n_repeats: Permutation-importance repeats.
+        min_importance: Keep features whose mean PR-AUC drop under permutation exceeds this.
+        min_features: Never keep fewer than this many (the top ones by importance).
+        sample_rows: Rows used for the correlation screen (the rest adds nothing but time).
+        tolerance: Selection is used when its walk-forward PR-AUC is within this of all features.
+    """
+
+    enabled: bool = True
+    corr_threshold: float = Field(0.98, gt=0, le=1)
+    n_repeats: int = Field(3, ge=1)
+    min_importance: float = 0.0
+    min_features: int = Field(5, ge=1)
+    sample_rows: int = Field(20000, ge=100)
+    tolerance: float = Field(0.005, ge=0)
+
+
+class SearchConfig(_Section):
+    """Optuna TPE search over LightGBM hyperparameters, pruned fold by fold.
+
+    Attributes:
+        n_trials: Trials in the study.
+        timeout_s: Stop starting new trials after this many seconds (``None``: no limit).
+        n_startup_trials: Random trials before TPE takes over (also the pruner's warm-up).
+        n_estimators_max: Upper bound of the number of trees.
+        n_jobs: LightGBM threads.
+    """
+
+    n_trials: int = Field(20, ge=1)
+    timeout_s: float | None = None
+    n_startup_trials: int = Field(5, ge=1)
+    n_estimators_max: int = Field(500, ge=20)
+    n_jobs: int = Field(2, ge=1)
+
+
+class MlflowConfig(_Section):
+    """MLflow tracking and registry.
+
+    Attributes:
+        tracking_uri: ``None`` means a SQLite store under the level's artifacts
+            (``artifacts/mlflow/mlflow.db``); a ``postgresql://user@host:port/db`` URL also works.
+        artifact_location: Where run artifacts go (``None``: next to the SQLite store).
+        experiment: Experiment name.
+        registered_model: Registry name of the churn model.
+        alias: Alias set on the newly registered best version.
+    """
+
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    experiment: str = "level2-churn"
+    registered_model: str = "level2-churn"
+    alias: str = "champion"
+
+    def resolve(self, artifacts_dir: Path) -> tuple[str, str | None]:
+        """Tracking URI and artifact location, defaulting to SQLite under `artifacts_dir`."""
+        if self.tracking_uri:
+            return self.tracking_uri, self.artifact_location
+        uri, root = mlflow_sqlite_uri(artifacts_dir / "mlflow")
+        return uri, self.artifact_location or root
+
+
+class CampaignConfig(_Section):
+    """Economics of a retention campaign (Verbraken et al.'s EMP, with fixed parameters).
+
+    A contacted customer costs `contact_cost`; a contacted would-be churner is saved with
+    probability `save_rate`, which recovers `clv` (the value of the customer's remaining lifetime).
+
+    Attributes:
+        contact_cost: Cost of one contact (call, voucher handling).
+        save_rate: Probability that a contacted churner stays.
+        clv: Value recovered by keeping a churner.
+    """
+
+    contact_cost: float = Field(10.0, ge=0)
+    save_rate: float = Field(0.3, gt=0, le=1)
+    clv: float = Field(300.0, gt=0)
+
+
+class ChurnConfig(LevelConfig):
+    """Level 2 config: every stage's settings and the one seed."""
+
+    ENV_PREFIX: ClassVar[str] = "L2"
+    PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {
+            "simulator": {"n_customers": 6000, "n_months": 18},
+            "search": {"n_trials": 12, "n_startup_trials": 5, "n_estimators_max": 400},
+            "splits": {"n_folds": 4, "test_periods": 1},
+        },
+        "full": {
+            "simulator": {"n_customers": 50000, "n_months": 24},
+            "search": {"n_trials": 40, "n_startup_trials": 10, "n_estimators_max": 800},
+            "splits": {"n_folds": 6, "test_periods": 2},
+        },
+    }
+
+    seed: int = 7
+    simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    splits: SplitConfig = Field(default_factory=SplitConfig)
+    imbalance: ImbalanceConfig = Field(default_factory=ImbalanceConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    campaign: CampaignConfig = Field(default_factory=CampaignConfig)
+    telco_test_size: float = Field(0.2, gt=0, lt=0.5)
+    report_name: Literal["report.html"] = "report.html"
