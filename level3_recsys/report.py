@@ -1,0 +1,181 @@
+"""`report.html` and `metrics.json` of a level-3 run.
+
+The comparison table comes from `evaluate.evaluate_models` (one row per model).
+Plots: ranking quality per model, coverage against novelty, cold-start
+quality, expected CTR against the oracle, and popularity bias.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shared.errors import DataError
+from shared.metrics import write_metrics
+from shared.report import Report
+
+LEVEL = 3
+
+
+def _num(table: pd.DataFrame, col: str) -> pd.Series | None:
+    if col not in table.columns:
+        return None
+    values = pd.to_numeric(table[col], errors="coerce")
+    return None if values.isna().all() else values
+
+
+def write_run_metrics(
+    run_dir: Path,
+    table: pd.DataFrame,
+    *,
+    metric: str = "ndcg@10",
+    dataset: str = "simulated",
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, str, float]:
+    """Write ``metrics.json``: the best model's metrics at the top level, every model under ``models``.
+
+    Returns:
+        The path, the best model's name and its headline value.
+    """
+    if metric not in table.columns or table.empty:
+        raise DataError(f"the comparison table has no {metric!r} column to pick a winner by")
+    best = str(pd.to_numeric(table[metric]).idxmax())
+    row = {str(k): v for k, v in table.loc[best].items() if isinstance(v, int | float | np.number)}
+    models = {
+        str(name): {str(k): v for k, v in r.items() if isinstance(v, int | float | np.number)}
+        for name, r in table.iterrows()
+    }
+    value = float(row[metric])
+    path = write_metrics(
+        run_dir / "metrics.json",
+        level=LEVEL,
+        dataset=dataset,
+        headline_metric=metric,
+        headline_value=value,
+        best_model=best,
+        **row,
+        models=models,
+        **(extra or {}),
+    )
+    return path, best, value
+
+
+def _bar(ax: Any, values: pd.Series, title: str, color: str) -> None:
+    ordered = values.sort_values()
+    ax.barh(ordered.index.astype(str), ordered.to_numpy(), color=color)
+    ax.set_title(title)
+    for y, v in enumerate(ordered.to_numpy()):
+        if np.isfinite(v):
+            ax.text(v, y, f" {v:.3f}", va="center", fontsize=9)
+    ax.margins(x=0.18)
+
+
+def figures(table: pd.DataFrame, k: int = 10) -> dict[str, Any]:
+    """The report's matplotlib figures, by caption (only those the table has data for)."""
+    import matplotlib.pyplot as plt
+
+    from shared.plotting import PALETTE, set_theme
+
+    set_theme()
+    out: dict[str, Any] = {}
+    ndcg, recall = _num(table, f"ndcg@{k}"), _num(table, f"recall@{k}")
+    if ndcg is not None and recall is not None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 0.5 * len(table) + 2))
+        _bar(axes[0], ndcg, f"NDCG@{k}", PALETTE[0])
+        _bar(axes[1], recall, f"Recall@{k}", PALETTE[1])
+        fig.tight_layout()
+        out[f"Ranking quality per model on the test period (higher is better): NDCG@{k} and recall@{k}."] = (
+            fig
+        )
+    coverage, nov = _num(table, "coverage"), _num(table, "novelty")
+    if coverage is not None and nov is not None:
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        ax.scatter(coverage, nov, s=80, color=PALETTE[2])
+        for name in table.index:
+            ax.annotate(str(name), (coverage[name], nov[name]), textcoords="offset points", xytext=(6, 4))
+        ax.set_xlabel("catalogue coverage (share of items recommended to someone)")
+        ax.set_ylabel("novelty (mean self-information, bits)")
+        ax.set_title("Coverage vs novelty")
+        fig.tight_layout()
+        out["Coverage against novelty: up and to the right means less popularity-driven lists."] = fig
+    cold = _num(table, f"cold_ndcg@{k}")
+    if cold is not None:
+        fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(table) + 2))
+        _bar(ax, cold.fillna(0.0), f"Cold-start NDCG@{k} (items with no training clicks)", PALETTE[3])
+        fig.tight_layout()
+        out["Cold start: ranking only the items that had no interactions before the cutoff."] = fig
+    ctr, oracle = _num(table, "expected_ctr"), _num(table, "oracle_ctr")
+    if ctr is not None and oracle is not None:
+        fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(table) + 2))
+        _bar(ax, ctr, "Expected CTR of each model's slates", PALETTE[4])
+        ax.axvline(float(oracle.max()), color="black", linestyle="--", label=f"oracle {oracle.max():.3f}")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        out[
+            "The simulator's true click probability of each model's top-10 slates against the best possible."
+        ] = fig
+    bias = _num(table, "popularity_bias")
+    if bias is not None:
+        fig, ax = plt.subplots(figsize=(6.5, 0.5 * len(table) + 2))
+        _bar(ax, bias, "Popularity bias (mean popularity percentile of recommended items)", PALETTE[5])
+        ax.axvline(0.5, color="grey", linestyle=":", label="uniform random ≈ 0.5")
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        out["Popularity bias: 1 means only the most popular items; a random list sits near 0.5."] = fig
+    return out
+
+
+def build_report(
+    run_dir: Path,
+    table: pd.DataFrame,
+    *,
+    title: str,
+    train_seconds: dict[str, float] | None = None,
+    aliases: dict[str, str] | None = None,
+    batch: dict[str, Any] | None = None,
+    dataset: dict[str, Any] | None = None,
+    k: int = 10,
+) -> Path:
+    """Write ``report.html`` for a run and return its path."""
+    report = Report(title, subtitle=str(run_dir))
+    best = str(pd.to_numeric(table[f"ndcg@{k}"]).idxmax()) if f"ndcg@{k}" in table.columns else ""
+    cards: dict[str, Any] = {"best model": best}
+    if best:
+        cards[f"ndcg@{k}"] = float(table.loc[best, f"ndcg@{k}"])
+        for col in ("expected_ctr", "oracle_ctr"):
+            if col in table.columns and pd.notna(table.loc[best, col]):
+                cards[col.replace("_", " ")] = float(table.loc[best, col])
+    report.section(
+        "Summary",
+        "Every model is trained on the past and asked for 10 items per user for the next period, "
+        "items the user already clicked excluded.",
+    ).metrics(cards)
+    shown = table.copy()
+    if train_seconds:
+        shown["train_seconds"] = pd.Series(train_seconds)
+    report.section(
+        "Comparison",
+        "precision/recall/ndcg/map at 10 with binary relevance; `map` is Microsoft Recommenders' "
+        "definition (divides by all of a user's test items); coverage, novelty and popularity bias "
+        "describe the lists themselves; cold_ndcg ranks only items with no training clicks; "
+        "expected_ctr is the simulator's true click probability of each slate (position bias included).",
+    ).table(shown, float_format="{:.4f}")
+    plots = report.section("Plots")
+    for caption, fig in figures(table, k).items():
+        plots.figure(fig, caption)
+    if dataset:
+        report.section("Data").table(pd.Series(dataset, name="value").to_frame(), float_format="{:.4g}")
+    if aliases or batch:
+        ops = report.section(
+            "Registry and nightly batch",
+            "The best model by ndcg@10 is registered in MLflow with alias `champion`, the runner-up "
+            "`challenger`; the nightly batch scores every active user with the champion.",
+        )
+        if aliases:
+            ops.table(pd.Series(aliases, name="version").to_frame())
+        if batch:
+            ops.table(pd.Series({k: str(v) for k, v in batch.items()}, name="value").to_frame())
+    return report.write(run_dir / "report.html")
