@@ -1,0 +1,495 @@
+"""The recommendation API users call: `create_app(settings)` builds one FastAPI instance.
+
+Routes:
+
+* ``GET /v1/recommendations/{user_id}?k=10&device=mobile&hour=20`` — top-K. Order of sources:
+  the nightly batch when it is fresh and long enough; else the model service behind the
+  circuit breaker; else the popularity fallback. Every answer names its model version, its
+  source and whether a fallback was used; a user unknown to the model gets the cold-start
+  (popularity) ranking, flagged ``cold_start``, never an error.
+* ``POST /v1/feedback`` — impression / click / watch events (CTR per model version).
+* ``GET /v1/shadow`` — the shadow comparison of challenger and champion.
+* ``GET /healthz`` (alive), ``GET /readyz`` (can answer), ``GET /metrics`` (Prometheus).
+* ``GET /openapi.json`` and ``/docs`` — the published schema.
+
+Everything but health, metrics and the schema needs the ``X-API-Key`` header. Bad input gives
+a 4xx with a message (422 for out-of-range parameters), never a 500. Each app owns its metrics
+registry, HTTP clients, breaker and shadow queue; the lifespan starts the shadow workers and,
+at shutdown, drains the queue within a bound and closes the clients and the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import httpx
+from fastapi import FastAPI, Path, Query, Request, Security
+from fastapi.exceptions import HTTPException, RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, Field
+
+from level3_recsys.serving.breaker import BreakerOpenError, CircuitBreaker
+from level3_recsys.serving.model_client import ModelCallError, ModelClient
+from level3_recsys.serving.monitoring import CONTENT_TYPE, Metrics
+from level3_recsys.serving.reference import ServingReference
+from level3_recsys.serving.scoring import ScoredItem
+from level3_recsys.serving.settings import API_KEY_HEADER, ServingSettings
+from level3_recsys.serving.shadow import ItemCTREstimator, ShadowJob, ShadowRunner
+
+logger = logging.getLogger(__name__)
+
+USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
+DEVICE_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+FALLBACK_MODEL = "popularity-fallback"
+
+
+# ---------------------------------------------------------------------- schemas
+class RecommendationResponse(BaseModel):
+    """A recommendation list and where it came from."""
+
+    user_id: str
+    items: list[ScoredItem]
+    k: int = Field(description="list length asked for (items may be fewer for a tiny catalogue)")
+    model_name: str
+    model_version: str
+    source: Literal["batch", "model", "fallback"]
+    fallback: bool = Field(description="true when the popularity fallback answered")
+    fallback_reason: str | None = Field(
+        None, description="breaker_open, timeout, connect, http_<status>, ..."
+    )
+    cold_start: bool = Field(description="true when the model does not know the user (popularity ranking)")
+    batch_generated_at: str | None = Field(None, description="generation time of the batch served")
+    request_id: str
+
+
+class FeedbackEvent(BaseModel):
+    """One user event on a recommended item."""
+
+    user_id: Annotated[str, Field(pattern=USER_ID_PATTERN)]
+    item_id: int | Annotated[str, Field(min_length=1, max_length=64)]
+    event: Literal["impression", "click", "watch"]
+    model_version: Annotated[str, Field(max_length=64)] | None = None
+    position: Annotated[int, Field(ge=1, le=100)] | None = None
+    watch_seconds: Annotated[float, Field(ge=0, le=86_400)] | None = None
+    request_id: Annotated[str, Field(max_length=64)] | None = None
+
+
+class FeedbackAccepted(BaseModel):
+    """Acknowledgement of a feedback event."""
+
+    accepted: bool
+    model_version: str = Field(description="the version label the event was counted under")
+
+
+# ---------------------------------------------------------------------- state
+@dataclass
+class ServingState:
+    """Everything one app instance owns (built by `create_app`, closed by its lifespan)."""
+
+    settings: ServingSettings
+    metrics: Metrics
+    breaker: CircuitBreaker
+    model: ModelClient
+    reference: ServingReference | None
+    store: Any | None
+    ctr: ItemCTREstimator
+    challenger: ModelClient | None = None
+    shadow: ShadowRunner | None = None
+    _batch_cache: tuple[float, Any] = field(default=(-1e18, None))
+
+    def current_batch(self) -> Any | None:
+        """The store's live batch info, cached for ``store_cache_s``."""
+        if self.store is None:
+            return None
+        now = time.monotonic()
+        stamp, info = self._batch_cache
+        if now - stamp > self.settings.store_cache_s:
+            info = self.store.current()
+            self._batch_cache = (now, info)
+        return info
+
+    def batch_age(self) -> float | None:
+        info = self.current_batch()
+        return None if info is None else info.age_seconds()
+
+
+def _load_reference(path: str | None) -> ServingReference | None:
+    if not path:
+        return None
+    return ServingReference.load(path)
+
+
+def _open_store(url: str | None) -> Any | None:
+    if not url:
+        return None
+    from level3_recsys.store import open_store
+
+    return open_store(url)
+
+
+# ---------------------------------------------------------------------- middleware
+class MetricsMiddleware:
+    """Pure ASGI middleware: latency, count and status of every HTTP request.
+
+    The route label is the matched route's template (``/v1/recommendations/{user_id}``), or
+    ``unmatched``, so labels stay bounded whatever the clients send.
+    """
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception:
+            status = 500
+            raise
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            m = self.metrics
+            m.request_latency.labels(label).observe(time.perf_counter() - start)
+            m.requests.labels(label, scope.get("method", ""), str(status)).inc()
+            if status >= 500:
+                m.errors.labels(label).inc()
+            elif status >= 400:
+                m.client_errors.labels(label, str(status)).inc()
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)
+
+
+# ---------------------------------------------------------------------- factory
+def create_app(
+    settings: ServingSettings | None = None,
+    *,
+    model_transport: httpx.AsyncBaseTransport | None = None,
+    challenger_transport: httpx.AsyncBaseTransport | None = None,
+    store: Any | None = None,
+) -> FastAPI:
+    """Build the recommendation API.
+
+    Args:
+        settings: API settings (default: read from ``L3_SERVING_*`` environment variables).
+        model_transport: httpx transport for the model service (tests; default: network).
+        challenger_transport: httpx transport for the challenger (tests).
+        store: A store object to use instead of opening ``settings.store_url``.
+
+    Returns:
+        The FastAPI app; run it with uvicorn (the lifespan starts and stops its workers).
+    """
+    settings = settings or ServingSettings()
+    reference = _load_reference(settings.reference_path)
+    store = store if store is not None else _open_store(settings.store_url)
+    holder: dict[str, ServingState] = {}
+
+    def batch_age() -> float | None:
+        return holder["state"].batch_age()
+
+    metrics = Metrics(
+        drift_reference=reference.features if reference else None,
+        drift_window=settings.drift_window,
+        ctr_window=settings.ctr_window,
+        max_model_versions=settings.max_model_versions,
+        batch_age=batch_age,
+        freshness_s=settings.freshness_s,
+    )
+    breaker = CircuitBreaker(
+        "model",
+        failure_rate=settings.breaker_failure_rate,
+        window_s=settings.breaker_window_s,
+        min_calls=settings.breaker_min_calls,
+        open_s=settings.breaker_open_s,
+        half_open_probes=settings.breaker_half_open_probes,
+        close_after=settings.breaker_close_after,
+        timeout_s=settings.model_timeout_s,
+        on_change=lambda old, new: metrics.set_breaker_state("model", new),
+    )
+    metrics.breaker_state.labels("model").set(0)
+    state = ServingState(
+        settings=settings,
+        metrics=metrics,
+        breaker=breaker,
+        model=ModelClient(settings.model_service_url, settings.model_timeout_s, transport=model_transport),
+        reference=reference,
+        store=store,
+        ctr=ItemCTREstimator(),
+    )
+    holder["state"] = state
+    if settings.challenger_service_url:
+        state.challenger = ModelClient(
+            settings.challenger_service_url, settings.shadow_timeout_s, transport=challenger_transport
+        )
+        challenger = state.challenger
+
+        async def call_challenger(job: ShadowJob) -> tuple[list[Any], str]:
+            answer = await challenger.recommend(job.user_id, job.k, job.device, job.hour)
+            return [i.item_id for i in answer.items], answer.model_version
+
+        state.shadow = ShadowRunner(
+            call_challenger,
+            metrics=metrics,
+            ctr=state.ctr,
+            queue_size=settings.shadow_queue_size,
+            workers=settings.shadow_workers,
+            timeout_s=settings.shadow_timeout_s,
+            window=settings.shadow_window,
+            log_path=settings.shadow_log_path,
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state.shadow is not None:
+            state.shadow.start()
+        try:
+            yield
+        finally:
+            if state.shadow is not None:
+                left = await state.shadow.aclose(settings.drain_timeout_s)
+                if left:
+                    logger.warning(
+                        "shutdown: %d shadow copies dropped after %.1fs", left, settings.drain_timeout_s
+                    )
+            await state.model.aclose()
+            if state.challenger is not None:
+                await state.challenger.aclose()
+            if state.store is not None:
+                state.store.close()
+
+    app = FastAPI(
+        title="Level 3 recommendation API",
+        version="1.0",
+        description="Top-K recommendations from the nightly batch, the model service or a popularity "
+        "fallback; feedback events; Prometheus metrics. Send the API key in the X-API-Key header.",
+        lifespan=lifespan,
+    )
+    app.state.serving = state
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key")
+    expected_key = settings.api_key.get_secret_value().encode()
+
+    # Default-value style: with postponed annotations FastAPI cannot see a local in Annotated[...].
+    def require_key(key: str | None = Security(api_key_header)) -> None:
+        if key is None:
+            raise HTTPException(401, f"missing API key: send it in the {API_KEY_HEADER} header")
+        if not secrets.compare_digest(key.encode(), expected_key):
+            raise HTTPException(401, "invalid API key")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in err.items() if k in ("type", "loc", "msg")} for err in exc.errors()]
+        return JSONResponse(status_code=422, content={"message": _validation_message(exc), "detail": errors})
+
+    @app.exception_handler(Exception)
+    async def unhandled(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s", request.url.path)
+        return JSONResponse(status_code=500, content={"message": "internal error"})
+
+    # ------------------------------------------------------------------ recommendations
+    def fallback_answer(user_id: str, k: int, reason: str) -> RecommendationResponse:
+        ref = state.reference
+        items = ref.popular_items[:k] if ref else []
+        scores = ref.popular_scores[:k] if ref else []
+        metrics.fallbacks.labels(reason).inc()
+        return RecommendationResponse(
+            user_id=user_id,
+            items=[
+                ScoredItem(item_id=i, score=float(s), rank=r)
+                for r, (i, s) in enumerate(zip(items, scores, strict=True), 1)
+            ],
+            k=k,
+            model_name=FALLBACK_MODEL,
+            model_version=f"{FALLBACK_MODEL}@{ref.model_version}" if ref else FALLBACK_MODEL,
+            source="fallback",
+            fallback=True,
+            fallback_reason=reason,
+            cold_start=False,
+            request_id=uuid.uuid4().hex,
+        )
+
+    def batch_answer(user_id: str, k: int) -> RecommendationResponse | None:
+        if state.store is None:
+            return None
+        try:
+            info = state.current_batch()
+            if info is None or info.age_seconds() > settings.freshness_s:
+                return None
+            recs = state.store.get(user_id)
+        except Exception:  # a store outage means "no batch", not an error
+            logger.warning("batch store read failed; using the model service", exc_info=True)
+            return None
+        if recs is None or len(recs.item_ids) < k or recs.batch.age_seconds() > settings.freshness_s:
+            return None
+        return RecommendationResponse(
+            user_id=user_id,
+            items=[
+                ScoredItem(item_id=i, score=float(s), rank=r)
+                for r, (i, s) in enumerate(zip(recs.item_ids[:k], recs.scores[:k], strict=True), 1)
+            ],
+            k=k,
+            model_name=recs.batch.model_name,
+            model_version=recs.batch.model_version,
+            source="batch",
+            fallback=False,
+            cold_start=False,
+            batch_generated_at=recs.batch.generated_at,
+            request_id=uuid.uuid4().hex,
+        )
+
+    async def model_answer(user_id: str, k: int, device: str, hour: int) -> RecommendationResponse:
+        start = time.perf_counter()
+        try:
+            answer = await breaker.call(lambda: state.model.recommend(user_id, k, device, hour))
+        except BreakerOpenError:
+            return fallback_answer(user_id, k, "breaker_open")
+        except TimeoutError:
+            metrics.model_call_latency.labels("timeout").observe(time.perf_counter() - start)
+            metrics.model_call_failures.labels("timeout").inc()
+            return fallback_answer(user_id, k, "timeout")
+        except ModelCallError as exc:
+            metrics.model_call_latency.labels("error").observe(time.perf_counter() - start)
+            metrics.model_call_failures.labels(exc.reason).inc()
+            return fallback_answer(user_id, k, exc.reason)
+        metrics.model_call_latency.labels("ok").observe(time.perf_counter() - start)
+        if not answer.known_user:
+            metrics.cold_starts.inc()
+        return RecommendationResponse(
+            user_id=user_id,
+            items=answer.items[:k],
+            k=k,
+            model_name=answer.model_name,
+            model_version=answer.model_version,
+            source="model",
+            fallback=False,
+            cold_start=not answer.known_user,
+            request_id=uuid.uuid4().hex,
+        )
+
+    @app.get(
+        "/v1/recommendations/{user_id}",
+        response_model=RecommendationResponse,
+        tags=["recommendations"],
+        dependencies=[Security(require_key)],
+        responses={401: {"description": "missing or wrong API key"}, 422: {"description": "invalid input"}},
+    )
+    async def recommend(
+        user_id: Annotated[str, Path(pattern=USER_ID_PATTERN, description="user id (unknown: cold start)")],
+        k: Annotated[int, Query(ge=1, le=100, description="list length, 1..100")] = 10,
+        device: Annotated[
+            str,
+            Query(max_length=32, pattern=DEVICE_PATTERN, description="client device: mobile, desktop, tv..."),
+        ] = "unknown",
+        hour: Annotated[int | None, Query(ge=0, le=23, description="hour of day, UTC (default: now)")] = None,
+    ) -> RecommendationResponse:
+        """Top-K items for a user: the batch when fresh, else the model, else popularity."""
+        start = time.perf_counter()
+        hour = datetime.now(UTC).hour if hour is None else hour
+        response = batch_answer(user_id, k) or await model_answer(user_id, k, device, hour)
+        latency = time.perf_counter() - start
+        metrics.recommendation_latency.labels(response.source).observe(latency)
+        metrics.recommendations.labels(
+            response.source, metrics.ctr.version_label(response.model_version)
+        ).inc()
+        metrics.drift.observe("device", [device])
+        metrics.drift.observe("hour", [str(hour)])
+        if state.reference is not None:
+            metrics.drift.observe(
+                "item_popularity", [state.reference.bucket_of(i.item_id) for i in response.items]
+            )
+        if state.shadow is not None and not response.fallback:
+            state.shadow.submit(
+                ShadowJob(
+                    user_id=user_id,
+                    k=k,
+                    device=device,
+                    hour=hour,
+                    champion_items=[i.item_id for i in response.items],
+                    champion_version=response.model_version,
+                    champion_latency_s=latency,
+                )
+            )
+        return response
+
+    # ------------------------------------------------------------------ feedback and shadow
+    @app.post(
+        "/v1/feedback",
+        response_model=FeedbackAccepted,
+        status_code=202,
+        tags=["feedback"],
+        dependencies=[Security(require_key)],
+    )
+    async def feedback(event: FeedbackEvent) -> FeedbackAccepted:
+        """Record an impression, click or watch event (feeds the CTR metrics)."""
+        label = metrics.observe_feedback(event.event, event.model_version)
+        state.ctr.observe(event.item_id, event.event)
+        return FeedbackAccepted(accepted=True, model_version=label)
+
+    @app.get("/v1/shadow", tags=["shadow"], dependencies=[Security(require_key)])
+    async def shadow_summary() -> dict[str, Any]:
+        """The challenger-vs-champion comparison over the recent window."""
+        if state.shadow is None:
+            return {"enabled": False}
+        return {"enabled": True, **state.shadow.summary()}
+
+    # ------------------------------------------------------------------ operations
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> JSONResponse:
+        """Readiness: the API can answer (a fallback list at least); details of each source."""
+        try:
+            info = state.current_batch()
+        except Exception:  # report the store as unavailable
+            info = None
+        fallback_ready = bool(state.reference and state.reference.popular_items)
+        body = {
+            "ready": fallback_ready,
+            "breaker": breaker.state,
+            "fallback_items": len(state.reference.popular_items) if state.reference else 0,
+            "batch": None
+            if info is None
+            else {
+                "model_version": info.model_version,
+                "generated_at": info.generated_at,
+                "fresh": info.age_seconds() <= settings.freshness_s,
+            },
+            "shadow": state.shadow is not None,
+        }
+        return JSONResponse(status_code=200 if fallback_ready else 503, content=body)
+
+    @app.get("/metrics", tags=["operations"], include_in_schema=True)
+    async def metrics_endpoint() -> Response:
+        """Prometheus metrics (text format 0.0.4)."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
+
+    return app
