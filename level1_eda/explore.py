@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from shared.plotting import PALETTE
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -151,13 +153,15 @@ def target_plot(y: pd.Series, task: str) -> Figure:
     return fig
 
 
-def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.0)) -> tuple[Any, np.ndarray]:
+def _grid(n: int, ncols: int = 3, size: tuple[float, float] = (4.2, 3.0)) -> tuple[Any, list[Any]]:
     plt = _plt()
+    ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
+    flat = list(axes.flat)
+    for ax in flat[n:]:
         ax.set_visible(False)
-    return fig, axes.flat
+    return fig, flat
 
 
 def numeric_distributions(data: pd.DataFrame, columns: list[str], target: str, task: str) -> Figure:
@@ -172,7 +176,8 @@ def numeric_distributions(data: pd.DataFrame, columns: list[str], target: str, t
             hue=hue,
             ax=ax,
             bins=30,
-            kde=True,
+            # A density curve over a handful of distinct values (years, counts) only misleads.
+            kde=bool(data[col].nunique() > 10),
             element="step",
             stat="density",
             common_norm=False,
@@ -239,7 +244,7 @@ def heatmap(
     ax.tick_params(axis="x", rotation=45, labelsize=9)
     for label in ax.get_xticklabels():
         label.set_horizontalalignment("right")
-    ax.tick_params(axis="y", labelsize=9)
+    ax.tick_params(axis="y", labelsize=9, rotation=0)
     fig.tight_layout()
     return fig
 
@@ -280,6 +285,7 @@ def interactive_scatter(data: pd.DataFrame, x: str, y: str, target: str, task: s
         color=color,
         hover_data=hover,
         opacity=0.7,
+        color_discrete_sequence=PALETTE,
         title=f"{y} against {x} (hover a point to see its row)",
         template="plotly_white",
     )
@@ -297,6 +303,7 @@ def interactive_boxes(data: pd.DataFrame, columns: list[str], target: str) -> An
         x=target,
         y="value",
         color=target,
+        color_discrete_sequence=PALETTE,
         facet_col="column",
         facet_col_wrap=min(4, len(columns)),
         template="plotly_white",

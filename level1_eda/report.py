@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from level1_eda.train import Split, Trained
 
 
+def _table(sec: Section, df: pd.DataFrame, caption: str = "") -> Section:
+    # The index becomes a first column: one header row instead of pandas' two.
+    return sec.table(df.reset_index() if df.index.name else df, caption, index=not df.index.name)
+
+
+def _memory(mib: float) -> str:
+    return f"{mib:,.1f} MiB" if mib >= 1 else f"{mib * 1024:,.0f} KiB"
+
+
 def _list(items: list[str]) -> str:
     return "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"
 
@@ -47,7 +56,7 @@ def add_overview(report: Report, explored: Explored) -> Section:
         {
             "rows": f"{ov['rows']:,}",
             "columns": ov["columns"],
-            "memory (MiB)": f"{ov['memory_mib']:.1f}",
+            "in memory": _memory(ov["memory_mib"]),
             "missing cells": f"{ov['missing_cells_pct']:.2f}%",
             "rows with a gap": f"{ov['rows_with_missing']:,}",
             "duplicate rows": f"{ov['duplicate_rows']:,}",
@@ -55,7 +64,7 @@ def add_overview(report: Report, explored: Explored) -> Section:
         }
     )
     sec.text(
-        f"File {loaded.path.name} ({loaded.size_bytes / 2**20:.2f} MiB) read as {loaded.encoding} "
+        f"File {loaded.path.name} ({_memory(loaded.size_bytes / 2**20)}) read as {loaded.encoding} "
         f"with delimiter {loaded.delimiter!r}. Text columns are held as pandas 'category' (each distinct "
         "value stored once), which is why memory is small."
     )
@@ -76,9 +85,9 @@ def add_schema(report: Report, explored: Explored) -> Section:
         "identifiers, free text and dates are left out of this first model.",
     )
     roles = pd.Series(explored.profile.overview["roles"], name="columns").rename_axis("role").to_frame()
-    sec.table(roles, "Columns per role")
-    sec.table(
-        schema.table(), "Every column: dtype, role, gaps, distinct values and whether the model uses it"
+    _table(sec, roles, "Columns per role")
+    _table(
+        sec, schema.table(), "Every column: dtype, role, gaps, distinct values and whether the model uses it"
     )
     return sec
 
@@ -92,7 +101,7 @@ def add_quality(report: Report, explored: Explored) -> Section:
         "each changes what a model can learn or how its score should be read.",
     )
     if len(prof.missing):
-        sec.table(prof.missing, "Missing values per column")
+        _table(sec, prof.missing, "Missing values per column")
         sec.figure(explore.missing_bar(prof.missing), "Share of rows missing each column")
     else:
         sec.text("No missing values.")
@@ -107,12 +116,13 @@ def add_quality(report: Report, explored: Explored) -> Section:
         + "."
     )
     if len(prof.outliers):
-        sec.table(
+        _table(
+            sec,
             prof.outliers,
             "Outliers by Tukey's rule: values beyond 1.5 × IQR outside the quartiles. "
             "They are flagged, not removed: a long tail is often real (prices, counts).",
         )
-    sec.table(prof.target_balance, f"Target {schema.target!r}")
+    _table(sec, prof.target_balance, f"Target {schema.target!r}")
     sec.figure(explore.target_plot(explored.frame[schema.target], schema.task))
     if schema.task == "classification":
         shares = prof.target_balance["share %"]
@@ -137,15 +147,17 @@ def add_exploration(report: Report, explored: Explored, cfg: L1Config) -> Sectio
         "Look for columns whose distributions differ between classes: those are the useful features.",
     )
     if len(prof.numeric_summary):
-        sec.table(prof.numeric_summary, "Numeric columns (skew > 1 means a long right tail)")
+        _table(sec, prof.numeric_summary, "Numeric columns (skew > 1 means a long right tail)")
     if len(prof.categorical_summary):
-        sec.table(prof.categorical_summary, "Categorical columns")
+        _table(sec, prof.categorical_summary, "Categorical columns")
     ranked = explore.rank_features(stat_rows, schema.numeric, target, task)
     top_numeric = list(ranked.index[: cfg.max_plot_columns])
     if top_numeric:
         how = "ANOVA F, between-class over within-class variance" if task == "classification" else "|r|"
-        sec.table(
-            ranked.rename("score").to_frame().head(20), f"Numeric columns ranked by link to target ({how})"
+        _table(
+            sec,
+            ranked.rename("score").to_frame().head(20),
+            f"Numeric columns ranked by link to target ({how})",
         )
         sec.figure(
             explore.numeric_distributions(plot_rows, top_numeric, target, task),
@@ -195,18 +207,22 @@ def add_missing(report: Report, comparison: MissingComparison, metric: str) -> S
         "filling keeps every row and replaces gaps with the column's mean or median (numbers) or most "
         "frequent value (categories), learned from training rows only.",
     )
-    sec.table(
-        comparison.scores, "Score of each strategy (cross-validated on training rows, then on the test rows)"
+    _table(
+        sec,
+        comparison.scores,
+        "Score of each strategy (cross-validated on training rows, then on the test rows)",
     )
     sec.figure(strategy_plot(comparison.scores, metric))
     if len(comparison.numeric_shift):
-        sec.table(
+        _table(
+            sec,
             comparison.numeric_shift,
             "How filling changes the numbers: the mean stays put (mean fill) but the spread shrinks, "
             "because every filled value sits at the centre",
         )
     if len(comparison.class_shift):
-        sec.table(
+        _table(
+            sec,
             comparison.class_shift,
             "Class shares before and after dropping incomplete rows: if gaps are not random, dropping "
             "changes the population the model learns from",
@@ -236,7 +252,7 @@ def add_features(report: Report, schema: Schema, names: list[str], split: Split)
     dropped = schema.dropped
     if dropped:
         sec.text("Not used: " + ", ".join(f"{c} ({r})" for c, r in dropped.items()) + ".")
-    sec.table(pd.DataFrame({"model input": names}).head(60), index=False, caption="Model inputs")
+    sec.table(pd.DataFrame({"model input": names}).head(60), "Model inputs", index=False)
     if split.notes:
         sec.html(_list(split.notes))
     return sec
@@ -258,19 +274,19 @@ def add_model(report: Report, trained: Trained, ev: Evaluation, task: str) -> Se
     )
     sec.metrics(
         {
-            f"test {metric}": ev.test[metric],
-            f"baseline test {metric}": ev.baseline_test[metric],
+            f"test {metric}": f"{ev.test[metric]:.3f}",
+            f"baseline test {metric}": f"{ev.baseline_test[metric]:.3f}",
             f"cv {metric}": f"{trained.cv_model['mean']:.3f} ± {trained.cv_model['std']:.3f}",
             f"baseline cv {metric}": f"{trained.cv_baseline['mean']:.3f} ± {trained.cv_baseline['std']:.3f}",
         }
     )
     table = pd.DataFrame({"model": ev.test, "baseline": ev.baseline_test}).rename_axis("test metric")
-    sec.table(table, "Every test metric, model and baseline")
+    _table(sec, table, "Every test metric, model and baseline")
     folds = pd.DataFrame(
         {"model": trained.cv_model["scores"], "baseline": trained.cv_baseline["scores"]},
         index=pd.Index(range(1, trained.cv_model["folds"] + 1), name="fold"),
     )
-    sec.table(folds, f"{metric} per cross-validation fold: the spread shows how much one split can vary")
+    _table(sec, folds, f"{metric} per cross-validation fold: the spread shows how much one split can vary")
     return sec
 
 
@@ -282,7 +298,8 @@ def add_evaluation(report: Report, trained: Trained, ev: Evaluation, task: str) 
     )
     if task == "classification":
         sec.figure(confusion_plot(ev.confusion), "Rows: true class. Columns: predicted class.")
-        sec.table(
+        _table(
+            sec,
             ev.per_class,
             "Precision: of the rows predicted as the class, the share right. Recall: of the rows of the "
             "class, the share found. F1: their harmonic mean.",
@@ -293,7 +310,7 @@ def add_evaluation(report: Report, trained: Trained, ev: Evaluation, task: str) 
         coefficient_plot(ev.coefficients),
         "Coefficients on standardised numbers and 0/1 categories, so their sizes compare",
     )
-    sec.table(ev.coefficients.head(30), "Coefficients with feature names (largest first)")
+    _table(sec, ev.coefficients.head(30), "Coefficients with feature names (largest first)")
     return sec
 
 
