@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import importlib.resources
-import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -25,11 +24,21 @@ import pyarrow.csv as pacsv
 
 from shared.errors import EmptyDataError, InputFileError
 
-log = logging.getLogger(__name__)
-
 #: How many bytes we look at to guess encoding and delimiter.
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
+_MAC_ENCODINGS = (
+    "mac_roman",
+    "mac_latin2",
+    "mac_cyrillic",
+    "mac_greek",
+    "mac_iceland",
+    "mac_turkish",
+    "mac_arabic",
+    "mac_croatian",
+    "mac_farsi",
+    "mac_romanian",
+)
 
 
 @dataclass
@@ -109,10 +118,15 @@ def detect_encoding(head: bytes) -> str:
             return "utf-8"
     from charset_normalizer import from_bytes
 
-    best = from_bytes(head).best()
-    if best is None:
-        raise InputFileError("cannot detect a text encoding: the file does not look like a CSV")
-    return str(best.encoding)
+    # Classic Mac code pages decode almost anything and win too often; CSVs come from Windows.
+    best = from_bytes(head, cp_exclusion=list(_MAC_ENCODINGS)).best()
+    if best is not None:
+        return str(best.encoding)
+    try:
+        head.decode("cp1252")  # the usual non-UTF-8 encoding of spreadsheets exported on Windows
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"  # decodes any byte: the text is readable even if a few letters are wrong
 
 
 def detect_delimiter(text: str) -> str:
@@ -162,8 +176,6 @@ def load_csv(path: str | os.PathLike[str]) -> LoadedCSV:
     if len(frame) == 0:
         raise EmptyDataError(f"{path} has a header but no data rows")
     frame.columns = [str(c).strip() for c in frame.columns]
-    for message in warnings:
-        log.warning(message)
     return LoadedCSV(frame, path, encoding, delimiter, size, warnings)
 
 

@@ -63,13 +63,14 @@ class CoerceColumns(TransformerMixin, BaseEstimator):
 
 
 def as_text(value: Any) -> str:
-    """One spelling per level: True/"True" → "true", 1.0 → "1", " x " → "x"."""
+    """One spelling per level: True/"TRUE" → "true", 1.0 → "1", " x " → "x"."""
     # True/"true"/"TRUE" and 1.0/"1" are the same level: normalise before one-hot encoding.
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    text = str(value).strip()
+    return text.lower() if text.lower() in ("true", "false") else text
 
 
 def build_preprocessor(

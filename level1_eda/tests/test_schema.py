@@ -1,0 +1,105 @@
+"""Column roles, task inference and the target checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from level1_eda.config import L1Config
+from level1_eda.schema import clean_target, coerce_types, infer_schema, infer_task
+from shared.errors import DataError, EmptyDataError, SchemaError
+
+from .conftest import make_mixed_frame
+
+
+def test_every_role_is_recognised() -> None:
+    df, _ = coerce_types(make_mixed_frame(), target="label")
+    schema = infer_schema(df, "label", L1Config())
+    roles = {c: i.role for c, i in schema.columns.items()}
+    assert roles == {
+        "row_id": "identifier",
+        "x1": "numeric",
+        "x2": "numeric",
+        "colour": "categorical",
+        "flag": "boolean",
+        "city": "high_cardinality",
+        "when": "datetime",
+        "comment": "text",
+        "const": "constant",
+        "label": "boolean",  # yes/no
+    }
+    assert schema.numeric == ["x1", "x2"]
+    assert schema.categorical == ["colour", "flag", "city"]
+    assert set(schema.dropped) == {"row_id", "when", "comment", "const"}
+    assert any("'row_id' looks like an identifier" in w for w in schema.warnings)
+
+
+def test_mixed_types_coerced_or_reported() -> None:
+    mostly_numbers = [str(v) for v in range(99)] + ["unknown"]
+    half_half = [str(v) for v in range(50)] + [f"w{v}" for v in range(50)]
+    df = pd.DataFrame({"a": mostly_numbers, "b": half_half, "y": ["p", "q"] * 50})
+    out, warnings = coerce_types(df, target="y")
+    assert pd.api.types.is_float_dtype(out["a"]) and int(out["a"].isna().sum()) == 1
+    assert out["b"].dtype == object
+    assert any("'a' mixes types" in w and "'unknown'" in w for w in warnings)
+    assert any("'b' mixes types: 50% numbers" in w for w in warnings)
+
+
+def test_mostly_missing_column_warns() -> None:
+    df = make_mixed_frame()
+    df["sparse"] = np.where(np.arange(len(df)) % 10 == 0, np.arange(len(df)) * 0.5, np.nan)
+    schema = infer_schema(df, "label", L1Config())
+    assert any("'sparse' is 90% missing" in w for w in schema.warnings)
+    assert "sparse" in schema.numeric  # kept: imputed, not dropped
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        (["a", "b", "a"], "classification"),
+        ([True, False, True], "classification"),
+        ([0, 1, 2, 1, 0], "classification"),
+        ([0.5, 1.7, 2.2, 3.9], "regression"),
+        (list(range(100)), "regression"),
+    ],
+)
+def test_task_inference(values: list, task: str) -> None:
+    assert infer_task(pd.Series(values), L1Config()) == task
+
+
+def test_unknown_target_suggests_the_right_name() -> None:
+    with pytest.raises(SchemaError, match="did you mean 'label'"):
+        infer_schema(make_mixed_frame(), "LABEL", L1Config())
+
+
+def test_target_all_missing() -> None:
+    df = make_mixed_frame().assign(label=np.nan)
+    with pytest.raises(EmptyDataError, match="missing on every row"):
+        infer_schema(df, "label", L1Config())
+
+
+def test_single_class_and_no_features() -> None:
+    df = make_mixed_frame().assign(label="yes")
+    schema = infer_schema(df, "label", L1Config())
+    with pytest.raises(DataError, match="single class"):
+        clean_target(df, schema)
+    only_id = pd.DataFrame({"id": range(30), "y": ["a", "b"] * 15})
+    with pytest.raises(DataError, match="no usable feature"):
+        infer_schema(only_id, "y", L1Config())
+
+
+def test_rows_without_target_and_singleton_classes_are_left_out() -> None:
+    df = make_mixed_frame()
+    df.loc[:4, "label"] = np.nan
+    df.loc[5, "label"] = "rare"
+    schema = infer_schema(df, "label", L1Config())
+    out, warnings = clean_target(df, schema)
+    assert len(out) == len(df) - 6
+    assert any("5 rows have no target" in w for w in warnings)
+    assert any("rare" in w for w in warnings)
+
+
+def test_regression_target_must_be_numeric() -> None:
+    with pytest.raises(SchemaError, match="not numeric"):
+        infer_schema(make_mixed_frame(), "label", L1Config(), task="regression")
