@@ -1,0 +1,297 @@
+"""Recommendation API: validation, auth, sources (batch / model / fallback), breaker, metrics, shutdown.
+
+The model service is replaced by an httpx `MockTransport` (an in-process fake of its HTTP
+contract); the batch store is the real `SQLiteStore`. The real model process is exercised in
+`test_serving_integration.py`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from level3_recsys.serving import monitoring as mon
+from level3_recsys.serving.api import FALLBACK_MODEL, create_app
+from level3_recsys.store import SQLiteStore
+from level3_recsys.tests.serving_helpers import POPULAR, FakeModel, H, reference_path_fixture, settings  # noqa: F401
+
+
+def client_for(fake: FakeModel, reference_path: str | None, **kw) -> TestClient:
+    store = kw.pop("store", None)
+    challenger = kw.pop("challenger", None)
+    app = create_app(
+        settings(reference_path, **kw),
+        model_transport=httpx.MockTransport(fake),
+        challenger_transport=httpx.MockTransport(challenger) if challenger else None,
+        store=store,
+    )
+    return TestClient(app)
+
+
+def metric_values(client: TestClient) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+# ---------------------------------------------------------------------- validation and auth
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/recommendations/1?k=0", "k"),
+        ("/v1/recommendations/1?k=101", "k"),
+        ("/v1/recommendations/1?k=ten", "k"),
+        ("/v1/recommendations/1?hour=24", "hour"),
+        ("/v1/recommendations/1?device=" + "x" * 40, "device"),
+        ("/v1/recommendations/1?device=a%20b", "device"),
+        ("/v1/recommendations/" + "u" * 65, "user_id"),
+        ("/v1/recommendations/a%20b", "user_id"),
+        ("/v1/recommendations/%00", "user_id"),
+    ],
+)
+def test_bad_query_gives_422_with_message(reference_path, path, field):
+    fake = FakeModel()
+    with client_for(fake, reference_path) as c:
+        r = c.get(path, headers=H)
+    assert r.status_code == 422
+    assert field in r.json()["message"]
+    assert fake.calls == 0  # rejected before any model call
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"user_id": "1", "item_id": 5, "event": "purchase"},
+        {"user_id": "1", "event": "click"},
+        {"user_id": "1", "item_id": 5, "event": "click", "position": 0},
+        {"user_id": "1", "item_id": 5, "event": "watch", "watch_seconds": -3},
+        {"user_id": "1 2", "item_id": 5, "event": "click"},
+        [1, 2, 3],
+    ],
+)
+def test_bad_feedback_gives_422(reference_path, body):
+    with client_for(FakeModel(), reference_path) as c:
+        r = c.post("/v1/feedback", json=body, headers=H)
+    assert r.status_code == 422
+    assert r.json()["message"]
+
+
+def test_malformed_json_body_is_422_not_500(reference_path):
+    with client_for(FakeModel(), reference_path) as c:
+        r = c.post("/v1/feedback", content=b"{nope", headers={**H, "content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_auth_required_except_health_metrics_and_schema(reference_path):
+    with client_for(FakeModel(), reference_path) as c:
+        missing = c.get("/v1/recommendations/1")
+        wrong = c.get("/v1/recommendations/1", headers={"X-API-Key": "nope"})
+        feedback = c.post("/v1/feedback", json={"user_id": "1", "item_id": 5, "event": "click"})
+        shadow = c.get("/v1/shadow")
+        assert missing.status_code == wrong.status_code == feedback.status_code == shadow.status_code == 401
+        assert "X-API-Key" in missing.json()["detail"]
+        assert wrong.json()["detail"] == "invalid API key"
+        for open_path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+            assert c.get(open_path).status_code == 200, open_path
+
+
+def test_openapi_documents_routes_limits_and_key(reference_path):
+    with client_for(FakeModel(), reference_path) as c:
+        schema = c.get("/openapi.json").json()
+    assert {"/v1/recommendations/{user_id}", "/v1/feedback", "/healthz", "/readyz", "/metrics"} <= set(
+        schema["paths"]
+    )
+    params = {p["name"]: p for p in schema["paths"]["/v1/recommendations/{user_id}"]["get"]["parameters"]}
+    assert params["k"]["schema"]["minimum"] == 1 and params["k"]["schema"]["maximum"] == 100
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+
+
+# ---------------------------------------------------------------------- answer sources
+def test_model_answer_names_version_and_flags_cold_start(reference_path):
+    fake = FakeModel()
+    with client_for(fake, reference_path) as c:
+        known = c.get("/v1/recommendations/1?k=3&device=mobile&hour=20", headers=H).json()
+        cold = c.get("/v1/recommendations/never-seen?k=2", headers=H)
+    assert known["source"] == "model" and known["fallback"] is False and known["cold_start"] is False
+    assert known["model_version"] == "7" and known["model_name"] == "reg/itemknn"
+    assert [i["item_id"] for i in known["items"]] == [500, 501, 502]
+    assert cold.status_code == 200  # an unknown user is the cold-start path, not an error
+    assert cold.json()["cold_start"] is True and len(cold.json()["items"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "reason"), [("down", "connect"), ("500", "http_500"), ("garbage", "invalid")]
+)
+def test_model_failure_serves_popularity_fallback(reference_path, mode, reason):
+    fake = FakeModel()
+    fake.mode = mode
+    with client_for(fake, reference_path) as c:
+        r = c.get("/v1/recommendations/1?k=4", headers=H)
+        values = metric_values(c)
+    body = r.json()
+    assert r.status_code == 200
+    assert body["source"] == "fallback" and body["fallback"] is True and body["fallback_reason"] == reason
+    assert [i["item_id"] for i in body["items"]] == POPULAR[:4]
+    assert body["model_version"] == f"{FALLBACK_MODEL}@7"
+    assert values[(mon.FALLBACKS, (("reason", reason),))] == 1
+    assert values[(mon.MODEL_CALL_FAILURES, (("reason", reason),))] == 1
+
+
+def test_slow_model_times_out_within_budget(reference_path):
+    fake = FakeModel()
+    fake.mode = "slow"
+    with client_for(fake, reference_path, model_timeout_s=0.1) as c:
+        start = time.perf_counter()
+        body = c.get("/v1/recommendations/1", headers=H).json()
+        elapsed = time.perf_counter() - start
+    assert body["fallback_reason"] == "timeout"
+    assert elapsed < 2.0  # bounded by the 0.1 s deadline, not the model's 5 s
+
+
+def test_breaker_opens_then_model_is_not_called(reference_path):
+    fake = FakeModel()
+    fake.mode = "down"
+    with client_for(fake, reference_path) as c:
+        reasons = [c.get("/v1/recommendations/1", headers=H).json()["fallback_reason"] for _ in range(6)]
+        values = metric_values(c)
+        ready = c.get("/readyz").json()
+    assert reasons[:3] == ["connect"] * 3
+    assert reasons[3:] == ["breaker_open"] * 3
+    assert fake.calls == 3  # open: no more calls to the dead service
+    assert values[(mon.BREAKER_STATE, (("breaker", "model"),))] == 2
+    assert ready["breaker"] == "open" and ready["ready"] is True
+
+
+def test_without_reference_fallback_is_empty_and_not_ready():
+    fake = FakeModel()
+    fake.mode = "down"
+    with client_for(fake, None) as c:
+        r = c.get("/v1/recommendations/1", headers=H)
+        ready = c.get("/readyz")
+    assert r.status_code == 200 and r.json()["fallback"] is True and r.json()["items"] == []
+    assert ready.status_code == 503
+
+
+def _batch_store(tmp_path, generated_at: datetime | None = None, k: int = 5) -> SQLiteStore:
+    store = SQLiteStore(tmp_path / "recs.db")
+    rows = pd.DataFrame(
+        {
+            "user_id": [1] * k + [2] * k,
+            "item_id": list(range(900, 900 + k)) * 2,
+            "rank": list(range(1, k + 1)) * 2,
+            "score": [1.0 - r / 10 for r in range(k)] * 2,
+        }
+    )
+    store.write_batch([rows], model_name="reg/two_stage", model_version="6", k=k, generated_at=generated_at)
+    return store
+
+
+def test_fresh_batch_is_served_without_model_call(tmp_path, reference_path):
+    fake = FakeModel()
+    with client_for(fake, reference_path, store=_batch_store(tmp_path)) as c:
+        batch = c.get("/v1/recommendations/1?k=3", headers=H).json()
+        longer = c.get("/v1/recommendations/1?k=8", headers=H).json()  # batch holds 5: ask the model
+        absent = c.get("/v1/recommendations/3?k=3", headers=H).json()  # not in the batch
+        values = metric_values(c)
+    assert batch["source"] == "batch" and batch["model_version"] == "6"
+    assert [i["item_id"] for i in batch["items"]] == [900, 901, 902]
+    assert batch["batch_generated_at"] is not None
+    assert longer["source"] == "model" and absent["source"] == "model"
+    assert fake.calls == 2
+    assert values[(mon.BATCH_FRESH, ())] == 1.0
+    assert values[(mon.BATCH_AGE, ())] < 3600
+
+
+def test_stale_batch_is_not_served(tmp_path, reference_path):
+    old = datetime.now(UTC) - timedelta(days=3)
+    fake = FakeModel()
+    with client_for(fake, reference_path, store=_batch_store(tmp_path, old), freshness_s=3600) as c:
+        body = c.get("/v1/recommendations/1?k=3", headers=H).json()
+        values = metric_values(c)
+    assert body["source"] == "model"
+    assert values[(mon.BATCH_FRESH, ())] == 0.0
+    assert values[(mon.BATCH_AGE, ())] > 2 * 86_400
+
+
+class BrokenStore:
+    """A store whose backend is down (e.g. Redis unreachable)."""
+
+    closed = False
+
+    def current(self):
+        raise ConnectionError("store down")
+
+    def get(self, user_id):
+        raise ConnectionError("store down")
+
+    def close(self):
+        self.closed = True
+
+
+def test_store_outage_falls_through_to_model(reference_path):
+    store = BrokenStore()
+    with client_for(FakeModel(), reference_path, store=store) as c:
+        r = c.get("/v1/recommendations/1?k=3", headers=H)
+        assert c.get("/metrics").status_code == 200
+        assert c.get("/readyz").status_code == 200
+    assert r.status_code == 200 and r.json()["source"] == "model"
+    assert store.closed  # the lifespan closes the store at shutdown
+
+
+# ---------------------------------------------------------------------- feedback and metrics
+def test_feedback_feeds_ctr_per_version_and_metrics_page(reference_path):
+    with client_for(FakeModel(), reference_path) as c:
+        for _ in range(4):
+            c.post(
+                "/v1/feedback",
+                json={"user_id": "1", "item_id": 5, "event": "impression", "model_version": "7"},
+                headers=H,
+            )
+        r = c.post(
+            "/v1/feedback",
+            json={"user_id": "1", "item_id": 5, "event": "click", "model_version": "7"},
+            headers=H,
+        )
+        c.post(
+            "/v1/feedback",
+            json={"user_id": "1", "item_id": "x9", "event": "watch", "watch_seconds": 30},
+            headers=H,
+        )
+        for _ in range(60):
+            c.get("/v1/recommendations/1?device=tv&hour=3", headers=H)
+        page = c.get("/metrics")
+        values = metric_values(c)
+    assert r.status_code == 202 and r.json() == {"accepted": True, "model_version": "7"}
+    assert page.headers["content-type"].startswith("text/plain")
+    assert values[(mon.CTR, (("model_version", "7"),))] == pytest.approx(0.25)
+    assert values[(mon.CTR, (("model_version", "all"),))] == pytest.approx(0.25)
+    assert values[(mon.FEEDBACK_EVENTS, (("event", "watch"), ("model_version", "unknown")))] == 1
+    assert values[(mon.RECOMMENDATIONS, (("model_version", "7"), ("source", "model")))] == 60
+    # every request came from a tv, which is 10% of the training reference: large PSI
+    assert values[(mon.PSI, (("feature", "device"),))] > 1.0
+    route = "/v1/recommendations/{user_id}"
+    assert values[(f"{mon.REQUEST_LATENCY}_count", (("route", route),))] == 60
+    assert values[(mon.REQUESTS, (("method", "GET"), ("route", route), ("status", "200")))] == 60
+
+
+def test_unmatched_paths_share_one_label(reference_path):
+    with client_for(FakeModel(), reference_path) as c:
+        for i in range(5):
+            assert c.get(f"/random/{i}").status_code == 404
+        values = metric_values(c)
+    assert values[(mon.REQUESTS, (("method", "GET"), ("route", "unmatched"), ("status", "404")))] == 5
+
+
+def test_two_apps_do_not_share_metrics(reference_path):
+    with client_for(FakeModel(), reference_path) as a, client_for(FakeModel(), reference_path) as b:
+        a.get("/v1/recommendations/1", headers=H)
+        assert (mon.RECOMMENDATIONS, (("model_version", "7"), ("source", "model"))) in metric_values(a)
+        assert (mon.RECOMMENDATIONS, (("model_version", "7"), ("source", "model"))) not in metric_values(b)
