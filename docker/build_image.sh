@@ -36,5 +36,6 @@ podman build --format docker \
   --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg PIP_CERT=/etc/ssl/host-ca.crt \
   "${volumes[@]}" \
+  --ignorefile "$HERE/$SERVICE.Dockerfile.dockerignore" \
   -f "$HERE/$SERVICE.Dockerfile" -t "$TAG" "$ROOT"
 echo "built $TAG"
