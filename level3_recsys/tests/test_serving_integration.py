@@ -1,0 +1,339 @@
+"""End to end with real processes: a registry of trained models, the model services, the API.
+
+A tiny simulated world trains ``itemknn`` (registered ``champion``) and ``popularity``
+(``challenger``); the nightly batch writes part of the users to a SQLite store. The champion
+runs in a uvicorn process (the model service's FastAPI twin) and the challenger in a real
+``bentoml serve`` process. The API runs in this process over ASGI, with its lifespan.
+
+The breaker test kills (SIGKILL) and freezes (SIGSTOP) the champion's process: the API must
+keep answering within its budget from the popularity fallback, open the breaker, and close
+it again once the process is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from level3_recsys.serving.api import create_app
+from level3_recsys.serving.processes import REPO_ROOT, signal_group, start_model_service, stop, wait_ready
+from level3_recsys.serving.reference import build_reference
+from level3_recsys.serving.settings import ServingSettings
+from level3_recsys.serving.shadow import overlap_at_k
+
+pytestmark = pytest.mark.integration
+
+KEY = "integration-key"
+H = {"X-API-Key": KEY}
+BATCH_USERS = 40
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Registry:
+    tracking: Any
+    champion: Any
+    challenger: Any
+    data: Any
+    reference_path: Path
+    store_url: str
+    folder: Path
+
+
+@dataclass
+class Service:
+    engine: str
+    port: int
+    model_uri: str
+    registry: Registry
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Service:
+        self.proc = start_model_service(
+            self.engine,
+            self.port,
+            tracking_uri=self.registry.tracking.tracking_uri,
+            model_uri=self.model_uri,
+            artifact_location=self.registry.tracking.artifact_location,
+            log_path=self.log,
+        )
+        return self
+
+    def wait(self, timeout_s: float = 120.0) -> Service:
+        try:
+            wait_ready(self.url, self.proc, timeout_s)
+        except RuntimeError:
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise RuntimeError(f"{self.engine} model service failed to start:\n{tail}") from None
+        return self
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Registry:
+    from level3_recsys.batch import run_batch
+    from level3_recsys.models import build_model
+    from level3_recsys.simulate import SimulatorConfig, simulate
+    from level3_recsys.tracking import Tracking, log_training_run, register_winner
+
+    folder = tmp_path_factory.mktemp("serving_registry")
+    world = simulate(
+        SimulatorConfig(n_users=300, n_items=200, new_items_per_day=2, days=8, show_progress=False)
+    )
+    data = world.interaction_data()
+    knn = build_model("itemknn").fit(data)
+    pop = build_model("popularity").fit(data)
+    tracking = Tracking(
+        tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+        artifact_location=(folder / "mlartifacts").as_uri(),
+        experiment=f"serving-{uuid.uuid4().hex[:6]}",
+        registered_model="l3_serving_test",
+    )
+    # the selection metric only decides the aliases here: itemknn champion, popularity challenger
+    runs = [
+        log_training_run(
+            m, tracking=tracking, params={}, metrics={"score": s}, sample_users=data.user_ids[:3]
+        )
+        for m, s in ((knn, 0.3), (pop, 0.1))
+    ]
+    aliases = register_winner(runs, tracking=tracking, metric="score")
+    assert aliases == {"champion": "1", "challenger": "2"}
+    reference = build_reference(
+        knn,
+        model_name="l3_serving_test/itemknn",
+        model_version="1",
+        interactions=data.interactions,
+        users=world.users,
+    )
+    store_url = f"sqlite:///{folder / 'store' / 'recs.db'}"
+    batch_users = set(data.user_ids[:BATCH_USERS].tolist())
+    run_batch(
+        tracking=tracking,
+        store_url=store_url,
+        interactions=data.interactions[data.interactions["user_id"].isin(batch_users)],
+        k=10,
+        active_days=None,
+        show_progress=False,
+    )
+    return Registry(tracking, knn, pop, data, reference.save(folder / "reference.json"), store_url, folder)
+
+
+@pytest.fixture(scope="module")
+def services(registry) -> Iterator[dict[str, Service]]:
+    """Champion (uvicorn twin) and challenger (real BentoML), started in parallel."""
+    name = registry.tracking.registered_model
+    started = {
+        "champion": Service(
+            "uvicorn", free_port(), f"models:/{name}@champion", registry, registry.folder / "m.log"
+        ),
+        "challenger": Service(
+            "bentoml", free_port(), f"models:/{name}@challenger", registry, registry.folder / "c.log"
+        ),
+    }
+    try:
+        for svc in started.values():
+            svc.start()
+        for svc in started.values():
+            svc.wait()
+        yield started
+    finally:
+        for svc in started.values():
+            if svc.proc is not None:
+                stop(svc.proc)
+
+
+def serving_settings(registry: Registry, services: dict[str, Service], **kw) -> ServingSettings:
+    base = {
+        "api_key": KEY,
+        "model_service_url": services["champion"].url,
+        "store_url": registry.store_url,
+        "reference_path": str(registry.reference_path),
+        "model_timeout_s": 1.0,
+        "breaker_min_calls": 3,
+        "breaker_window_s": 10.0,
+        "breaker_open_s": 1.0,
+        "breaker_close_after": 2,
+    }
+    base.update(kw)
+    return ServingSettings(**base)
+
+
+async def with_api(settings: ServingSettings, scenario) -> Any:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await scenario(client, app)
+
+
+def top_items(model: Any, user: Any, k: int) -> list[Any]:
+    return model.recommend([user], k=k, exclude_seen=True)["item_id"].tolist()
+
+
+def test_end_to_end_batch_model_cold_start_and_shadow(registry, services):
+    data = registry.data
+    in_batch = data.user_ids[0]
+    on_demand = data.user_ids[BATCH_USERS + 5]
+    settings = serving_settings(registry, services, challenger_service_url=services["challenger"].url)
+
+    async def scenario(client: httpx.AsyncClient, app) -> dict:
+        out = {}
+        out["batch"] = (await client.get(f"/v1/recommendations/{in_batch}?k=5", headers=H)).json()
+        out["model"] = (await client.get(f"/v1/recommendations/{on_demand}?k=5&device=tv", headers=H)).json()
+        out["cold"] = (await client.get("/v1/recommendations/new-user-1?k=5", headers=H)).json()
+        for user in data.user_ids[BATCH_USERS : BATCH_USERS + 6]:
+            await client.get(f"/v1/recommendations/{user}?k=5", headers=H)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            out["shadow"] = (await client.get("/v1/shadow", headers=H)).json()
+            if out["shadow"]["compared"] >= 9:
+                break
+            await asyncio.sleep(0.05)
+        out["metrics"] = (await client.get("/metrics")).text
+        out["ready"] = (await client.get("/readyz")).json()
+        return out
+
+    out = asyncio.run(with_api(settings, scenario))
+    knn = registry.champion
+    assert out["batch"]["source"] == "batch" and out["batch"]["model_version"] == "1"
+    assert [i["item_id"] for i in out["batch"]["items"]] == top_items(knn, in_batch, 5)
+    assert out["model"]["source"] == "model" and out["model"]["cold_start"] is False
+    assert out["model"]["model_name"] == "l3_serving_test/itemknn"
+    assert [i["item_id"] for i in out["model"]["items"]] == top_items(knn, on_demand, 5)
+    assert out["cold"]["cold_start"] is True and out["cold"]["fallback"] is False
+    expected_cold = knn.item_ids_[np.argsort(-knn.fallback_, kind="stable")[:5]].tolist()
+    assert [i["item_id"] for i in out["cold"]["items"]] == expected_cold
+    # shadow: the BentoML challenger (popularity) compared with the champion's real lists
+    shadow = out["shadow"]
+    assert shadow["compared"] == 9 and shadow["errors"] == 0 and shadow["challenger_version"] == "2"
+    shadowed = [in_batch, on_demand, "new-user-1", *data.user_ids[BATCH_USERS : BATCH_USERS + 6]]
+    overlaps = [overlap_at_k(top_items(knn, u, 5), top_items(registry.challenger, u, 5), 5) for u in shadowed]
+    assert shadow["mean_overlap_at_k"] == pytest.approx(np.mean(overlaps))
+    assert 'l3_recommendations_total{model_version="1",source="batch"} 1.0' in out["metrics"]
+    assert 'l3_shadow_requests_total{outcome="ok"}' in out["metrics"]
+    assert out["ready"]["batch"]["fresh"] is True and out["ready"]["breaker"] == "closed"
+
+
+def test_breaker_with_killed_and_frozen_model_process(registry, services):
+    champion = services["champion"]
+    settings = serving_settings(registry, services, store_url=None, model_timeout_s=1.0)
+    budget_s = settings.model_timeout_s + 1.5  # the deadline plus slack for a busy 2-core machine
+    user = registry.data.user_ids[BATCH_USERS + 1]
+
+    async def ask(client: httpx.AsyncClient) -> tuple[dict, float]:
+        start = time.perf_counter()
+        r = await client.get(f"/v1/recommendations/{user}?k=5", headers=H)
+        assert r.status_code == 200
+        return r.json(), time.perf_counter() - start
+
+    async def recover(client: httpx.AsyncClient, app, deadline_s: float = 30.0) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < deadline_s:
+            body, elapsed = await ask(client)
+            assert elapsed < budget_s
+            if body["source"] == "model" and app.state.serving.breaker.state == "closed":
+                return time.monotonic() - start
+            await asyncio.sleep(0.1)
+        raise AssertionError("breaker did not close after the model service came back")
+
+    async def scenario(client: httpx.AsyncClient, app) -> dict:
+        breaker = app.state.serving.breaker
+        log: dict[str, Any] = {}
+        body, _ = await ask(client)
+        log["healthy"] = body["source"]
+
+        # 1. kill the process: connection refused -> fallback, then the breaker opens
+        signal_group(champion.proc, signal.SIGKILL)
+        champion.proc.wait(timeout=10)
+        answers = [await ask(client) for _ in range(6)]
+        log["killed_reasons"] = [b["fallback_reason"] for b, _ in answers]
+        log["killed_max_s"] = max(t for _, t in answers)
+        log["killed_state"] = breaker.state
+        log["healthz"] = (await client.get("/healthz")).status_code
+
+        # 2. bring it back on the same port: half-open probes close the breaker
+        await asyncio.to_thread(lambda: champion.start().wait())
+        log["recovered_after_kill_s"] = await recover(client, app)
+
+        # 3. freeze it (SIGSTOP): the port accepts connections but never answers
+        signal_group(champion.proc, signal.SIGSTOP)
+        try:
+            answers = [await ask(client) for _ in range(5)]
+            log["frozen_reasons"] = [b["fallback_reason"] for b, _ in answers]
+            log["frozen_max_s"] = max(t for _, t in answers)
+            log["frozen_state"] = breaker.state
+        finally:
+            signal_group(champion.proc, signal.SIGCONT)
+        log["recovered_after_freeze_s"] = await recover(client, app)
+        log["metrics"] = (await client.get("/metrics")).text
+        return log
+
+    log = asyncio.run(with_api(settings, scenario))
+    assert log["healthy"] == "model"
+    # the window also holds the healthy call, so the rate trips after two or three refusals
+    assert log["killed_reasons"][0] == "connect"
+    assert 2 <= log["killed_reasons"].count("connect") <= 3
+    assert log["killed_reasons"][-3:] == ["breaker_open"] * 3
+    assert log["killed_state"] == "open" and log["healthz"] == 200
+    assert log["killed_max_s"] < budget_s
+    assert log["frozen_reasons"][0] == "timeout"
+    assert log["frozen_reasons"][-2:] == ["breaker_open"] * 2
+    assert log["frozen_state"] == "open"
+    assert log["frozen_max_s"] < budget_s
+    assert 'l3_breaker_transitions_total{breaker="model",to_state="open"} 2.0' in log["metrics"]
+    assert 'l3_breaker_transitions_total{breaker="model",to_state="closed"} 2.0' in log["metrics"]
+    assert 'l3_breaker_state{breaker="model"} 0.0' in log["metrics"]
+
+
+def test_bentoml_build_packages_the_service(tmp_path):
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    result = subprocess.run(
+        [
+            str(Path(os.sys.executable)),
+            "-m",
+            "bentoml",
+            "build",
+            "-f",
+            "level3_recsys/serving/bentofile.yaml",
+            "-o",
+            "tag",
+            ".",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    bentos = list((tmp_path / "bentoml" / "bentos" / "level3_recommender").glob("*/bento.yaml"))
+    assert len(bentos) == 1
+    bento = bentos[0].parent
+    spec = bentos[0].read_text()
+    assert "service: level3_recsys.serving.model_service:RecommenderService" in spec
+    assert "route: /recommend" in spec
+    assert (bento / "src" / "level3_recsys" / "serving" / "scoring.py").is_file()
+    assert not list((bento / "src").rglob("test_*.py"))  # tests stay out of the Bento
+    assert (bento / "env" / "docker" / "Dockerfile").is_file()
