@@ -118,7 +118,10 @@ def train(
         Path | None, typer.Option(help="A MovieLens folder (ml-100k or ml-latest-small layout) to train on.")
     ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model name or 'all' (default: the best model for the data).")
+        str | None,
+        typer.Option(
+            help="Model name, or 'all' for the config's `models` list (default: the best model for the data)."
+        ),
     ] = None,
     data: Annotated[
         Path | None, typer.Option(help="Simulated data from `features` (default: data/processed).")
@@ -143,7 +146,7 @@ def train(
         dataset = "simulated"
         train_data, _ = pipeline.read_dataset(data or cfg.paths().processed, "simulated")
     name = model or BEST_MODEL[dataset]
-    names = list(MODEL_NAMES) if name == "all" else [name]
+    names = list(cfg.models) if name == "all" else [name]
     for n in names:
         if n not in MODEL_NAMES:
             raise ConfigError(f"unknown model {n!r}; choose one of: {', '.join(MODEL_NAMES)} or all")

@@ -14,13 +14,21 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from level3_recsys.models import (
+    ALSConfig,
+    EASEConfig,
+    ItemKNNConfig,
+    PopularityConfig,
+    TwoStageConfig,
+    TwoTowerConfig,
+)
 from level3_recsys.simulate import SimulatorConfig
 from shared.config import LevelConfig
 from shared.paths import LevelPaths
 from shared.runtime import mlflow_sqlite_uri
 
 PATHS = LevelPaths.for_package(__file__)
-ALL_MODELS = ("popularity", "itemknn", "als", "two_tower", "two_stage")
+ALL_MODELS = ("popularity", "itemknn", "als", "ease", "two_tower", "two_stage")
 
 
 class SplitConfig(BaseModel):
@@ -56,13 +64,30 @@ class BatchConfig(BaseModel):
     cron: str = "0 2 * * *"
 
 
+class ModelConfigs(BaseModel):
+    """Hyper-parameters of every model (each model's own config class)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    popularity: PopularityConfig = Field(default_factory=PopularityConfig)
+    itemknn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)
+    als: ALSConfig = Field(default_factory=ALSConfig)
+    ease: EASEConfig = Field(default_factory=EASEConfig)
+    two_tower: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
+    two_stage: TwoStageConfig = Field(default_factory=TwoStageConfig)
+
+    def for_model(self, name: str) -> BaseModel | None:
+        """The config of model `name` (None for a name without one; `build_model` then rejects it)."""
+        return getattr(self, name, None) if name in type(self).model_fields else None
+
+
 class RecsysConfig(LevelConfig):
     """Everything a level-3 run needs.
 
     Attributes:
         simulator: The simulated media platform (its seed is taken from ``seed``).
         models: Models to train and compare.
-        model_params: Per-model overrides passed to ``models.build_model``.
+        model_configs: Each model's hyper-parameters.
         k: Cut-off of the offline metrics and of the recommendation lists.
         split: Time split of the simulator's log.
         tracking: MLflow settings.
@@ -83,7 +108,7 @@ class RecsysConfig(LevelConfig):
 
     simulator: SimulatorConfig = Field(default_factory=SimulatorConfig)
     models: list[str] = Field(default_factory=lambda: list(ALL_MODELS))
-    model_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    model_configs: ModelConfigs = Field(default_factory=ModelConfigs)
     k: int = Field(10, ge=1, le=100)
     split: SplitConfig = Field(default_factory=SplitConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

@@ -174,7 +174,7 @@ def train_models(
     from level3_recsys.models import build_model
     from level3_recsys.tracking import log_training_run, save_recommender
 
-    built = {name: build_model(name, cfg.model_params.get(name)) for name in names}
+    built = {name: build_model(name, cfg.model_configs.for_model(name)) for name in names}
     result = TrainedModels({}, {})
     tracking = cfg.tracking_settings()
     sample_users = train.interactions["user_id"].drop_duplicates().head(5).tolist()
@@ -268,7 +268,7 @@ def log_evaluation(cfg: RecsysConfig, trained: TrainedModels, table: pd.DataFram
     Returns:
         The aliases set: ``{"champion": version, "challenger": version}``.
     """
-    from level3_recsys.tracking import LoggedRun, register_winner
+    from level3_recsys.tracking import LoggedRun, mlflow_key, register_winner
 
     tracking = cfg.tracking_settings()
     tracking.activate()
@@ -283,7 +283,7 @@ def log_evaluation(cfg: RecsysConfig, trained: TrainedModels, table: pd.DataFram
             if isinstance(v, int | float | np.floating | np.integer) and np.isfinite(v)
         }
         for key, value in metrics.items():
-            client.log_metric(run_id, key, value)
+            client.log_metric(run_id, mlflow_key(key), value)
         runs.append(LoggedRun(run_id, trained.model_uris[name], name, metrics))
     if not runs:
         raise DataError("no evaluated model has an MLflow run to register")

@@ -150,8 +150,13 @@ class RecommenderModel(_PythonModel):  # type: ignore[misc, valid-type]
         return self.recommender.recommend(users, k=k, exclude_seen=exclude_seen)
 
 
+def mlflow_key(name: str) -> str:
+    """MLflow's spelling of a metric name: it allows no ``@``, so ``ndcg@10`` becomes ``ndcg_at_10``."""
+    return name.replace("@", "_at_")
+
+
 def _mlflow_safe(metrics: Mapping[str, Any]) -> dict[str, float]:
-    # MLflow rejects NaN-free-but-None values and non-numbers; undefined metrics are left out.
+    # Undefined metrics (None, NaN) and non-numbers are left out rather than logged as fakes.
     out = {}
     for key, value in metrics.items():
         try:
@@ -205,7 +210,7 @@ def log_training_run(
         with mlflow.start_run(run_name=run_name or name) as run:
             mlflow.set_tags({"model_name": name, "level": "3", **(tags or {})})
             mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
-            mlflow.log_metrics(clean_metrics)
+            mlflow.log_metrics({mlflow_key(key): value for key, value in clean_metrics.items()})
             for label, path in (artifacts or {}).items():
                 if Path(path).exists():
                     mlflow.log_artifact(str(path), artifact_path=label)
@@ -253,7 +258,9 @@ def register_winner(
     for alias, run in zip((CHAMPION, CHALLENGER), ranked, strict=False):
         version = mlflow.register_model(run.model_uri, tracking.registered_model).version
         client.set_model_version_tag(tracking.registered_model, version, "model_name", run.model_name)
-        client.set_model_version_tag(tracking.registered_model, version, metric, f"{run.metrics[metric]:.6f}")
+        client.set_model_version_tag(
+            tracking.registered_model, version, mlflow_key(metric), f"{run.metrics[metric]:.6f}"
+        )
         client.set_registered_model_alias(tracking.registered_model, alias, version)
         aliases[alias] = str(version)
     return aliases
