@@ -20,7 +20,7 @@ What each one answers:
 * drift: `PSI` (population stability index of request context — ``device``, ``hour`` — and of
   recommended-item popularity — ``item_popularity`` — over the last ``drift_window`` requests
   against the training reference; above 0.2 is the usual "shifted" threshold);
-* shadow: `SHADOW_REQUESTS` (per outcome: ``ok``, ``error``, ``dropped``), `SHADOW_LATENCY`,
+* shadow: `SHADOW_REQUESTS` (per outcome: ``ok``, ``error``, ``timeout``, ``dropped``), `SHADOW_LATENCY`,
   `SHADOW_OVERLAP`, `SHADOW_PREDICTED_CTR` (per model: champion / challenger), `SHADOW_QUEUE_DEPTH`.
 """
 
