@@ -54,16 +54,44 @@ all: install
 level%: install
 	$(PY) scripts/run_levels.py $*
 
+# Debian packages some tests use: promtool (prometheus) and docker-compose for the ops checks of
+# level 3; podman, runc and debootstrap for the container tests. Installed only when missing and
+# apt-get is usable (root); elsewhere those tests skip and say which binary is absent.
+APT_TEST      := prometheus:promtool docker-compose:docker-compose
+APT_CONTAINER := podman:podman runc:runc debootstrap:debootstrap
+
+define apt_ensure
+	@missing=""; for pair in $(1); do pkg=$${pair%%:*}; bin=$${pair##*:}; \
+	  command -v $$bin >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+	      { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; } || \
+	      echo "warning: could not install$$missing; the tests that need them will skip"; \
+	  else echo "note: missing$$missing (not root or no apt-get); the tests that need them will skip"; fi; \
+	fi
+endef
+
+## system-deps: Debian packages the ops tests use (promtool, docker-compose), installed when missing
+system-deps:
+	$(call apt_ensure,$(APT_TEST))
+
+## container-deps: podman, runc and debootstrap for the container tests, installed when missing
+container-deps:
+	$(call apt_ensure,$(APT_CONTAINER))
+
 ## test: install and run the test suite (heavy `slow` and `container` tests skipped)
-test: install
+test: install system-deps
 	$(PYTEST) $(XDIST) -m "not slow and not container"
 
 ## test-full: every test, slow ones included (container tests too when podman is present)
-test-full: install
+test-full: install system-deps
 	$(PYTEST) $(XDIST)
 
 ## test-level1 .. test-level5: the shared tests and one level's tests
-test-level%: install
+test-level%: install system-deps
 	@d=$$(ls -d level$*_*/ 2>/dev/null | head -1); \
 	if [ -d "$${d}tests" ]; then \
 	  $(PYTEST) $(XDIST) -m "not slow and not container" shared/tests $${d}tests; \
@@ -100,4 +128,4 @@ distclean: clean
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install lock all test test-full bench lint format clean distclean help
+.PHONY: install system-deps container-deps lock all test test-full bench lint format clean distclean help
