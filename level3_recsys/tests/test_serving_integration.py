@@ -337,3 +337,61 @@ def test_bentoml_build_packages_the_service(tmp_path):
     assert (bento / "src" / "level3_recsys" / "serving" / "scoring.py").is_file()
     assert not list((bento / "src").rglob("test_*.py"))  # tests stay out of the Bento
     assert (bento / "env" / "docker" / "Dockerfile").is_file()
+
+
+def _recsys_config(tmp_path: Path, registry: Registry | None) -> Any:
+    from level3_recsys.config import RecsysConfig
+    from shared.config import load_config
+
+    tracking = (
+        {
+            "tracking_uri": registry.tracking.tracking_uri,
+            "artifact_location": registry.tracking.artifact_location,
+            "registered_model": registry.tracking.registered_model,
+        }
+        if registry
+        else {}
+    )
+    return load_config(
+        RecsysConfig,
+        profile="quick",
+        overrides={
+            "tracking": tracking,
+            "artifacts_dir": str(tmp_path / "artifacts"),
+            "data_dir": str(tmp_path / "data"),
+        },
+        environ={},
+    )
+
+
+def test_serve_plan_writes_reference_and_finds_challenger(tmp_path, registry):
+    from level3_recsys.serving.reference import ServingReference
+    from level3_recsys.serving.serve import plan
+
+    p = plan(_recsys_config(tmp_path, registry))
+    assert p.has_challenger is True
+    assert p.store_url is None  # no batch under this artifacts folder yet
+    reference = ServingReference.load(p.reference_path)
+    assert reference.model_version == "1"
+    expected = registry.champion.item_ids_[np.argsort(-registry.champion.fallback_, kind="stable")[:10]]
+    assert reference.popular_items[:10] == expected.tolist()
+
+
+def test_serve_cli_rejects_bad_options_and_missing_champion(tmp_path, registry):
+    from typer.testing import CliRunner
+
+    from level3_recsys.serving.cli import serving_app
+
+    runner = CliRunner()
+    bad_engine = runner.invoke(serving_app, ["serve", "--engine", "docker"])
+    assert bad_engine.exit_code == 2 and "--engine must be one of" in bad_engine.output
+    same_ports = runner.invoke(serving_app, ["serve", "--api-port", "3000"])
+    assert same_ports.exit_code == 2 and "must differ" in same_ports.output
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        f"artifacts_dir: {tmp_path / 'artifacts'}\ndata_dir: {tmp_path / 'data'}\n"
+        f"tracking:\n  tracking_uri: {registry.tracking.tracking_uri}\n"
+        "  registered_model: nothing_registered\n"
+    )
+    empty = runner.invoke(serving_app, ["serve", "--config", str(config)])
+    assert empty.exit_code == 2 and "no champion in the registry" in empty.output
