@@ -1,0 +1,128 @@
+"""Build the API image with podman and run it: a real container answers on a loopback port.
+
+Marked ``container`` (``make test-container``; excluded from ``make test``). Needs root,
+podman, runc and debootstrap (Debian packages); skipped with the reason when they are absent.
+The base image comes from ``docker/build_base.sh`` (debootstrap + ``podman import``, cached by
+tag), the API image from ``docker/build_image.sh api`` (``podman build --format docker``).
+A small trained workspace (registry, fresh batch, serving reference) is mounted at the same
+path; no model service runs, so unknown users exercise the popularity fallback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from level3_recsys.loadtest.workspace import prepare_workspace
+from level3_recsys.tests.ops_helpers import DOCKER, REPO, tool
+
+pytestmark = [pytest.mark.container, pytest.mark.integration]
+
+BASE_TAG = "localhost/ml-levels-base:bookworm"
+API_TAG = "localhost/level3-recsys-api:test"
+KEY = "container-key"
+SMALL = {
+    "simulator": {"n_users": 300, "n_items": 300, "days": 14, "new_items_per_day": 5},
+    "split": {"test_days": 3.0},
+}
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(DOCKER / "podman" / "containers.conf")}
+
+
+def sh(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=podman_env(), cwd=REPO)
+    assert result.returncode == 0, (
+        f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    return result
+
+
+@pytest.fixture(scope="module")
+def api_image():
+    podman = tool("podman")
+    tool("debootstrap")
+    tool("runc")
+    if os.geteuid() != 0:
+        pytest.skip("building the debootstrap base image needs root")
+    sh([str(DOCKER / "build_base.sh"), BASE_TAG])
+    sh([str(DOCKER / "build_image.sh"), "api", API_TAG])
+    return podman
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    ws = prepare_workspace(tmp_path_factory.mktemp("ws"), overrides=SMALL)
+    # The container runs as uid 10001; SQLite in WAL mode needs to write next to the store.
+    for folder, _, files in os.walk(ws.root):
+        os.chmod(folder, 0o777)
+        for name in files:
+            os.chmod(os.path.join(folder, name), 0o666)
+    return ws
+
+
+def test_api_image_runs_and_answers(api_image, workspace, free_port):
+    podman = api_image
+    env = workspace.api_env(api_key=KEY, model_url="http://127.0.0.1:9")  # no model service
+    cmd = [
+        podman,
+        "run",
+        "-d",
+        "--rm",
+        "-p",
+        f"127.0.0.1:{free_port}:8000",
+        "-v",
+        f"{workspace.root}:{workspace.root}",
+    ]
+    for name, value in env.items():
+        cmd += ["-e", f"{name}={value}"]
+    cid = sh([*cmd, API_TAG]).stdout.strip().splitlines()[-1]
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, sh([podman, "logs", cid]).stderr[-3000:]
+            time.sleep(0.5)
+        h = {"X-API-Key": KEY}
+        user = workspace.user_ids[0]
+        body = httpx.get(f"{base}/v1/recommendations/{user}?k=5", headers=h, timeout=5).json()
+        assert body["source"] == "batch" and not body["fallback"]
+        assert body["model_version"] == workspace.model_version
+        assert len(body["items"]) == 5
+        assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
+        cold = httpx.get(f"{base}/v1/recommendations/nobody-here?k=5", headers=h, timeout=5).json()
+        assert cold["source"] == "fallback" and cold["fallback"]
+        reference = json.loads(Path(workspace.reference_path).read_text())
+        assert [i["item_id"] for i in cold["items"]] == reference["popular_items"][:5]
+        assert httpx.get(f"{base}/v1/recommendations/{user}", timeout=5).status_code == 401
+        assert httpx.get(f"{base}/v1/recommendations/{user}?k=500", headers=h, timeout=5).status_code == 422
+        # /metrics from inside the container (its own loopback) counts what we asked.
+        script = (
+            "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/metrics').read().decode())"
+        )
+        metrics = sh([podman, "exec", cid, "python3", "-c", script]).stdout
+        assert (
+            f'l3_recommendations_total{{model_version="{workspace.model_version}",source="batch"}} 1.0'
+            in metrics
+        )
+        assert 'l3_fallbacks_total{reason="connect"} 1.0' in metrics
+        # The image's HEALTHCHECK passes, and the process does not run as root.
+        sh([podman, "healthcheck", "run", cid])
+        inspect = json.loads(sh([podman, "inspect", cid]).stdout)[0]
+        assert inspect["Config"]["User"] == "10001"
+    finally:
+        subprocess.run(
+            [podman, "rm", "-f", "-t", "5", cid], capture_output=True, env=podman_env(), timeout=60
+        )
