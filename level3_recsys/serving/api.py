@@ -417,7 +417,8 @@ def create_app(
         metrics.recommendations.labels(
             response.source, metrics.ctr.version_label(response.model_version)
         ).inc()
-        metrics.drift.observe("device", [device])
+        if device != "unknown":  # an absent context is not a shift of the device mix
+            metrics.drift.observe("device", [device])
         metrics.drift.observe("hour", [str(hour)])
         if state.reference is not None:
             metrics.drift.observe(

@@ -65,3 +65,33 @@ def serve(
         api_key=api_key,
         shadow=shadow,
     )
+
+
+@serving_app.command("reference")
+@handle_user_errors
+def reference(
+    profile: Annotated[str, typer.Option("--profile", help="Config profile: quick (CI) or full.")] = "quick",
+    config: Annotated[Path | None, typer.Option("--config", help="YAML/TOML/JSON config overrides.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Reference JSON (default: artifacts/serving/reference.json).")
+    ] = None,
+    alias: Annotated[
+        str, typer.Option(help="Registry alias whose model defines the reference.")
+    ] = "champion",
+) -> None:
+    """Write the API's serving reference (popularity fallback + drift reference) from the registry."""
+    from level3_recsys.config import RecsysConfig
+    from level3_recsys.serving.serve import write_reference
+    from shared.config import load_config
+    from shared.runtime import configure_environment
+
+    configure_environment()
+    cfg = load_config(RecsysConfig, profile=profile, path=config)
+    target = out or cfg.paths().artifacts / "serving" / "reference.json"
+    ref = write_reference(cfg, target, alias=alias)
+    typer.echo(f"reference    {target}")
+    typer.echo(f"model        {ref.model_name} v{ref.model_version}")
+    typer.echo(
+        f"fallback     {len(ref.popular_items)} items; drift features: {', '.join(sorted(ref.features))}"
+    )
+    typer.echo(f"use it with  L3_SERVING_REFERENCE_PATH={target}")

@@ -395,3 +395,25 @@ def test_serve_cli_rejects_bad_options_and_missing_champion(tmp_path, registry):
     )
     empty = runner.invoke(serving_app, ["serve", "--config", str(config)])
     assert empty.exit_code == 2 and "no champion in the registry" in empty.output
+
+
+def test_reference_command_writes_the_api_reference(tmp_path, registry):
+    from typer.testing import CliRunner
+
+    from level3_recsys.serving.cli import serving_app
+    from level3_recsys.serving.reference import ServingReference
+
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        f"artifacts_dir: {tmp_path / 'artifacts'}\ndata_dir: {tmp_path / 'data'}\n"
+        f"tracking:\n  tracking_uri: {registry.tracking.tracking_uri}\n"
+        f"  registered_model: {registry.tracking.registered_model}\n"
+    )
+    out = tmp_path / "ref.json"
+    result = CliRunner().invoke(
+        serving_app, ["reference", "--config", str(config), "--out", str(out), "--alias", "challenger"]
+    )
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output
+    ref = ServingReference.load(out)
+    assert ref.model_version == "2" and ref.model_name.endswith("/popularity")
