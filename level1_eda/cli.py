@@ -36,6 +36,14 @@ def _config(profile: str, config: Path | None, **overrides: object) -> L1Config:
     return load_config(L1Config, profile=profile, path=config, overrides=overrides)
 
 
+def _check_input(csv: Path | None) -> None:
+    # Fail on a missing or empty file before importing scikit-learn and matplotlib (seconds).
+    if csv is not None:
+        from level1_eda.data import check_file
+
+        check_file(Path(csv))
+
+
 def _warn(warnings: list[str]) -> None:
     for w in warnings:
         typer.echo(f"warning: {w}", err=True)
@@ -53,9 +61,10 @@ def run(
     seed: SeedOpt = None,
 ) -> None:
     """Everything end to end: profile, explore, compare missing-value strategies, train, evaluate, save."""
+    cfg = _config(profile, config, target=target, task=task, seed=seed)
+    _check_input(csv)
     from level1_eda.pipeline import run as run_level
 
-    cfg = _config(profile, config, target=target, task=task, seed=seed)
     result = run_level(csv, cfg, out=out)
     _warn(result.warnings)
     m = result.metrics
@@ -81,9 +90,10 @@ def profile(
     config: ConfigOpt = None,
 ) -> None:
     """Read, type and profile a CSV (steps 1-4) and write the report, without training a model."""
+    cfg = _config(profile, config, target=target, task=task)
+    _check_input(csv)
     from level1_eda.pipeline import run_profile
 
-    cfg = _config(profile, config, target=target, task=task)
     result = run_profile(csv, cfg, out=out)
     _warn(result.warnings)
     ov = result.metrics["overview"]

@@ -75,7 +75,8 @@ def penguins_csv(raw_dir: Path) -> Path:
     return target
 
 
-def _check_file(path: Path) -> int:
+def check_file(path: Path) -> int:
+    """Size in bytes of a readable, non-empty file; otherwise a one-line `UserError`."""
     if not path.exists():
         raise InputFileError(f"file not found: {path}")
     if path.is_dir():
@@ -158,7 +159,7 @@ def load_csv(path: str | os.PathLike[str]) -> LoadedCSV:
         EmptyDataError: No bytes, or a header without rows.
     """
     path = Path(path)
-    size = _check_file(path)
+    size = check_file(path)
     head = _read_head(path)
     encoding = detect_encoding(head)
     text = head.decode(encoding, errors="ignore")

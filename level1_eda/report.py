@@ -305,7 +305,11 @@ def add_evaluation(report: Report, trained: Trained, ev: Evaluation, task: str) 
             "class, the share found. F1: their harmonic mean.",
         )
     else:
-        sec.figure(residual_plot(ev.y_test, ev.y_pred))
+        sec.figure(
+            residual_plot(ev.y_test, ev.y_pred),
+            "Residual plot: points should scatter evenly around zero; a curve or a funnel means the "
+            "straight line misses a pattern",
+        )
     sec.figure(
         coefficient_plot(ev.coefficients),
         "Coefficients on standardised numbers and 0/1 categories, so their sizes compare",

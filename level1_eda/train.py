@@ -42,27 +42,32 @@ class Split:
 def split_data(df: pd.DataFrame, schema: Schema, cfg: L1Config) -> Split:
     """Hold out a test set, stratified by class so each class keeps its share.
 
-    The training part is sampled down to ``cfg.max_train_rows`` when larger:
-    a linear model's score stops improving long before a million rows.
+    Files larger than ``cfg.max_train_rows`` training rows are first sampled
+    (stratified) to that size plus its test share: a linear model's score
+    stops improving long before a million rows, and the test set stays large.
     """
+    y = class_labels(df[schema.target]) if schema.task == "classification" else df[schema.target]
+    notes = []
+    limit = int(cfg.max_train_rows / (1 - cfg.test_size))
+    if len(df) > limit:
+        keep, _ = train_test_split(
+            df.index,
+            train_size=limit,
+            random_state=cfg.seed,
+            stratify=y if schema.task == "classification" else None,
+        )
+        df, y = df.loc[keep], y.loc[keep]
+        notes.append(
+            f"{limit:,} rows sampled for modelling (max_train_rows={cfg.max_train_rows:,} for training)"
+        )
     X = df[schema.features]
-    y = df[schema.target]
-    if schema.task == "classification":
-        y = class_labels(y)
     stratify = y if schema.task == "classification" else None
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=cfg.test_size, random_state=cfg.seed, stratify=stratify
     )
-    notes = [f"{len(X_train):,} training rows and {len(X_test):,} test rows (test share {cfg.test_size:.0%})"]
-    if len(X_train) > cfg.max_train_rows:
-        X_train, _, y_train, _ = train_test_split(
-            X_train,
-            y_train,
-            train_size=cfg.max_train_rows,
-            random_state=cfg.seed,
-            stratify=y_train if schema.task == "classification" else None,
-        )
-        notes.append(f"training rows sampled down to {cfg.max_train_rows:,} (max_train_rows)")
+    notes.insert(
+        0, f"{len(X_train):,} training rows, {len(X_test):,} test rows (test share {cfg.test_size:.0%})"
+    )
     return Split(X_train, X_test, y_train, y_test, notes)
 
 

@@ -27,7 +27,9 @@ def penguins_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def penguins_run(tmp_path_factory: pytest.TempPathFactory, penguins_path: Path) -> RunResult:
     """The level's default run (quick profile, 5-fold CV) on penguins, once per session."""
-    return run(penguins_path, L1Config(), out=tmp_path_factory.mktemp("penguins-run"))
+    # Level defaults (split, 5-fold CV, model); smaller figures to keep the suite quick.
+    cfg = L1Config(plot_rows=400, pairplot_rows=150, max_plot_columns=3)
+    return run(penguins_path, cfg, out=tmp_path_factory.mktemp("penguins-run"))
 
 
 def make_mixed_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:

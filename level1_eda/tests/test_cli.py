@@ -1,0 +1,146 @@
+"""The command line: bad input gives one line on stderr and exit code 2; odd input gives warnings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from level1_eda.cli import app
+
+runner = CliRunner()
+
+
+def _write(path: Path, content: str | bytes) -> Path:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    return path
+
+
+def _two_class_rows(n: int = 40) -> str:
+    return "x,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(n))
+
+
+BAD_INPUTS = [
+    ("missing file", None, ["--target", "y"], "file not found"),
+    ("empty file", b"", ["--target", "y"], "is empty"),
+    ("header only", "x,y\n", ["--target", "y"], "no data rows"),
+    ("not a csv", b"PK\x03\x04\x14\x00\x00\x00\x08\x00binary\x00zip", ["--target", "y"], "binary"),
+    ("unknown target", _two_class_rows(), ["--target", "Z"], "target column 'Z' not found"),
+    (
+        "target all missing",
+        "x,y\n" + "".join(f"{i},\n" for i in range(30)),
+        ["--target", "y"],
+        "missing on every",
+    ),
+    (
+        "single class",
+        "x,y\n" + "".join(f"{i * 0.5},a\n" for i in range(30)),
+        ["--target", "y"],
+        "single class",
+    ),
+    (
+        "no usable feature",
+        "id,y\n" + "".join(f"{i},{'ab'[i % 2]}\n" for i in range(30)),
+        ["--target", "y"],
+        "no usable",
+    ),
+    ("bad task", _two_class_rows(), ["--target", "y", "--task", "ranking"], "task"),
+    ("bad profile", _two_class_rows(), ["--target", "y", "--profile", "huge"], "unknown profile"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "args", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+def test_bad_input_one_line_exit_2(
+    tmp_path: Path, name: str, content: str | bytes | None, args: list[str], message: str
+) -> None:
+    csv = tmp_path / "in.csv"
+    if content is not None:
+        _write(csv, content)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["run", "--csv", str(csv), *args, "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing half-written
+
+
+def test_predict_bad_inputs(tmp_path: Path) -> None:
+    csv = _write(tmp_path / "new.csv", _two_class_rows())
+    result = runner.invoke(app, ["predict", "--model", str(tmp_path / "none.joblib"), "--csv", str(csv)])
+    assert result.exit_code == 2 and result.stderr.startswith("error: model file not found")
+    junk = _write(tmp_path / "m.joblib", b"garbage")
+    result = runner.invoke(app, ["predict", "--model", str(junk), "--csv", str(csv)])
+    assert result.exit_code == 2 and "cannot load model" in result.stderr
+
+
+def test_module_entry_point_reports_user_error_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "level1_eda", "run", "--csv", str(tmp_path / "missing.csv")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: file not found: {tmp_path / 'missing.csv'}"]
+
+
+def test_odd_but_valid_file_runs_with_warnings_and_predicts(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    n = 120
+    x = rng.normal(0, 1, n)
+    df = pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1000 + n),
+            "size": np.round(x, 3).astype(str),
+            "mostly_gone": np.where(np.arange(n) % 5 == 0, rng.normal(0, 1, n).round(2).astype(str), ""),
+            "région": rng.choice(["Île", "Nord", "Sud"], n),
+            "label": np.where(x > 0, "élevé", "bas"),
+        }
+    )
+    df.loc[3, "size"] = "n/a?"  # one stray text value in a numeric column
+    csv = tmp_path / "odd.csv"
+    csv.write_bytes(df.to_csv(index=False, sep=";").encode("cp1252"))
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["run", "--csv", str(csv), "--target", "label", "--out", str(out), "--config", str(_cfg(tmp_path))],
+    )
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    assert "warning: file is not UTF-8" in err
+    assert "warning: delimiter is ';'" in err
+    assert "'customer_id' looks like an identifier" in err
+    assert "'mostly_gone' is 80% missing" in err
+    assert "'size' mixes types" in err
+    assert "accuracy:" in result.stdout and "report:" in result.stdout
+    assert (out / "report.html").exists() and (out / "metrics.json").exists()
+
+    new = pd.DataFrame({"size": ["1.5", "-2", None], "région": ["Ouest", "Nord", None]})
+    new_csv = tmp_path / "new.csv"
+    new.to_csv(new_csv, index=False)
+    preds = tmp_path / "preds.csv"
+    result = runner.invoke(
+        app, ["predict", "--model", str(out / "model.joblib"), "--csv", str(new_csv), "--out", str(preds)]
+    )
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(preds)
+    assert table["prediction"].tolist()[:2] == ["élevé", "bas"]
+    assert list(table.columns) == ["prediction", "proba_bas", "proba_élevé"]
+    assert "columns absent from the new file" in result.stderr  # mostly_gone was not given
+
+
+def _cfg(tmp_path: Path) -> Path:
+    # Small figures keep this end-to-end test quick.
+    path = tmp_path / "small.yaml"
+    path.write_text("plot_rows: 200\npairplot_rows: 100\nmax_plot_columns: 3\ncv_folds: 3\n")
+    return path
