@@ -454,7 +454,7 @@ def build_snapshots(
         )
     frames = list(_iter_buckets(Path(clean_dir), dates, cfg.label_days, progress))
     df = pd.concat(frames, ignore_index=True)
-    return df.sort_values(list(ID_COLUMNS), kind="stable").reset_index(drop=True)
+    return df.sort_values(["snapshot_date", "customer_id"], kind="stable").reset_index(drop=True)
 
 
 def build_scoring_snapshot(
@@ -476,7 +476,7 @@ def build_scoring_snapshot(
         raise DataError(f"snapshot {t.date()} is after the end of the data ({end.date()})")
     frames = list(_iter_buckets(Path(clean_dir), [t], None, progress))
     df = pd.concat(frames, ignore_index=True)
-    return df.sort_values(list(ID_COLUMNS), kind="stable").reset_index(drop=True)
+    return df.sort_values(["snapshot_date", "customer_id"], kind="stable").reset_index(drop=True)
 
 
 def write_snapshots(

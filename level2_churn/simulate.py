@@ -167,7 +167,7 @@ class SimulatorConfig(BaseModel):
     chunk_size: int = Field(50_000, ge=100, description="customers simulated and written per chunk")
     existing_share: float = Field(0.6, gt=0, le=1, description="share of customers signed up before `start`")
     base_logit: float = Field(-3.9, description="intercept of the monthly churn logit")
-    hidden_noise: float = Field(0.5, ge=0, description="sd of the unobserved per-customer loyalty term")
+    hidden_noise: float = Field(0.4, ge=0, description="sd of the unobserved per-customer loyalty term")
     mess: MessConfig = Field(default_factory=MessConfig)
 
     @field_validator("start")
