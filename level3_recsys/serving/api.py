@@ -296,7 +296,7 @@ def create_app(
     expected_key = settings.api_key.get_secret_value().encode()
 
     # Default-value style: with postponed annotations FastAPI cannot see a local in Annotated[...].
-    def require_key(key: str | None = Security(api_key_header)) -> None:
+    async def require_key(key: str | None = Security(api_key_header)) -> None:
         if key is None:
             raise HTTPException(401, f"missing API key: send it in the {API_KEY_HEADER} header")
         if not secrets.compare_digest(key.encode(), expected_key):
@@ -321,7 +321,7 @@ def create_app(
         return RecommendationResponse(
             user_id=user_id,
             items=[
-                ScoredItem(item_id=i, score=float(s), rank=r)
+                ScoredItem.model_construct(item_id=i, score=float(s), rank=r)
                 for r, (i, s) in enumerate(zip(items, scores, strict=True), 1)
             ],
             k=k,
@@ -350,7 +350,7 @@ def create_app(
         return RecommendationResponse(
             user_id=user_id,
             items=[
-                ScoredItem(item_id=i, score=float(s), rank=r)
+                ScoredItem.model_construct(item_id=i, score=float(s), rank=r)
                 for r, (i, s) in enumerate(zip(recs.item_ids[:k], recs.scores[:k], strict=True), 1)
             ],
             k=k,
