@@ -8,6 +8,8 @@ went; user mistakes end with one ``error:`` line and exit code 2.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,12 +29,22 @@ ConfigFile = Annotated[
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed for every generator and model.")]
 
 
-def _config(profile: str, config: Path | None, **overrides: Any) -> Any:
-    from level3_recsys.config import RecsysConfig
-    from shared.config import load_config
+@app.callback()
+def _runtime() -> None:
+    """Level 3: media recommendations — simulate, train, evaluate, register, batch."""
     from shared.runtime import configure_environment
 
     configure_environment()
+    # Prefect's temporary API server needs longer than its 20 s default on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    # MLflow announces schema migrations at INFO on stderr; a CLI user needs only warnings.
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+
+def _config(profile: str, config: Path | None, **overrides: Any) -> Any:
+    from level3_recsys.config import RecsysConfig
+    from shared.config import load_config
+
     return load_config(RecsysConfig, profile=profile, path=config, overrides=overrides)
 
 
@@ -137,19 +149,26 @@ def train(
     from level3_recsys.models import MODEL_NAMES
 
     cfg = _config(profile, config, seed=seed)
-    if movielens is not None:
-        from level3_recsys.movielens import load_movielens
-
-        dataset = "movielens"
-        train_data = load_movielens(movielens)
-    else:
-        dataset = "simulated"
-        train_data, _ = pipeline.read_dataset(data or cfg.paths().processed, "simulated")
+    dataset = "movielens" if movielens is not None else "simulated"
     name = model or BEST_MODEL[dataset]
     names = list(cfg.models) if name == "all" else [name]
     for n in names:
         if n not in MODEL_NAMES:
             raise ConfigError(f"unknown model {n!r}; choose one of: {', '.join(MODEL_NAMES)} or all")
+    if movielens is not None:
+        from level3_recsys.benchmark import benchmark_configs
+        from level3_recsys.movielens import load_movielens
+
+        train_data = load_movielens(movielens)
+        # Ratings with no meaningful time order: the settings tuned on the MovieLens protocol.
+        tuned = benchmark_configs(cfg.seed, cfg.show_progress)
+        cfg = cfg.model_copy(
+            update={
+                "model_configs": cfg.model_configs.model_validate({**cfg.model_configs.model_dump(), **tuned})
+            }
+        )
+    else:
+        train_data, _ = pipeline.read_dataset(data or cfg.paths().processed, "simulated")
     folder = run_dir or cfg.paths().run_dir(f"train-{dataset}-{name}")
     folder.mkdir(parents=True, exist_ok=True)
     trained = pipeline.train_models(cfg, train_data, names, folder, log_to_mlflow=mlflow, dataset=dataset)
@@ -274,6 +293,7 @@ def batch(
 ) -> None:
     """The nightly batch (a Prefect flow): champion's top-K for every active user into the store."""
     from level3_recsys.batch import nightly_batch_flow
+    from level3_recsys.tracking import alias_version
 
     cfg = _config(profile, config)
     k = _check_k(k if k is not None else cfg.batch.k)
@@ -283,6 +303,7 @@ def batch(
         raise InputFileError(
             f"interactions file not found: {source}; run the pipeline first or pass --interactions"
         )
+    alias_version(tracking, alias)  # fail fast, before the flow and its Prefect server start
     summary = nightly_batch_flow(
         tracking_uri=tracking.tracking_uri,
         artifact_location=tracking.artifact_location,
@@ -320,30 +341,33 @@ def report(
 @handle_user_errors
 def benchmark(
     movielens: Annotated[Path, typer.Option(help="The ml-100k (or ml-latest-small) folder.")],
-    models: Annotated[
-        str | None, typer.Option(help="Comma-separated models (default: the benchmark's set).")
-    ] = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated models (default: every model).")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for the results (default: a new run folder).")
     ] = None,
 ) -> None:
     """Microsoft Recommenders MovieLens protocol (75/25 item-stratified, seed 42, top-10)."""
-    from level3_recsys.benchmark import run_benchmark
+    from level3_recsys.benchmark import BENCHMARK_MODELS, PUBLISHED, run_benchmark
     from level3_recsys.config import PATHS
+    from level3_recsys.models import MODEL_NAMES
+    from level3_recsys.report import write_benchmark_report
     from shared.runtime import configure_environment
 
     configure_environment()
-    if not movielens.is_dir():
-        raise InputFileError(f"MovieLens folder not found: {movielens}")
-    kwargs: dict[str, Any] = {}
-    if models:
-        kwargs["models"] = [m.strip() for m in models.split(",") if m.strip()]
-    if out is not None:
-        kwargs["out_dir"] = out
-    else:
-        kwargs["out_dir"] = PATHS.run_dir("benchmark-movielens")
-    result = run_benchmark(movielens, **kwargs)
-    typer.echo(str(result))
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else list(BENCHMARK_MODELS)
+    unknown = [m for m in names if m not in MODEL_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {unknown}; choose from: {', '.join(MODEL_NAMES)}")
+    table = run_benchmark(movielens, names)
+    folder = out or PATHS.run_dir("benchmark-movielens")
+    metrics, report_path = write_benchmark_report(folder, table, PUBLISHED, source=str(movielens))
+    typer.echo(_table(table))
+    typer.echo("published (same protocol):")
+    typer.echo(_table(PUBLISHED))
+    best = str(table["ndcg@10"].idxmax())
+    _echo("report", report_path)
+    _echo("metrics", metrics)
+    _echo("headline", f"ndcg@10 = {table.loc[best, 'ndcg@10']:.4f} ({best})")
 
 
 @app.command()

@@ -179,3 +179,46 @@ def build_report(
         if batch:
             ops.table(pd.Series({k: str(v) for k, v in batch.items()}, name="value").to_frame())
     return report.write(run_dir / "report.html")
+
+
+def write_benchmark_report(
+    folder: Path, table: pd.DataFrame, published: pd.DataFrame, *, source: str
+) -> tuple[Path, Path]:
+    """``metrics.json`` and ``report.html`` of a MovieLens benchmark run.
+
+    Returns:
+        The metrics path and the report path.
+    """
+    import matplotlib.pyplot as plt
+
+    from shared.plotting import PALETTE, set_theme
+
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "benchmark.csv")
+    metrics, best, value = write_run_metrics(
+        folder, table.drop(columns=["beats_published"], errors="ignore"), dataset="movielens"
+    )
+    report = Report("Level 3 — MovieLens benchmark (Microsoft Recommenders protocol)", subtitle=source)
+    report.section(
+        "Protocol",
+        "Items stratified 75/25 with seed 42, every rating relevant, top-10 with seen items removed, "
+        "Recommenders' metric definitions (its `map` divides by all of a user's test items).",
+    ).metrics(
+        {"best model": best, "ndcg@10": value, "best published ndcg@10": float(published["ndcg@10"].max())}
+    )
+    report.section("Our models").table(table, float_format="{:.4f}")
+    report.section("Published figures on the same split").table(published, float_format="{:.4f}")
+    set_theme()
+    both = pd.concat(
+        [
+            table["ndcg@10"].rename(lambda n: f"ours: {n}"),
+            published["ndcg@10"].rename(lambda n: f"published: {n}"),
+        ]
+    ).sort_values()
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(both) + 1.5))
+    colors = [PALETTE[0] if name.startswith("ours") else PALETTE[7] for name in both.index]
+    ax.barh(both.index, both.to_numpy(), color=colors)
+    ax.set_xlabel("NDCG@10")
+    fig.tight_layout()
+    report.section("NDCG@10, ours against published").figure(fig, "Blue: this run; grey: published figures.")
+    return metrics, report.write(folder / "report.html")

@@ -278,6 +278,30 @@ class LoadedModel:
     uri: str
 
 
+def alias_version(tracking: Tracking, alias: str = CHAMPION) -> Any:
+    """The registry's model version behind an alias.
+
+    Raises:
+        InputFileError: No such registered model or alias (train and register first).
+    """
+    from mlflow.exceptions import MlflowException
+
+    missing_db = (
+        tracking.tracking_uri.startswith("sqlite:///")
+        and not Path(tracking.tracking_uri[len("sqlite:///") :]).is_file()
+    )
+    try:
+        if missing_db:  # checking must not create an empty tracking database as a side effect
+            raise MlflowException("no tracking database")
+        tracking.activate()
+        return tracking.client().get_model_version_by_alias(tracking.registered_model, alias)
+    except MlflowException:
+        raise InputFileError(
+            f"no model {tracking.registered_model!r} with alias {alias!r} at {tracking.tracking_uri}; "
+            "train and register one first (python -m level3_recsys run)"
+        ) from None
+
+
 def load_recommender(tracking: Tracking, alias: str = CHAMPION) -> LoadedModel:
     """Load the recommender behind ``models:/<registered_model>@<alias>``.
 
@@ -285,17 +309,8 @@ def load_recommender(tracking: Tracking, alias: str = CHAMPION) -> LoadedModel:
         InputFileError: No such registered model or alias (train and register first).
     """
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    tracking.activate()
-    client = tracking.client()
-    try:
-        version = client.get_model_version_by_alias(tracking.registered_model, alias)
-    except MlflowException:
-        raise InputFileError(
-            f"no model {tracking.registered_model!r} with alias {alias!r} at {tracking.tracking_uri}; "
-            "train and register one first (python -m level3_recsys run)"
-        ) from None
+    version = alias_version(tracking, alias)
     uri = f"models:/{tracking.registered_model}@{alias}"
     pyfunc_model = mlflow.pyfunc.load_model(uri)
     recommender = pyfunc_model.unwrap_python_model().recommender

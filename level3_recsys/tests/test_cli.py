@@ -1,0 +1,114 @@
+"""The command line: MovieLens train -> recommend, and bad inputs ending in one line with exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from level3_recsys.cli import app
+from level3_recsys.movielens import load_movielens, write_fake_ml100k
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """Every output (MLflow, runs, store) under tmp_path, no progress bars."""
+    return {
+        "L3__ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "L3__DATA_DIR": str(tmp_path / "data"),
+        "L3__SHOW_PROGRESS": "false",
+    }
+
+
+def invoke(args: list[str], env: dict[str, str]):
+    return CliRunner().invoke(app, args, env=env)
+
+
+def assert_user_error(result, fragment: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def ml_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_fake_ml100k(tmp_path_factory.mktemp("ml-100k"), n_users=40, n_items=80, n_ratings=1200)
+
+
+def test_train_on_movielens_then_recommend_for_every_user(ml_folder: Path, env, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    result = invoke(
+        ["train", "--movielens", str(ml_folder), "--model", "itemknn", "--run-dir", str(run_dir)], env
+    )
+    assert result.exit_code == 0, result.output
+    assert (run_dir / "models" / "itemknn").is_dir()
+    assert (tmp_path / "artifacts" / "mlflow" / "mlflow.db").is_file()  # logged to the run's own MLflow store
+
+    out = tmp_path / "recs.csv"
+    result = invoke(["recommend", "--run", str(run_dir), "--k", "5", "--out", str(out)], env)
+    assert result.exit_code == 0, result.output
+    recs = pd.read_csv(out)
+    assert list(recs.columns) == ["user_id", "item_id", "rank", "score"]
+    data = load_movielens(ml_folder)
+    assert set(recs["user_id"]) == set(data.interactions["user_id"])
+    assert (
+        recs.groupby("user_id")["rank"].apply(list)
+        == pd.Series([[1, 2, 3, 4, 5]] * recs["user_id"].nunique(), index=sorted(recs["user_id"].unique()))
+    ).all()
+    seen = data.interactions[["user_id", "item_id"]]
+    assert recs.merge(seen, on=["user_id", "item_id"]).empty
+    # scores fall with rank inside each list
+    assert (recs.groupby("user_id")["score"].diff().dropna() <= 1e-6).all()
+
+
+def test_missing_movielens_folder(env, tmp_path: Path) -> None:
+    assert_user_error(
+        invoke(["train", "--movielens", str(tmp_path / "nope"), "--model", "ease"], env), "not found"
+    )
+
+
+def test_movielens_folder_with_the_wrong_layout(env, tmp_path: Path) -> None:
+    folder = tmp_path / "ml"
+    folder.mkdir()
+    (folder / "ratings.txt").write_text("1 2 3\n")
+    assert_user_error(invoke(["train", "--movielens", str(folder), "--model", "ease"], env), "u.data")
+
+
+def test_unknown_model_name(ml_folder: Path, env) -> None:
+    assert_user_error(
+        invoke(["train", "--movielens", str(ml_folder), "--model", "bert4rec"], env), "bert4rec"
+    )
+
+
+def test_missing_run_path(env, tmp_path: Path) -> None:
+    assert_user_error(invoke(["recommend", "--run", str(tmp_path / "no-run"), "--k", "10"], env), "not found")
+
+
+def test_folder_that_is_not_a_run(env, tmp_path: Path) -> None:
+    assert_user_error(invoke(["recommend", "--run", str(tmp_path)], env), "run.json")
+
+
+@pytest.mark.parametrize("k", ["0", "101", "-3"])
+def test_k_out_of_range(env, tmp_path: Path, k: str) -> None:
+    out = tmp_path / "recs.csv"
+    assert_user_error(invoke(["recommend", "--run", str(tmp_path), "--k", k, "--out", str(out)], env), "--k")
+    assert not out.exists()
+
+
+def test_unknown_profile(env) -> None:
+    assert_user_error(invoke(["generate", "--profile", "huge"], env), "unknown profile")
+
+
+def test_batch_without_a_registered_model(env, tmp_path: Path) -> None:
+    log = tmp_path / "train.parquet"
+    pd.DataFrame({"user_id": [1], "item_id": [2], "timestamp": [0], "weight": [1.0]}).to_parquet(log)
+    assert_user_error(invoke(["batch", "--interactions", str(log)], env), "alias 'champion'")
+
+
+def test_benchmark_with_a_missing_folder(env, tmp_path: Path) -> None:
+    assert_user_error(invoke(["benchmark", "--movielens", str(tmp_path / "ml-100k")], env), "not found")
