@@ -196,7 +196,14 @@ def test_end_to_end_batch_model_cold_start_and_shadow(registry, services):
     data = registry.data
     in_batch = data.user_ids[0]
     on_demand = data.user_ids[BATCH_USERS + 5]
-    settings = serving_settings(registry, services, challenger_service_url=services["challenger"].url)
+    # generous deadlines: this test checks answers, not speed, on a possibly busy machine
+    settings = serving_settings(
+        registry,
+        services,
+        challenger_service_url=services["challenger"].url,
+        model_timeout_s=10.0,
+        shadow_timeout_s=10.0,
+    )
 
     async def scenario(client: httpx.AsyncClient, app) -> dict:
         out = {}
@@ -260,9 +267,7 @@ def test_breaker_with_killed_and_frozen_model_process(registry, services):
 
     async def scenario(client: httpx.AsyncClient, app) -> dict:
         breaker = app.state.serving.breaker
-        log: dict[str, Any] = {}
-        body, _ = await ask(client)
-        log["healthy"] = body["source"]
+        log: dict[str, Any] = {"warm_up_s": await recover(client, app)}  # the model answers first
 
         # 1. kill the process: connection refused -> fallback, then the breaker opens
         signal_group(champion.proc, signal.SIGKILL)
@@ -291,7 +296,6 @@ def test_breaker_with_killed_and_frozen_model_process(registry, services):
         return log
 
     log = asyncio.run(with_api(settings, scenario))
-    assert log["healthy"] == "model"
     # the window also holds the healthy call, so the rate trips after two or three refusals
     assert log["killed_reasons"][0] == "connect"
     assert 2 <= log["killed_reasons"].count("connect") <= 3
