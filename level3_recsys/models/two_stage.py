@@ -14,7 +14,9 @@ popularity (distinct users, log), recent popularity (7-day half-life, log), item
 length, category codes of low-cardinality item columns; user history size (log), days since
 the user's last interaction, category codes of low-cardinality user columns (device,
 country: the context); cosine between the user's genre/tag profile and the item's genres/
-tags; share of the user's history by the item's creator.
+tags, for the whole history and for the last days (3-day half-life, taste drifts); share of
+the user's history by the item's creator; item trend (1-day half-life clicks); co-visitation
+of the item with the user's recent items (cosine item-item).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field
 
 from level3_recsys.data import SECONDS_PER_DAY, TIME_COL, USER_COL, InteractionData
@@ -55,7 +58,7 @@ class TwoStageConfig(BaseModel):
         default_factory=lambda: ["popularity", "itemknn", "als", "ease", "two_tower"]
     )
     n_candidates: int = Field(30, ge=1, description="candidates taken from each model")
-    max_negatives: int = Field(40, ge=1, description="negatives sampled per user for ranker training")
+    max_negatives: int = Field(200, ge=1, description="negatives sampled per user for ranker training")
     holdout: Literal["time", "random"] = "time"
     holdout_days: float = Field(5.0, gt=0, description="label period for holdout='time'")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="per-user share for holdout='random'")
@@ -64,10 +67,10 @@ class TwoStageConfig(BaseModel):
     als: ALSConfig = Field(default_factory=ALSConfig)
     ease: EASEConfig = Field(default_factory=EASEConfig)
     two_tower: TwoTowerConfig = Field(default_factory=TwoTowerConfig)
-    n_estimators: int = Field(200, ge=1)
+    n_estimators: int = Field(150, ge=1)
     learning_rate: float = Field(0.05, gt=0)
-    num_leaves: int = Field(31, ge=2)
-    min_child_samples: int = Field(20, ge=1)
+    num_leaves: int = Field(7, ge=2, description="small trees: a few thousand labelled users")
+    min_child_samples: int = Field(100, ge=1)
     threads: int = Field(1, ge=1)
     seed: int = 42
     show_progress: bool = True
@@ -76,7 +79,7 @@ class TwoStageConfig(BaseModel):
 class _Context:
     """Per-user and per-item features computed from one training set."""
 
-    def __init__(self, data: InteractionData) -> None:
+    def __init__(self, data: InteractionData, recent_half_life_days: float = 3.0) -> None:
         self.seen = data.matrix("binary").tocsr()
         ref = data.max_time
         self.item_log_pop = np.log1p(np.asarray(self.seen.sum(axis=0)).ravel()).astype(np.float32)
@@ -89,7 +92,8 @@ class _Context:
         else:
             first = inter.groupby("item_id")[TIME_COL].min()
             pub = first.reindex(data.item_ids).to_numpy(dtype=np.float64)
-        self.item_age = ((ref - pub) / SECONDS_PER_DAY).astype(np.float32)
+        # items published after the training data ends count as brand new (age 0)
+        self.item_age = np.clip((ref - pub) / SECONDS_PER_DAY, 0, None).astype(np.float32)
         self.item_length = (
             items["length"].to_numpy(dtype=np.float32) if "length" in items else np.full(data.n_items, np.nan)
         )
@@ -101,13 +105,28 @@ class _Context:
         self.user_recency = ((ref - last) / SECONDS_PER_DAY).astype(np.float32)
         enc = ContentEncoder(title_buckets=1).fit(items)
         content = enc.transform(items)
+        # the last days say more about today's taste than the whole history (taste drifts)
+        recent_seen = data.matrix("binary", decay_half_life_days=recent_half_life_days)
         self.profiles: list[tuple[np.ndarray, np.ndarray]] = []
         for block in ("genres", "tags"):
             sl = enc.blocks_[block]
             if sl.stop > sl.start:
-                item_m = content[:, sl].toarray().astype(np.float32)
-                user_m = np.asarray((self.seen @ content[:, sl]).toarray(), dtype=np.float32)
-                self.profiles.append((_unit_rows(user_m), _unit_rows(item_m)))
+                item_m = _unit_rows(content[:, sl].toarray().astype(np.float32))
+                for hist in (self.seen, recent_seen):
+                    user_m = np.asarray((hist @ content[:, sl]).toarray(), dtype=np.float32)
+                    self.profiles.append((_unit_rows(user_m), item_m))
+        trend = data.matrix("count", decay_half_life_days=1.0)
+        self.item_trend = np.log1p(np.asarray(trend.sum(axis=0)).ravel()).astype(np.float32)
+        # co-visitation with the user's most recent items (cosine item-item on recent affinity)
+        x = self.seen.tocsc()
+        cooc = (x.T @ x).tocoo()
+        diag = np.sqrt(np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1e-9))
+        off = cooc.row != cooc.col
+        vals = cooc.data[off] / (diag[cooc.row[off]] * diag[cooc.col[off]])
+        self.item_sim = sp.csr_matrix(
+            (vals.astype(np.float32), (cooc.row[off], cooc.col[off])), shape=cooc.shape
+        )
+        self.recent_affinity = recent_seen.tocsr()
         sl = enc.blocks_["creator"]
         self.creator_col = None
         if sl.stop > sl.start:
@@ -129,6 +148,10 @@ class _Context:
         ]
         for user_m, item_m in self.profiles:
             out.append(np.einsum("nd,nd->n", user_m[users], item_m[items]))
+        out.append(self.item_trend[items])
+        uniq, inv = np.unique(users, return_inverse=True)
+        covisit = np.asarray((self.recent_affinity[uniq] @ self.item_sim).toarray(), dtype=np.float32)
+        out.append(covisit[inv, items])
         if self.creator_col is not None:
             uniq, inv = np.unique(users, return_inverse=True)
             dense = self.user_creator[uniq].toarray()
