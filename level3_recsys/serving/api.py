@@ -262,6 +262,7 @@ def create_app(
             timeout_s=settings.shadow_timeout_s,
             window=settings.shadow_window,
             log_path=settings.shadow_log_path,
+            log_max_bytes=settings.shadow_log_max_bytes,
         )
 
     @asynccontextmanager

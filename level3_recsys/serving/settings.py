@@ -42,6 +42,7 @@ class ServingSettings(BaseSettings):
         shadow_timeout_s: Deadline of one challenger call.
         shadow_workers: Concurrent challenger calls.
         shadow_log_path: JSONL file of shadow comparisons (None: metrics and summary only).
+        shadow_log_max_bytes: Size at which the shadow log rotates (one backup kept).
         shadow_window: Comparisons kept for the summary.
         drain_timeout_s: Bound on draining the shadow queue at shutdown.
         drift_window: Requests in the sliding window of the drift (PSI) gauges.
@@ -69,6 +70,7 @@ class ServingSettings(BaseSettings):
     shadow_timeout_s: float = Field(1.0, gt=0)
     shadow_workers: int = Field(2, ge=1, le=64)
     shadow_log_path: str | None = None
+    shadow_log_max_bytes: int = Field(50_000_000, ge=1000)
     shadow_window: int = Field(1000, ge=1)
     drain_timeout_s: float = Field(2.0, ge=0)
     drift_window: int = Field(2000, ge=10)

@@ -152,6 +152,8 @@ class ShadowRunner:
         timeout_s: Deadline of one challenger call.
         window: Comparisons kept for `summary`.
         log_path: JSONL file receiving every comparison (None: no file).
+        log_max_bytes: Size at which the log is rotated to ``<name>.1`` (one backup kept), so
+            disk use stays below twice this bound.
     """
 
     def __init__(
@@ -165,6 +167,7 @@ class ShadowRunner:
         timeout_s: float = 1.0,
         window: int = 1000,
         log_path: str | Path | None = None,
+        log_max_bytes: int = 50_000_000,
     ) -> None:
         self._call = call
         self.metrics = metrics
@@ -174,6 +177,8 @@ class ShadowRunner:
         self.timeout_s = timeout_s
         self.results: deque[ShadowResult] = deque(maxlen=window)
         self.log_path = Path(log_path) if log_path else None
+        self.log_max_bytes = log_max_bytes
+        self._log: Any = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
 
@@ -205,6 +210,9 @@ class ShadowRunner:
             self.metrics.shadow_requests.labels("dropped").inc(left)
             self.dropped += left
         self.metrics.shadow_queue_depth.set(0)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         return left
 
     # ------------------------------------------------------------------ request path
@@ -263,8 +271,17 @@ class ShadowRunner:
             if value is not None:
                 self.metrics.shadow_predicted_ctr.labels(model).set(value)
         if self.log_path is not None:
-            with open(self.log_path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(asdict(result)) + "\n")
+            self._write_log(json.dumps(asdict(result)) + "\n")
+
+    def _write_log(self, line: str) -> None:
+        if self._log is None:
+            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in aclose
+        if self._log.tell() + len(line) > self.log_max_bytes:
+            self._log.close()
+            self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
+            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in aclose
+        self._log.write(line)
+        self._log.flush()
 
     # ------------------------------------------------------------------ report
     def summary(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ contract); the batch store is the real `SQLiteStore`. The real model process is 
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -18,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from level3_recsys.serving import monitoring as mon
 from level3_recsys.serving.api import FALLBACK_MODEL, create_app
-from level3_recsys.store import SQLiteStore
+from level3_recsys.store import SQLiteStore, open_store
 from level3_recsys.tests.serving_helpers import POPULAR, FakeModel, H, reference_path_fixture, settings  # noqa: F401
 
 
@@ -194,9 +195,41 @@ def _batch_store(tmp_path, generated_at: datetime | None = None, k: int = 5) -> 
     return store
 
 
-def test_fresh_batch_is_served_without_model_call(tmp_path, reference_path):
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.services)])
+def batch_url(request, tmp_path):
+    """URL of a store holding a fresh batch (lists of 5 for users 1 and 2), SQLite or Redis."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'recs.db'}"
+    else:
+        redis = pytest.importorskip("redis")
+        url = f"redis://127.0.0.1:6379/0?prefix=l3serving:{uuid.uuid4().hex[:10]}"
+    store = open_store(url)
+    if request.param == "redis":
+        try:
+            store.client.ping()
+        except redis.exceptions.ConnectionError:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+    k = 5
+    rows = pd.DataFrame(
+        {
+            "user_id": [1] * k + [2] * k,
+            "item_id": list(range(900, 900 + k)) * 2,
+            "rank": list(range(1, k + 1)) * 2,
+            "score": [1.0 - r / 10 for r in range(k)] * 2,
+        }
+    )
+    store.write_batch([rows], model_name="reg/two_stage", model_version="6", k=k)
+    yield url
+    if request.param == "redis":
+        keys = list(store.client.scan_iter(match=f"{store.prefix}:*"))
+        if keys:
+            store.client.delete(*keys)
+    store.close()
+
+
+def test_fresh_batch_is_served_without_model_call(batch_url, reference_path):
     fake = FakeModel()
-    with client_for(fake, reference_path, store=_batch_store(tmp_path)) as c:
+    with client_for(fake, reference_path, store_url=batch_url) as c:
         batch = c.get("/v1/recommendations/1?k=3", headers=H).json()
         longer = c.get("/v1/recommendations/1?k=8", headers=H).json()  # batch holds 5: ask the model
         absent = c.get("/v1/recommendations/3?k=3", headers=H).json()  # not in the batch

@@ -99,6 +99,32 @@ def test_runner_compares_and_logs(tmp_path):
     assert len(lines) == 4 and lines[0]["overlap_at_k"] == 0.5
 
 
+def test_shadow_log_rotates_at_its_size_bound(tmp_path):
+    async def challenger(j: ShadowJob):
+        return j.champion_items, "8"
+
+    async def scenario():
+        runner = ShadowRunner(
+            challenger,
+            metrics=mon.Metrics(),
+            ctr=ItemCTREstimator(),
+            log_path=tmp_path / "shadow.jsonl",
+            log_max_bytes=1000,
+        )
+        runner.start()
+        for u in range(40):
+            runner.submit(job(str(u)))
+            await asyncio.sleep(0)
+        await runner.aclose(5.0)
+
+    asyncio.run(scenario())
+    current, backup = tmp_path / "shadow.jsonl", tmp_path / "shadow.jsonl.1"
+    assert current.stat().st_size <= 1000 and backup.stat().st_size <= 1000
+    lines = current.read_text().splitlines() + backup.read_text().splitlines()
+    assert all(json.loads(line)["overlap_at_k"] == 1.0 for line in lines)
+    assert len(lines) < 40  # older lines were rotated away, not kept forever
+
+
 def test_failing_challenger_is_counted_not_raised():
     async def broken(j):
         raise RuntimeError("challenger crashed")
