@@ -11,31 +11,23 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import joblib
 import numpy as np
 import pandas as pd
-import sklearn
 
 from level1_eda import report as rpt
 from level1_eda.config import L1Config
 from level1_eda.data import LoadedCSV, load_csv, penguins_csv
-from level1_eda.evaluate import (
-    coefficients,
-    confusion_table,
-    per_class_table,
-    task_metrics,
-)
-from level1_eda.features import feature_names
-from level1_eda.missing import compare_strategies
 from level1_eda.profile import Profile, profile_frame
 from level1_eda.schema import Schema, clean_target, coerce_types, infer_schema
-from level1_eda.train import Split, Trained, scoring, split_data, train
 from shared.atomic import atomic_path, atomic_write_json
 from shared.metrics import write_metrics
 from shared.paths import LevelPaths
 from shared.plotting import set_theme
+
+if TYPE_CHECKING:
+    from level1_eda.train import Split, Trained
 
 log = logging.getLogger(__name__)
 PATHS = LevelPaths.for_package(__file__)
@@ -108,6 +100,8 @@ def explore_csv(csv: Path, cfg: L1Config, *, dataset: str | None = None) -> Expl
 
 def evaluate(trained: Trained, split: Split, task: str) -> Evaluation:
     """Score the fitted model and baseline on the held-out rows."""
+    from level1_eda.evaluate import coefficients, confusion_table, per_class_table, task_metrics
+
     y_pred = trained.model.predict(split.X_test)
     base_pred = trained.baseline.predict(split.X_test)
     test = task_metrics(task, split.y_test, y_pred)
@@ -161,6 +155,14 @@ def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResul
     Returns:
         A `RunResult` with the report, metrics and model paths.
     """
+    # The modelling stack (scikit-learn) is imported here, so `profile` never pays for it.
+    import joblib
+    import sklearn
+
+    from level1_eda.features import feature_names
+    from level1_eda.missing import compare_strategies
+    from level1_eda.train import scoring, split_data, train
+
     # Every random step (split, folds, samples, solver) takes cfg.seed explicitly, so no global
     # seeding is needed (shared.seeding.seed_everything would also import torch, ~2 s).
     set_theme()

@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from level1_eda import explore
-from level1_eda.evaluate import coefficient_plot, confusion_plot, residual_plot
-from level1_eda.missing import strategy_plot
 from level1_eda.schema import Schema
 from shared.report import Report, Section
 
@@ -201,6 +199,8 @@ def add_exploration(report: Report, explored: Explored, cfg: L1Config) -> Sectio
 
 def add_missing(report: Report, comparison: MissingComparison, metric: str) -> Section:
     """Step 5: drop rows vs mean/median + most-frequent fill."""
+    from level1_eda.missing import strategy_plot
+
     sec = report.section(
         "Missing values: drop or fill?",
         "The same model trained three ways on the training rows. Dropping keeps only complete rows; "
@@ -292,6 +292,8 @@ def add_model(report: Report, trained: Trained, ev: Evaluation, task: str) -> Se
 
 def add_evaluation(report: Report, trained: Trained, ev: Evaluation, task: str) -> Section:
     """Step 8: confusion matrix, per-class table / residuals, coefficients."""
+    from level1_eda.evaluate import coefficient_plot, confusion_plot, residual_plot
+
     sec = report.section(
         "Evaluation",
         "Where the model is right and wrong on the test rows, and what it learned.",
