@@ -28,10 +28,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import httpx
-from fastapi import FastAPI, Path, Query, Request, Security
+from fastapi import FastAPI, Query, Request, Security
+from fastapi import Path as PathParam
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -124,6 +126,10 @@ class ServingState:
 
 def _load_reference(path: str | None) -> ServingReference | None:
     if not path:
+        return None
+    if not Path(path).is_file():
+        # start anyway (readyz says 503 until it exists): a container must not crash-loop on it
+        logger.warning("serving reference %s not found: no popularity fallback, no drift gauges", path)
         return None
     return ServingReference.load(path)
 
@@ -401,7 +407,9 @@ def create_app(
         responses={401: {"description": "missing or wrong API key"}, 422: {"description": "invalid input"}},
     )
     async def recommend(
-        user_id: Annotated[str, Path(pattern=USER_ID_PATTERN, description="user id (unknown: cold start)")],
+        user_id: Annotated[
+            str, PathParam(pattern=USER_ID_PATTERN, description="user id (unknown: cold start)")
+        ],
         k: Annotated[int, Query(ge=1, le=100, description="list length, 1..100")] = 10,
         device: Annotated[
             str,

@@ -181,6 +181,12 @@ def test_without_reference_fallback_is_empty_and_not_ready():
     assert ready.status_code == 503
 
 
+def test_missing_reference_file_starts_unready(tmp_path):
+    with client_for(FakeModel(), str(tmp_path / "not-yet.json")) as c:
+        assert c.get("/readyz").status_code == 503
+        assert c.get("/v1/recommendations/1", headers=H).json()["source"] == "model"
+
+
 def _batch_store(tmp_path, generated_at: datetime | None = None, k: int = 5) -> SQLiteStore:
     store = SQLiteStore(tmp_path / "recs.db")
     rows = pd.DataFrame(
