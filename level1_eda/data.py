@@ -171,6 +171,11 @@ def load_csv(path: str | os.PathLike[str]) -> LoadedCSV:
         warnings.append(f"file is not UTF-8: read it as {encoding}")
     if delimiter != ",":
         warnings.append(f"delimiter is {delimiter!r}, not a comma: read it with that delimiter")
+    header = next(csv.reader([text.splitlines()[0]], delimiter=delimiter), [])
+    names = [h.strip() for h in header]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputFileError(f"{path} has duplicate column names ({', '.join(repeated)}); make each unique")
     frame = _read(path, encoding=encoding, delimiter=delimiter)
     if frame.shape[1] == 0:
         raise EmptyDataError(f"{path} has no columns")
@@ -192,9 +197,6 @@ def _read(path: Path, *, encoding: str, delimiter: str) -> pd.DataFrame:
     except (pa.ArrowInvalid, UnicodeDecodeError) as first:
         # pyarrow is strict (e.g. about quoting); the C engine is more forgiving: try it once.
         return _read_with_pandas(path, encoding=encoding, delimiter=delimiter, first=first)
-    names = [str(c).strip() for c in table.column_names]
-    if len(set(names)) != len(names):
-        raise InputFileError(f"{path} has duplicate column names; rename them so each is unique")
     # self_destruct frees each Arrow column once converted: peak memory stays near one copy.
     return table.to_pandas(strings_to_categorical=True, date_as_object=False, self_destruct=True)
 
@@ -208,8 +210,4 @@ def _read_with_pandas(path: Path, *, encoding: str, delimiter: str, first: Excep
         text = str(first).strip()
         reason = text.splitlines()[0] if text else type(first).__name__
         raise InputFileError(f"cannot parse {path} as CSV: {reason}") from None
-    if any(str(c).endswith(tuple(f".{i}" for i in range(1, 10))) for c in frame.columns):
-        originals = {str(c).rsplit(".", 1)[0] for c in frame.columns}
-        if len(originals) < len(frame.columns) and originals & set(map(str, frame.columns)):
-            raise InputFileError(f"{path} has duplicate column names; rename them so each is unique")
     return frame

@@ -80,3 +80,17 @@ def test_quoted_fields_with_commas_round_trip(tmp_path: Path) -> None:
     df.to_csv(path, index=False)
     loaded = load_csv(path)
     assert loaded.frame["name"].astype(str).tolist() == ["Smith, J.", 'He said "hi"']
+
+
+def test_short_rows_fall_back_to_the_forgiving_parser(tmp_path: Path) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5\n")  # pyarrow refuses a short row; pandas fills it with NaN
+    frame = load_csv(path).frame
+    assert frame.shape == (2, 3) and pd.isna(frame.loc[1, "c"])
+
+
+def test_unparsable_rows_raise_a_user_error(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    path.write_text("a,b\n1,2\n3,4,5,6\n")
+    with pytest.raises(InputFileError, match="cannot parse"):
+        load_csv(path)

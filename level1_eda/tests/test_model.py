@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from level1_eda.config import L1Config
 from level1_eda.pipeline import RunResult, run
 from level1_eda.predict import load_model, predict_csv
 from level1_eda.schema import infer_schema
@@ -131,7 +130,3 @@ def test_regression_on_a_known_linear_target(tmp_path: Path) -> None:
     assert est.coef_[names.index("num__x")] == pytest.approx(3.0, rel=0.1)
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert saved["headline_value"] == pytest.approx(m["test"]["r2"])
-
-
-def test_profile_defaults_for_l1config() -> None:
-    assert L1Config().target == "species"
