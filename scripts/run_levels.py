@@ -62,11 +62,12 @@ def main() -> int:
             continue
         m = read_metrics(metrics_path)
         report = metrics_path.parent / "report.html"
+        value = m["headline_value"]
         rows.append(
             (
                 f"{level} {package}",
                 str(m["headline_metric"]),
-                f"{m['headline_value']:.4f}" if isinstance(m["headline_value"], float) else str(m["headline_value"]),
+                f"{value:.4f}" if isinstance(value, float) else str(value),
                 str(report.relative_to(ROOT)),
                 f"{seconds:.0f}",
             )
