@@ -100,6 +100,11 @@ test-level%: install system-deps
 	  $(PYTEST) $(XDIST) shared/tests; \
 	fi
 
+## serve-level3: train level 3 if needed, then start its API (8080), champion (3000) and challenger (3001)
+serve-level3: install
+	@ls level3_recsys/artifacts/*/metrics.json >/dev/null 2>&1 || $(PY) scripts/run_levels.py 3
+	$(PY) -m level3_recsys.serving serve --profile quick
+
 ## bench: run the benchmarks and write benchmarks/results.md
 bench: install
 	$(PY) benchmarks/run.py
@@ -128,4 +133,4 @@ distclean: clean
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install system-deps container-deps lock all test test-full bench lint format clean distclean help
+.PHONY: install system-deps container-deps lock all serve-level3 test test-full bench lint format clean distclean help
