@@ -108,13 +108,15 @@ class _Context:
         # the last days say more about today's taste than the whole history (taste drifts)
         recent_seen = data.matrix("binary", decay_half_life_days=recent_half_life_days)
         self.profiles: list[tuple[np.ndarray, np.ndarray]] = []
+        self.profile_names: list[str] = []
         for block in ("genres", "tags"):
             sl = enc.blocks_[block]
             if sl.stop > sl.start:
                 item_m = _unit_rows(content[:, sl].toarray().astype(np.float32))
-                for hist in (self.seen, recent_seen):
+                for label, hist in (("all", self.seen), ("recent", recent_seen)):
                     user_m = np.asarray((hist @ content[:, sl]).toarray(), dtype=np.float32)
                     self.profiles.append((_unit_rows(user_m), item_m))
+                    self.profile_names.append(f"{block}_affinity_{label}")
         trend = data.matrix("count", decay_half_life_days=1.0)
         self.item_trend = np.log1p(np.asarray(trend.sum(axis=0)).ravel()).astype(np.float32)
         # co-visitation with the user's most recent items (cosine item-item on recent affinity)
@@ -135,27 +137,28 @@ class _Context:
             self.user_creator = (self.seen @ cm).tocsr()
             self.user_n = np.maximum(n_u, 1).astype(np.float32)
 
-    def features(self, users: np.ndarray, items: np.ndarray) -> list[np.ndarray]:
+    def features(self, users: np.ndarray, items: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Named feature columns for (user index, item index) pairs."""
         out = [
-            self.item_log_pop[items],
-            self.item_recent[items],
-            self.item_age[items],
-            self.item_length[items].astype(np.float32),
-            *[c[items] for c in self.item_cats],
-            self.user_log_n[users],
-            self.user_recency[users],
-            *[c[users] for c in self.user_cats],
+            ("item_log_pop", self.item_log_pop[items]),
+            ("item_recent_pop", self.item_recent[items]),
+            ("item_age_days", self.item_age[items]),
+            ("item_length", self.item_length[items].astype(np.float32)),
+            *[(f"item_{name}", c[items]) for name, c in self.item_cats],
+            ("user_log_n", self.user_log_n[users]),
+            ("user_days_inactive", self.user_recency[users]),
+            *[(f"user_{name}", c[users]) for name, c in self.user_cats],
         ]
-        for user_m, item_m in self.profiles:
-            out.append(np.einsum("nd,nd->n", user_m[users], item_m[items]))
-        out.append(self.item_trend[items])
+        for name, (user_m, item_m) in zip(self.profile_names, self.profiles, strict=True):
+            out.append((name, np.einsum("nd,nd->n", user_m[users], item_m[items])))
+        out.append(("item_trend", self.item_trend[items]))
         uniq, inv = np.unique(users, return_inverse=True)
         covisit = np.asarray((self.recent_affinity[uniq] @ self.item_sim).toarray(), dtype=np.float32)
-        out.append(covisit[inv, items])
+        out.append(("recent_covisit", covisit[inv, items]))
         if self.creator_col is not None:
-            uniq, inv = np.unique(users, return_inverse=True)
             dense = self.user_creator[uniq].toarray()
-            out.append((dense[inv, self.creator_col[items]] / self.user_n[users]).astype(np.float32))
+            share = (dense[inv, self.creator_col[items]] / self.user_n[users]).astype(np.float32)
+            out.append(("creator_share", share))
         return out
 
 
@@ -181,7 +184,7 @@ def _unit_rows(m: np.ndarray) -> np.ndarray:
     return m / np.linalg.norm(m, axis=1, keepdims=True).clip(1e-9)
 
 
-def _category_codes(df: pd.DataFrame, exclude: tuple[str, ...]) -> list[np.ndarray]:
+def _category_codes(df: pd.DataFrame, exclude: tuple[str, ...]) -> list[tuple[str, np.ndarray]]:
     out = []
     for col in df.columns:
         if col in exclude:
@@ -189,7 +192,7 @@ def _category_codes(df: pd.DataFrame, exclude: tuple[str, ...]) -> list[np.ndarr
         s = df[col]
         if (s.dtype == object or isinstance(s.dtype, pd.CategoricalDtype)) and s.nunique() <= 20:
             codes = pd.Categorical(s.astype(str), categories=sorted(s.astype(str).unique())).codes
-            out.append(codes.astype(np.float32))
+            out.append((str(col), codes.astype(np.float32)))
     return out
 
 
@@ -313,9 +316,9 @@ class TwoStageRecommender(Recommender):
             feats += [sc, sc - best[rows, 0], rank[rows, cols]]
             names += [f"{name}_score", f"{name}_gap", f"{name}_rank"]
         users = user_idx[rows]
-        ctx_feats = ctx.features(users, cols)
-        feats += ctx_feats
-        names += [f"ctx_{i}" for i in range(len(ctx_feats))]
+        for fname, values in ctx.features(users, cols):
+            feats.append(values)
+            names.append(fname)
         self.feature_names_ = names
         x = np.column_stack([f.astype(np.float32) for f in feats])
         return rows, cols, x
