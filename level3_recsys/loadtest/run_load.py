@@ -314,7 +314,11 @@ def start_locust(
     ]  # fmt: skip
     with prefix.with_suffix(".log").open("ab") as out:
         return subprocess.Popen(
-            cmd, cwd=REPO, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            cmd,
+            cwd=REPO,
+            env={**os.environ, **env, "PYTHONPATH": str(REPO)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
 
 
