@@ -658,7 +658,7 @@ app = new_app("run_load", "Level 3 load test: the API under Locust against a pla
 @handle_user_errors
 def main(
     duration: Annotated[
-        float, typer.Option(help="Seconds of load per scenario (the killed one runs twice as long).")
+        float, typer.Option(help="Seconds per scenario (the killed model: three times).")
     ] = 30.0,
     users: Annotated[int, typer.Option(help="Concurrent Locust clients.")] = 8,
     rate: Annotated[float, typer.Option(help="Requests/s offered in the paced (latency) scenarios.")] = 50.0,
