@@ -397,6 +397,7 @@ class LoadPlan:
     engine: str = "bentoml"
     scenarios: tuple[str, ...] = SCENARIOS
     work: Path = DEFAULT_WORKSPACE
+    load_average: tuple[float, float] | None = None
 
     def length(self, spec: Scenario) -> float:
         return 3 * self.duration_s if spec.kill_model else self.duration_s
@@ -592,7 +593,13 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
         f"impression; a click with p = 0.1). Model: `{ws.model_name}` v{ws.model_version} over "
         f"{ws.n_items:,} items behind the model "
         f"service ({plan.engine}). Locust, the API and the model service share the machine's cores, so each "
-        "figure is a floor of what separate machines give. One run per scenario.",
+        "figure is a floor of what separate machines give. One run per scenario."
+        + (
+            f" Machine load average (1 min) {plan.load_average[0]:.1f} before the run and "
+            f"{plan.load_average[1]:.1f} after it (other work on the machine inflates latencies)."
+            if plan.load_average
+            else ""
+        ),
         "",
         "**Throughput** — clients back to back (closed loop, no think time); latency includes queueing:",
         "",
@@ -665,8 +672,11 @@ def main(
     engine: Annotated[str, typer.Option(help="Model service engine: bentoml or uvicorn.")] = "bentoml",
     scenario: Annotated[list[str] | None, typer.Option(help="Scenario(s) to run (default: all).")] = None,
     workspace: Annotated[
-        Path, typer.Option(help="Serving workspace folder (prepared when missing).")
-    ] = DEFAULT_WORKSPACE,
+        Path | None, typer.Option(help="Serving workspace folder (prepared when missing).")
+    ] = None,
+    items: Annotated[
+        int | None, typer.Option(help="Catalogue size of a new workspace (default: the profile's).")
+    ] = None,
     profile: Annotated[str, typer.Option(help="Level profile used to prepare a new workspace.")] = "quick",
     fresh: Annotated[bool, typer.Option(help="Prepare a new workspace even when one exists.")] = False,
     out: Annotated[Path, typer.Option(help="Markdown section to write.")] = DEFAULT_SECTION,
@@ -683,18 +693,26 @@ def main(
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if duration < 5 or users < 1 or rate <= 0:
         raise ConfigError("--duration must be at least 5 s, --users at least 1 and --rate positive")
+    if items is not None and items < 20:
+        raise ConfigError("--items must be at least 20")
     configure_environment()
+    if workspace is None:
+        suffix = f"_{profile}" + (f"_{items}items" if items else "")
+        workspace = DEFAULT_WORKSPACE.with_name(DEFAULT_WORKSPACE.name + suffix)
     workspace = workspace.resolve()
     if fresh or not (workspace / "workspace.json").is_file():
         print(f"preparing a serving workspace in {workspace} (profile {profile}) ...", flush=True)
-        ws = prepare_workspace(workspace, profile=profile)
+        overrides = {"simulator": {"n_items": items}} if items else None
+        ws = prepare_workspace(workspace, profile=profile, overrides=overrides)
     else:
         ws = open_workspace(workspace)
     plan = LoadPlan(
-        duration_s=duration, users=users, engine=engine, scenarios=chosen, work=workspace / "load"
+        duration_s=duration, users=users, rate=rate, engine=engine, scenarios=chosen, work=workspace / "load"
     )
     plan.work.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()[0]
     results = run_scenarios(ws, plan)
+    plan.load_average = (load_before, os.getloadavg()[0])
     text = render(results, ws, plan)
     atomic_write_text(out, text)
     atomic_write_json(
