@@ -37,6 +37,7 @@ def _runtime() -> None:
     configure_environment()
     # Prefect's temporary API server needs longer than its 20 s default on a busy 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # MLflow announces schema migrations at INFO on stderr; a CLI user needs only warnings.
     logging.getLogger("mlflow").setLevel(logging.WARNING)
 

@@ -354,7 +354,7 @@ def level3_flow(cfg: RecsysConfig, run_name: str | None = None) -> RunSummary:
     """Simulate -> split -> features -> train -> evaluate -> register -> batch -> report."""
     from level3_recsys.report import build_report, write_run_metrics
 
-    run_dir = cfg.paths().run_dir(run_name, base=cfg.paths().artifacts / "runs")
+    run_dir = cfg.paths().run_dir(run_name)
     world = _generate_task(cfg)
     train, test = _split_features_task(cfg, world)
     trained = _train_task(cfg, train, run_dir)

@@ -18,6 +18,7 @@ import importlib
 import json
 import math
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,10 @@ def log_training_run(
     name = getattr(model, "name", type(model).__name__)
     example = pd.DataFrame({"user_id": list(sample_users)[:5]})
     output = model.recommend(example["user_id"].tolist(), k=k, exclude_seen=True)
-    signature = infer_signature(example, output, params={"k": k, "exclude_seen": True})
+    with warnings.catch_warnings():
+        # ids are integers that are never missing; MLflow's hint about NaN in int columns does not apply
+        warnings.simplefilter("ignore", UserWarning)
+        signature = infer_signature(example, output, params={"k": k, "exclude_seen": True})
     clean_metrics = _mlflow_safe(metrics)
     with tempfile.TemporaryDirectory(prefix="l3-model-") as tmp:
         saved = save_recommender(model, Path(tmp) / "recommender")
@@ -216,7 +220,7 @@ def log_training_run(
                     mlflow.log_artifact(str(path), artifact_path=label)
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=RecommenderModel(),
+                python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={RECOMMENDER_ARTIFACT: str(saved)},
                 signature=signature,
                 input_example=example,
