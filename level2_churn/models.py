@@ -20,14 +20,19 @@ from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardSc
 
 from level2_churn.imbalance import model_params, resample
 
+# Used as is by the screening stages (imbalance, selection) and as the search's first trial.
+# Small trees with strong regularisation: the churn hazard is close to additive in its inputs, and
+# a few thousand positives do not support deep interactions. 63 histogram bins instead of 255 give
+# the same PR-AUC here at about half the training time.
 LGBM_DEFAULTS: dict[str, Any] = {
     "n_estimators": 300,
     "learning_rate": 0.05,
-    "num_leaves": 31,
-    "min_child_samples": 50,
+    "max_bin": 63,
+    "num_leaves": 7,
+    "min_child_samples": 100,
     "subsample": 0.8,
     "subsample_freq": 1,
-    "colsample_bytree": 0.8,
+    "colsample_bytree": 0.5,
     "reg_lambda": 1.0,
 }
 
@@ -48,18 +53,34 @@ def make_logistic(X: pd.DataFrame, *, class_weight: str | None = None, seed: int
     nums = [c for c in X.columns if c not in cats]
     pre = ColumnTransformer(
         [
-            ("num", Pipeline([("impute", SimpleImputer(strategy="median", add_indicator=True)),
-                              ("scale", StandardScaler())]), nums),
-            ("cat", Pipeline([("text", FunctionTransformer(_as_text)),
-                              ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=5))]), cats),
+            (
+                "num",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="median", add_indicator=True)),
+                        ("scale", StandardScaler()),
+                    ]
+                ),
+                nums,
+            ),
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("text", FunctionTransformer(_as_text)),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=5)),
+                    ]
+                ),
+                cats,
+            ),
         ],
         remainder="drop",
-    )  # fmt: skip
-    clf = LogisticRegression(C=1.0, max_iter=2000, class_weight=class_weight, random_state=seed)
+    )
+    clf = LogisticRegression(C=1.0, max_iter=500, class_weight=class_weight, random_state=seed)
     return Pipeline([("pre", pre), ("clf", clf)])
 
 
-def make_lgbm(params: dict[str, Any] | None = None, *, seed: int = 0, n_jobs: int = 2) -> Any:
+def make_lgbm(params: dict[str, Any] | None = None, *, seed: int = 0, n_jobs: int = 1) -> Any:
     """A LightGBM classifier with the level's defaults updated by `params`."""
     from lightgbm import LGBMClassifier
 
@@ -75,7 +96,7 @@ def fit_estimator(
     params: dict[str, Any] | None = None,
     imbalance: str = "none",
     seed: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int = 1,
     undersample_ratio: float = 0.25,
     smote_ratio: float = 0.25,
 ) -> Any:

@@ -67,7 +67,7 @@ def select_features(
     imbalance: str = "none",
     params: dict | None = None,
     seed: int = 0,
-    n_jobs: int = 2,
+    n_jobs: int = 1,
 ) -> SelectionResult:
     """Select features using only the rows given (one training window).
 

@@ -31,19 +31,51 @@ log = logging.getLogger(__name__)
 ID = "customerID"
 TARGET = "Churn"
 COLUMNS = [
-    "customerID", "gender", "SeniorCitizen", "Partner", "Dependents", "tenure", "PhoneService",
-    "MultipleLines", "InternetService", "OnlineSecurity", "OnlineBackup", "DeviceProtection",
-    "TechSupport", "StreamingTV", "StreamingMovies", "Contract", "PaperlessBilling", "PaymentMethod",
-    "MonthlyCharges", "TotalCharges", "Churn",
-]  # fmt: skip
+    "customerID",
+    "gender",
+    "SeniorCitizen",
+    "Partner",
+    "Dependents",
+    "tenure",
+    "PhoneService",
+    "MultipleLines",
+    "InternetService",
+    "OnlineSecurity",
+    "OnlineBackup",
+    "DeviceProtection",
+    "TechSupport",
+    "StreamingTV",
+    "StreamingMovies",
+    "Contract",
+    "PaperlessBilling",
+    "PaymentMethod",
+    "MonthlyCharges",
+    "TotalCharges",
+    "Churn",
+]
 YES_NO = ["Partner", "Dependents", "PhoneService", "PaperlessBilling"]
 NUMERIC = ["SeniorCitizen", "tenure", "MonthlyCharges", "TotalCharges"]
 CATEGORICAL = [
-    "gender", "MultipleLines", "InternetService", "OnlineSecurity", "OnlineBackup", "DeviceProtection",
-    "TechSupport", "StreamingTV", "StreamingMovies", "Contract", "PaymentMethod",
-]  # fmt: skip
-ADD_ON_SERVICES = ["OnlineSecurity", "OnlineBackup", "DeviceProtection", "TechSupport", "StreamingTV",
-                   "StreamingMovies"]  # fmt: skip
+    "gender",
+    "MultipleLines",
+    "InternetService",
+    "OnlineSecurity",
+    "OnlineBackup",
+    "DeviceProtection",
+    "TechSupport",
+    "StreamingTV",
+    "StreamingMovies",
+    "Contract",
+    "PaymentMethod",
+]
+ADD_ON_SERVICES = [
+    "OnlineSecurity",
+    "OnlineBackup",
+    "DeviceProtection",
+    "TechSupport",
+    "StreamingTV",
+    "StreamingMovies",
+]
 FEATURES = [*YES_NO, *NUMERIC, *CATEGORICAL, "n_add_on_services", "charges_ratio"]
 
 
@@ -138,9 +170,11 @@ def run_telco(
     """Run the modelling stages on a Telco CSV (stratified folds and hold-out)."""
     data = load_telco(path)
     plan = stratified_plan(
-        data.frame[TARGET].to_numpy(), n_folds=max(cfg.splits.n_folds, 3), test_size=cfg.telco_test_size,
+        data.frame[TARGET].to_numpy(),
+        n_folds=max(cfg.splits.n_folds, 3),
+        test_size=cfg.telco_test_size,
         seed=cfg.seed,
-    )  # fmt: skip
+    )
     return run_modelling(data, plan, cfg, tracker=tracker, show_progress=show_progress, source="telco")
 
 
@@ -199,19 +233,29 @@ def synthetic_telco(n: int, *, seed: int = 0, churn: bool = True) -> pd.DataFram
     addons = {c: addon(0.35 + 0.1 * i / 6) for i, c in enumerate(ADD_ON_SERVICES)}
     payment = rng.choice(
         ["Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)"],
-        n, p=[0.34, 0.23, 0.22, 0.21],
-    )  # fmt: skip
+        n,
+        p=[0.34, 0.23, 0.22, 0.21],
+    )
     monthly = np.round(
-        20 + 25 * (internet == "DSL") + 50 * (internet == "Fiber optic")
-        + 5 * sum(addons[c] == "Yes" for c in ADD_ON_SERVICES) + rng.normal(0, 3, n), 2
-    )  # fmt: skip
+        20
+        + 25 * (internet == "DSL")
+        + 50 * (internet == "Fiber optic")
+        + 5 * sum(addons[c] == "Yes" for c in ADD_ON_SERVICES)
+        + rng.normal(0, 3, n),
+        2,
+    )
     total = np.round(monthly * tenure * rng.uniform(0.95, 1.05, n), 2)
     total_text = np.where(tenure == 0, " ", total.astype(str))
     logit = (
-        -1.2 + 1.3 * (contract == "Month-to-month") - 1.0 * (contract == "Two year")
-        + 0.7 * (internet == "Fiber optic") + 0.6 * (payment == "Electronic check")
-        - 0.035 * tenure - 0.5 * (addons["TechSupport"] == "Yes") + 0.012 * (monthly - 65)
-    )  # fmt: skip
+        -1.2
+        + 1.3 * (contract == "Month-to-month")
+        - 1.0 * (contract == "Two year")
+        + 0.7 * (internet == "Fiber optic")
+        + 0.6 * (payment == "Electronic check")
+        - 0.035 * tenure
+        - 0.5 * (addons["TechSupport"] == "Yes")
+        + 0.012 * (monthly - 65)
+    )
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
     df = pd.DataFrame(
         {

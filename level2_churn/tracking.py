@@ -112,8 +112,13 @@ class Tracker:
             )
         version = str(info.registered_model_version)
         MlflowClient(self.tracking_uri).set_registered_model_alias(name, alias, version)
-        return {"name": name, "version": version, "alias": alias, "run_id": run.info.run_id,
-                "uri": f"models:/{name}@{alias}"}  # fmt: skip
+        return {
+            "name": name,
+            "version": version,
+            "alias": alias,
+            "run_id": run.info.run_id,
+            "uri": f"models:/{name}@{alias}",
+        }
 
 
 def load_registered(tracking_uri: str, name: str, alias: str) -> Any:

@@ -4,8 +4,8 @@
 window once at the end:
 
 1. logistic-regression baseline, per fold;
-2. imbalance treatments (none, class weights, undersampling, SMOTE) with default LightGBM; the best
-   mean PR-AUC wins, but a treatment must beat ``none`` by more than a tolerance;
+2. imbalance treatments (none, class weights, undersampling, SMOTE) with default LightGBM; the
+   simplest treatment within a tolerance of the best mean PR-AUC wins;
 3. feature selection inside every fold's training window; used if it costs no PR-AUC;
 4. Optuna TPE search over LightGBM parameters, pruned fold by fold (median pruner), every trial a
    nested MLflow run;
@@ -28,6 +28,7 @@ import pandas as pd
 from level2_churn.business import Economics, best_threshold, evaluate_campaign, profit_curve
 from level2_churn.evaluate import classification_metrics, pr_auc, shap_values, summarise_folds
 from level2_churn.models import (
+    LGBM_DEFAULTS,
     Calibrator,
     ChurnModel,
     category_levels,
@@ -163,12 +164,17 @@ def _fit(kind: str, X: pd.DataFrame, y: np.ndarray, cfg: ChurnConfig, params: An
 
 
 def choose_imbalance(runs: dict[str, FoldRun], tolerance: float) -> str:
-    """Highest mean walk-forward PR-AUC; a treatment must beat ``none`` by more than `tolerance`."""
+    """The simplest treatment whose mean walk-forward PR-AUC is within `tolerance` of the best.
+
+    Simplicity order: none, class_weight, undersample, smote. A more complex treatment has to earn
+    its place by beating every simpler one by more than the tolerance.
+    """
+    from level2_churn.imbalance import METHODS
+
     means = {m: r.mean() for m, r in runs.items()}
-    best = max(means, key=lambda m: means[m])
-    if "none" in means and best != "none" and means[best] - means["none"] <= tolerance:
-        return "none"
-    return best
+    best = max(means.values())
+    order = [m for m in METHODS if m in means] + [m for m in means if m not in METHODS]
+    return next(m for m in order if means[m] >= best - tolerance)
 
 
 def imbalance_table(runs: dict[str, FoldRun]) -> pd.DataFrame:
@@ -198,8 +204,15 @@ def fold_selection(
         X_tr, y_tr = data.X(fold.train_idx), data.y(fold.train_idx)
         mask = inner_split_mask(data.dates(fold.train_idx), y_tr, seed=cfg.seed)
         t0 = time.perf_counter()
-        sel = select_features(X_tr, y_tr, cfg=cfg.selection, inner_valid=mask, imbalance=imbalance,
-                              seed=cfg.seed, n_jobs=cfg.search.n_jobs)  # fmt: skip
+        sel = select_features(
+            X_tr,
+            y_tr,
+            cfg=cfg.selection,
+            inner_valid=mask,
+            imbalance=imbalance,
+            seed=cfg.seed,
+            n_jobs=cfg.search.n_jobs,
+        )
         select_s = time.perf_counter() - t0
         results[fold.name] = sel
         y_va = data.y(fold.valid_idx)
@@ -225,13 +238,24 @@ def fold_selection(
     return results, pd.DataFrame(rows)
 
 
+SEARCHED = (
+    "n_estimators",
+    "learning_rate",
+    "num_leaves",
+    "min_child_samples",
+    "colsample_bytree",
+    "subsample",
+    "reg_lambda",
+)
+
+
 def suggest_params(trial: optuna.Trial, n_estimators_max: int) -> dict[str, Any]:
     """The LightGBM search space."""
     return {
         "n_estimators": trial.suggest_int("n_estimators", 50, n_estimators_max, log=True),
         "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.2, log=True),
-        "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
-        "min_child_samples": trial.suggest_int("min_child_samples", 10, 400, log=True),
+        "num_leaves": trial.suggest_int("num_leaves", 3, 63, log=True),
+        "min_child_samples": trial.suggest_int("min_child_samples", 20, 400, log=True),
         "colsample_bytree": trial.suggest_float("colsample_bytree", 0.3, 1.0),
         "subsample": trial.suggest_float("subsample", 0.5, 1.0),
         "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 30.0, log=True),
@@ -255,8 +279,15 @@ def search(
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.search.n_startup_trials)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.search.n_startup_trials, n_warmup_steps=1)
+    # Pruning starts at the third fold: the first folds differ in difficulty, so two folds of
+    # evidence are needed before a trial is judged against the median of earlier trials.
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.search.n_startup_trials, n_warmup_steps=2)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name="lgbm")
+    # The first trial is the default configuration, so the search can only improve on it.
+    study.enqueue_trial(
+        {k: LGBM_DEFAULTS[k] for k in SEARCHED if k in LGBM_DEFAULTS}
+        | {"n_estimators": min(LGBM_DEFAULTS["n_estimators"], cfg.search.n_estimators_max)}
+    )
     best: dict[str, Any] = {"value": -np.inf, "run": None}
 
     def objective(trial: optuna.Trial) -> float:
@@ -312,7 +343,17 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: number, state, value and parameters."""
     rows = []
     for t in study.trials:
-        rows.append({"trial": t.number, "state": t.state.name.lower(), "pr_auc_mean": t.value, **t.params})
+        last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else None
+        rows.append(
+            {
+                "trial": t.number,
+                "state": t.state.name.lower(),
+                "pr_auc_mean": t.value,
+                "folds_done": len(t.intermediate_values),
+                "running_mean_when_stopped": last,
+                **t.params,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -419,8 +460,9 @@ def run_modelling(
             import mlflow
 
             mlflow.log_params({f"best_{k}": v for k, v in best_params.items()} | {"imbalance": choice})
-            mlflow.log_metrics({"best_pr_auc_mean": float(study.best_value),
-                                "baseline_pr_auc_mean": baseline.mean()})  # fmt: skip
+            mlflow.log_metrics(
+                {"best_pr_auc_mean": float(study.best_value), "baseline_pr_auc_mean": baseline.mean()}
+            )
     finally:
         if parent is not None:
             parent.__exit__(None, None, None)
@@ -439,8 +481,15 @@ def run_modelling(
     X_final_all, y_final = data.X(test.train_idx), data.y(test.train_idx)
     if selection_used:
         mask = inner_split_mask(data.dates(test.train_idx), y_final, seed=cfg.seed)
-        final_sel = select_features(X_final_all, y_final, cfg=cfg.selection, inner_valid=mask,
-                                    imbalance=choice, seed=cfg.seed, n_jobs=cfg.search.n_jobs)  # fmt: skip
+        final_sel = select_features(
+            X_final_all,
+            y_final,
+            cfg=cfg.selection,
+            inner_valid=mask,
+            imbalance=choice,
+            seed=cfg.seed,
+            n_jobs=cfg.search.n_jobs,
+        )
     else:
         final_sel = SelectionResult(kept=list(data.features))
     feats = final_sel.kept
@@ -493,8 +542,9 @@ def run_modelling(
         oracle_folds = pd.DataFrame(rows)
         test_oracle = oracle[test.valid_idx]
         oracle_test = classification_metrics(y_test, test_oracle)
-        oracle_test["campaign_profit"] = evaluate_campaign(test_oracle, y_test, econ.breakeven_probability,
-                                                           econ).profit  # fmt: skip
+        oracle_test["campaign_profit"] = evaluate_campaign(
+            test_oracle, y_test, econ.breakeven_probability, econ
+        ).profit
 
     return ModellingResult(
         plan=plan,
@@ -562,16 +612,20 @@ def summary_metrics(res: ModellingResult) -> dict[str, Any]:
         out["oracle_pr_auc"] = res.oracle_test["pr_auc"]
         out["oracle_roc_auc"] = res.oracle_test["roc_auc"]
         out["pr_auc_vs_oracle"] = res.test_metrics["pr_auc"] / res.oracle_test["pr_auc"]
-        out["cv"]["oracle"] = {**summarise_folds(res.oracle_folds, ("pr_auc", "roc_auc")),
-                               "per_fold": res.oracle_folds.to_dict(orient="records")}  # fmt: skip
+        out["cv"]["oracle"] = {
+            **summarise_folds(res.oracle_folds, ("pr_auc", "roc_auc")),
+            "per_fold": res.oracle_folds.to_dict(orient="records"),
+        }
         out["oracle_campaign_profit"] = res.oracle_test["campaign_profit"]
     return out
 
 
 def profit_curves(res: ModellingResult, econ: Economics) -> dict[str, np.ndarray]:
     """Realised profit by campaign size on the test window for the model, baseline and oracle."""
-    curves = {"lightgbm": profit_curve(res.test_probs, res.y_test, econ),
-              "logistic": profit_curve(res.baseline_test_probs, res.y_test, econ)}  # fmt: skip
+    curves = {
+        "lightgbm": profit_curve(res.test_probs, res.y_test, econ),
+        "logistic": profit_curve(res.baseline_test_probs, res.y_test, econ),
+    }
     if res.test_oracle_probs is not None:
         curves["oracle"] = profit_curve(res.test_oracle_probs, res.y_test, econ)
     return curves
