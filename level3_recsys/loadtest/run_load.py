@@ -674,6 +674,9 @@ def main(
     workspace: Annotated[
         Path | None, typer.Option(help="Serving workspace folder (prepared when missing).")
     ] = None,
+    model: Annotated[
+        str, typer.Option(help="Model trained into a new workspace (the champion the service scores with).")
+    ] = "itemknn",
     items: Annotated[
         int | None, typer.Option(help="Catalogue size of a new workspace (default: the profile's).")
     ] = None,
@@ -697,13 +700,13 @@ def main(
         raise ConfigError("--items must be at least 20")
     configure_environment()
     if workspace is None:
-        suffix = f"_{profile}" + (f"_{items}items" if items else "")
+        suffix = f"_{profile}_{model}" + (f"_{items}items" if items else "")
         workspace = DEFAULT_WORKSPACE.with_name(DEFAULT_WORKSPACE.name + suffix)
     workspace = workspace.resolve()
     if fresh or not (workspace / "workspace.json").is_file():
         print(f"preparing a serving workspace in {workspace} (profile {profile}) ...", flush=True)
         overrides = {"simulator": {"n_items": items}} if items else None
-        ws = prepare_workspace(workspace, profile=profile, overrides=overrides)
+        ws = prepare_workspace(workspace, profile=profile, models=(model,), overrides=overrides)
     else:
         ws = open_workspace(workspace)
     plan = LoadPlan(
