@@ -9,6 +9,7 @@ split the baseline is already 90 % accurate.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,7 +49,7 @@ def split_data(df: pd.DataFrame, schema: Schema, cfg: L1Config) -> Split:
     """
     y = class_labels(df[schema.target]) if schema.task == "classification" else df[schema.target]
     notes = []
-    limit = int(cfg.max_train_rows / (1 - cfg.test_size))
+    limit = math.ceil(cfg.max_train_rows / (1 - cfg.test_size))
     if len(df) > limit:
         keep, _ = train_test_split(
             df.index,
