@@ -167,7 +167,7 @@ class SimulatorConfig(BaseModel):
     chunk_size: int = Field(50_000, ge=100, description="customers simulated and written per chunk")
     existing_share: float = Field(0.6, gt=0, le=1, description="share of customers signed up before `start`")
     base_logit: float = Field(-3.9, description="intercept of the monthly churn logit")
-    hidden_noise: float = Field(0.4, ge=0, description="sd of the unobserved per-customer loyalty term")
+    hidden_noise: float = Field(0.3, ge=0, description="sd of the unobserved per-customer loyalty term")
     mess: MessConfig = Field(default_factory=MessConfig)
 
     @field_validator("start")
@@ -236,9 +236,12 @@ def _spell(codes: np.ndarray, values: tuple[str, ...], rate: float, rng: np.rand
     out[codes < 0] = None
     mess = (rng.random(len(codes)) < rate) & (codes >= 0)
     idx = np.flatnonzero(mess)
-    for i in idx:
-        alts = SPELLINGS[out[i]]
-        out[i] = alts[rng.integers(len(alts))]
+    for k, value in enumerate(values):
+        sel = idx[codes[idx] == k]
+        if len(sel) == 0:
+            continue
+        alts = np.array(SPELLINGS[value], dtype=object)
+        out[sel] = alts[rng.integers(len(alts), size=len(sel))]
     return out, int(mess.sum())
 
 

@@ -329,6 +329,8 @@ def test_changing_a_record_before_t_does_change_features():
         known = (df[time_col] < t) & (df[time_col] >= t - pd.Timedelta(days=20))
         if "loaded_at" in df:
             known &= df["loaded_at"] < t
+        for col, value in change.items():
+            known &= df[col] != value
         i = df.index[known][0]
         for col, value in change.items():
             df.loc[i, col] = value
