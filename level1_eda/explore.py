@@ -246,7 +246,7 @@ def heatmap(
     n = len(matrix)
     fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n + 2, 0.8 + 0.5 * n))
     sns.heatmap(
-        matrix,
+        matrix.round(2) + 0.0,  # + 0.0 turns -0.00 into 0.00
         ax=ax,
         vmin=vmin,
         vmax=vmax,

@@ -252,7 +252,14 @@ def add_features(report: Report, schema: Schema, names: list[str], split: Split)
     dropped = schema.dropped
     if dropped:
         sec.text("Not used: " + ", ".join(f"{c} ({r})" for c, r in dropped.items()) + ".")
-    sec.table(pd.DataFrame({"model input": names}).head(60), "Model inputs", index=False)
+    shown = names[:300]
+    chips = " ".join(f"<code>{html.escape(n)}</code>" for n in shown)
+    more = f" … and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
+    sec.html(
+        f"<p><strong>The {len(names)} model inputs</strong> (<code>num__</code>: scaled number, "
+        f"<code>cat__column_level</code>: one-hot 0/1 column):</p>"
+        f"<p style='line-height:1.9'>{chips}{more}</p>"
+    )
     if split.notes:
         sec.html(_list(split.notes))
     return sec
