@@ -113,7 +113,9 @@ class MlflowConfig(_Section):
 
     Attributes:
         tracking_uri: ``None`` means a SQLite store under the level's artifacts
-            (``artifacts/mlflow/mlflow.db``); a ``postgresql://user@host:port/db`` URL also works.
+            (``artifacts/mlflow/mlflow.db``); a PostgreSQL URL also works:
+            ``postgresql+psycopg2://user@host:port/db`` (name the driver: plain ``postgresql://``
+            makes SQLAlchemy look for psycopg 3, which is not installed).
         artifact_location: Where run artifacts go (``None``: next to the SQLite store).
         experiment: Experiment name.
         registered_model: Registry name of the churn model.

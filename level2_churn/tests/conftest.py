@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ from level2_churn.tracking import Tracker
 from level2_churn.train import ModelData, run_modelling
 from shared.config import load_config
 from shared.runtime import mlflow_sqlite_uri
+
+# Prefect's ephemeral server logs its shutdown after pytest has closed the captured streams.
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 TINY = {
     "search": {"n_trials": 6, "n_startup_trials": 3, "n_estimators_max": 150, "n_jobs": 1},
