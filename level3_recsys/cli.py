@@ -231,6 +231,8 @@ def evaluate(
         aliases=aliases,
         dataset=train_data.summary(),
     )
+    if register and info.get("mlflow_runs"):
+        pipeline.attach_evaluation(cfg, trained, [target / "comparison.csv", report, metrics_path])
     typer.echo(_table(table))
     _echo("metrics", metrics_path)
     _echo("report", report)

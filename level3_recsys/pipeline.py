@@ -290,6 +290,19 @@ def log_evaluation(cfg: RecsysConfig, trained: TrainedModels, table: pd.DataFram
     return register_winner(runs, tracking=tracking, metric=cfg.tracking.selection_metric)
 
 
+def attach_evaluation(cfg: RecsysConfig, trained: TrainedModels, paths: list[Path]) -> None:
+    """Attach the run's comparison table, report and metrics to every model's MLflow run."""
+    if not trained.mlflow_runs:
+        return
+    tracking = cfg.tracking_settings()
+    tracking.activate()
+    client = tracking.client()
+    for run_id in trained.mlflow_runs.values():
+        for path in paths:
+            if path.is_file():
+                client.log_artifact(run_id, str(path), artifact_path="evaluation")
+
+
 # ---------------------------------------------------------------------- the flow
 @dataclass
 class RunSummary:
@@ -373,6 +386,7 @@ def level3_flow(cfg: RecsysConfig, run_name: str | None = None) -> RunSummary:
         batch=batch_info,
         dataset=train.summary(),
     )
+    attach_evaluation(cfg, trained, [run_dir / "comparison.csv", report, metrics_path])
     return RunSummary(
         run_dir, report, metrics_path, table, aliases, batch_info, cfg.tracking.selection_metric, value, best
     )

@@ -72,6 +72,10 @@ def test_flow_runs_every_stage_locally(tmp_path: Path) -> None:
     champion = client.get_model_version_by_alias(cfg.tracking.registered_model, "champion")
     assert champion.tags["model_name"] == best
     assert summary.aliases["champion"] == str(champion.version)
+    run = client.get_run(champion.run_id)
+    assert run.data.metrics["ndcg_at_10"] == pytest.approx(summary.table.loc[best, "ndcg@10"])
+    logged = {a.path for a in client.list_artifacts(champion.run_id, "evaluation")}
+    assert {"evaluation/comparison.csv", "evaluation/report.html", "evaluation/metrics.json"} <= logged
     store = open_store(cfg.store_url())
     live = store.current()
     assert live is not None and live.model_version == str(champion.version)
