@@ -121,3 +121,18 @@ def test_config_validation_and_month_starts():
         SimulatorConfig(customers=0)
     ms = month_starts(date(2024, 1, 1), 3)
     assert ms.tolist() == [0, 31, 60, 91]  # 2024 is a leap year
+
+
+def test_snapshots_cover_exactly_the_simulated_customer_months_with_true_labels():
+    raw, clean, _, _ = small_world()
+    snaps = build_snapshots(clean)
+    truth = pd.read_parquet(raw / "_truth" / "hazard")
+    truth = truth[truth["snapshot_date"].isin(snaps["snapshot_date"].unique())]
+    assert len(truth) == len(snaps)
+    truth["customer_id"] = [f"C{n:07d}" for n in truth["customer_num"]]
+    merged = snaps[["customer_id", "snapshot_date", "label"]].merge(
+        truth, on=["customer_id", "snapshot_date"], how="inner", validate="one_to_one"
+    )
+    assert len(merged) == len(snaps)
+    # Labels rebuilt from the messy customers.csv equal the churn the simulator drew.
+    assert (merged["label"] == merged["churned"]).all()
