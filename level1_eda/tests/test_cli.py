@@ -144,3 +144,19 @@ def _cfg(tmp_path: Path) -> Path:
     path = tmp_path / "small.yaml"
     path.write_text("plot_rows: 200\npairplot_rows: 100\nmax_plot_columns: 3\ncv_folds: 3\n")
     return path
+
+
+def test_profile_command_writes_report_and_facts_without_a_model(tmp_path: Path) -> None:
+    df = pd.DataFrame({"a": np.arange(60) * 1.5, "b": ["x", "y", "z"] * 20, "t": ["p", "q"] * 30})
+    df = pd.concat([df, df.iloc[:3]], ignore_index=True)  # 3 duplicate rows
+    csv = tmp_path / "d.csv"
+    df.to_csv(csv, index=False)
+    out = tmp_path / "prof"
+    result = runner.invoke(
+        app,
+        ["profile", "--csv", str(csv), "--target", "t", "--out", str(out), "--config", str(_cfg(tmp_path))],
+    )
+    assert result.exit_code == 0, result.output
+    assert "63 rows × 3 columns" in result.stdout and "3 duplicate rows" in result.stdout
+    assert (out / "report.html").exists() and (out / "profile.json").exists()
+    assert not (out / "model.joblib").exists()
