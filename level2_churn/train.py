@@ -139,14 +139,22 @@ def cross_validate(
     rows, oofs, fit_s = [], [], 0.0
     for fold in plan.folds:
         feats = (fold_features or {}).get(fold.name, data.features)
+        train_idx = capped(fold.train_idx, cfg.search.max_train_rows, cfg.seed)
         t0 = time.perf_counter()
-        model = _fit(kind, data.X(fold.train_idx, feats), data.y(fold.train_idx), cfg, params, imbalance)
+        model = _fit(kind, data.X(train_idx, feats), data.y(train_idx), cfg, params, imbalance)
         fit_s += time.perf_counter() - t0
         scores = positive_scores(model, data.X(fold.valid_idx, feats))
         y = data.y(fold.valid_idx)
         rows.append({"fold": fold.name, **classification_metrics(y, scores), "n_features": len(feats)})
         oofs.append(pd.DataFrame({"row": fold.valid_idx, "fold": fold.name, "y": y, "score": scores}))
     return FoldRun(pd.DataFrame(rows), pd.concat(oofs, ignore_index=True), fit_s)
+
+
+def capped(idx: np.ndarray, cap: int | None, seed: int) -> np.ndarray:
+    """A uniform sample of at most `cap` row positions (sorted), or all of them."""
+    if cap is None or len(idx) <= cap:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, size=cap, replace=False))
 
 
 def _fit(kind: str, X: pd.DataFrame, y: np.ndarray, cfg: ChurnConfig, params: Any, imbalance: str) -> Any:
@@ -201,8 +209,9 @@ def fold_selection(
     results: dict[str, SelectionResult] = {}
     rows = []
     for fold in plan.folds:
-        X_tr, y_tr = data.X(fold.train_idx), data.y(fold.train_idx)
-        mask = inner_split_mask(data.dates(fold.train_idx), y_tr, seed=cfg.seed)
+        train_idx = capped(fold.train_idx, cfg.search.max_train_rows, cfg.seed)
+        X_tr, y_tr = data.X(train_idx), data.y(train_idx)
+        mask = inner_split_mask(data.dates(train_idx), y_tr, seed=cfg.seed)
         t0 = time.perf_counter()
         sel = select_features(
             X_tr,
@@ -220,7 +229,7 @@ def fold_selection(
         fit_s = {}
         for name, feats in (("all", data.features), ("selected", sel.kept)):
             t0 = time.perf_counter()
-            model = _fit("lgbm", data.X(fold.train_idx, feats), y_tr, cfg, None, imbalance)
+            model = _fit("lgbm", data.X(train_idx, feats), y_tr, cfg, None, imbalance)
             fit_s[name] = time.perf_counter() - t0
             scores[name] = pr_auc(y_va, positive_scores(model, data.X(fold.valid_idx, feats)))
         rows.append(
@@ -295,10 +304,9 @@ def search(
         rows, oofs, fit_s = [], [], 0.0
         for step, fold in enumerate(plan.folds):
             feats = fold_features.get(fold.name, data.features)
+            train_idx = capped(fold.train_idx, cfg.search.max_train_rows, cfg.seed)
             t0 = time.perf_counter()
-            model = _fit(
-                "lgbm", data.X(fold.train_idx, feats), data.y(fold.train_idx), cfg, params, imbalance
-            )
+            model = _fit("lgbm", data.X(train_idx, feats), data.y(train_idx), cfg, params, imbalance)
             fit_s += time.perf_counter() - t0
             scores = positive_scores(model, data.X(fold.valid_idx, feats))
             y = data.y(fold.valid_idx)

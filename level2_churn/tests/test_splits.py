@@ -67,3 +67,13 @@ def test_stratified_plan_keeps_class_shares_and_disjoint_test() -> None:
 def test_stratified_plan_rejects_a_tiny_class() -> None:
     with pytest.raises(DataError, match="each class needs"):
         stratified_plan(np.r_[np.ones(3), np.zeros(50)].astype(int), n_folds=5)
+
+
+def test_capped_sample_is_uniform_and_bounded() -> None:
+    from level2_churn.train import capped
+
+    idx = np.arange(10_000)
+    assert capped(idx, None, 0) is idx and capped(idx, 20_000, 0) is idx
+    sample = capped(idx, 1_000, 0)
+    assert len(sample) == 1_000 and len(np.unique(sample)) == 1_000 and np.all(np.diff(sample) > 0)
+    assert abs(sample.mean() - idx.mean()) < 300  # spread over the whole window, not its start
