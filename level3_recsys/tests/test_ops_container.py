@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.container, pytest.mark.integration]
 
 BASE_TAG = "localhost/ml-levels-base:bookworm"
 API_TAG = "localhost/level3-recsys-api:test"
+MODEL_TAG = "localhost/level3-recsys-model:test"
 KEY = "container-key"
 SMALL = {
     "simulator": {"n_users": 300, "n_items": 300, "days": 14, "new_items_per_day": 5},
@@ -46,15 +47,40 @@ def sh(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
-def api_image():
+def base_image():
     podman = tool("podman")
     tool("debootstrap")
     tool("runc")
     if os.geteuid() != 0:
         pytest.skip("building the debootstrap base image needs root")
     sh([str(DOCKER / "build_base.sh"), BASE_TAG])
-    sh([str(DOCKER / "build_image.sh"), "api", API_TAG])
     return podman
+
+
+@pytest.fixture(scope="module")
+def api_image(base_image):
+    sh([str(DOCKER / "build_image.sh"), "api", API_TAG])
+    return base_image
+
+
+@pytest.fixture(scope="module")
+def model_image(base_image):
+    sh([str(DOCKER / "build_image.sh"), "model", MODEL_TAG], timeout=1800)
+    return base_image
+
+
+def wait_ready(url: str, podman: str, cid: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, subprocess.run(
+            [podman, "logs", cid], capture_output=True, text=True, env=podman_env()
+        ).stderr[-3000:]
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +112,7 @@ def test_api_image_runs_and_answers(api_image, workspace, free_port):
     cid = sh([*cmd, API_TAG]).stdout.strip().splitlines()[-1]
     base = f"http://127.0.0.1:{free_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, sh([podman, "logs", cid]).stderr[-3000:]
-            time.sleep(0.5)
+        wait_ready(f"{base}/readyz", podman, cid, 60)
         h = {"X-API-Key": KEY}
         user = workspace.user_ids[0]
         body = httpx.get(f"{base}/v1/recommendations/{user}?k=5", headers=h, timeout=5).json()
@@ -122,6 +140,45 @@ def test_api_image_runs_and_answers(api_image, workspace, free_port):
         sh([podman, "healthcheck", "run", cid])
         inspect = json.loads(sh([podman, "inspect", cid]).stdout)[0]
         assert inspect["Config"]["User"] == "10001"
+    finally:
+        subprocess.run(
+            [podman, "rm", "-f", "-t", "5", cid], capture_output=True, env=podman_env(), timeout=60
+        )
+
+
+@pytest.mark.slow
+def test_model_image_serves_the_champion(model_image, workspace, free_port):
+    # The BentoML service loads models:/<name>@champion from the mounted MLflow registry
+    # (mounted at the same path: the registry stores absolute artifact locations).
+    podman = model_image
+    cmd = [
+        podman,
+        "run",
+        "-d",
+        "--rm",
+        "-p",
+        f"127.0.0.1:{free_port}:3000",
+        "-v",
+        f"{workspace.root}:{workspace.root}",
+    ]
+    for name, value in workspace.model_env().items():
+        cmd += ["-e", f"{name}={value}"]
+    cid = sh([*cmd, MODEL_TAG]).stdout.strip().splitlines()[-1]
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        wait_ready(f"{base}/readyz", podman, cid, 180)
+        user = workspace.user_ids[0]
+        answer = httpx.post(
+            f"{base}/recommend", json={"user_id": user, "k": 5, "device": "tv", "hour": 21}, timeout=30
+        )
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["known_user"] and body["model_version"] == workspace.model_version
+        assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
+        bad = httpx.post(f"{base}/recommend", json={"user_id": user, "k": 0}, timeout=30)
+        assert 400 <= bad.status_code < 500
+        sh([podman, "healthcheck", "run", cid])
+        assert json.loads(sh([podman, "inspect", cid]).stdout)[0]["Config"]["User"] == "10001"
     finally:
         subprocess.run(
             [podman, "rm", "-f", "-t", "5", cid], capture_output=True, env=podman_env(), timeout=60
