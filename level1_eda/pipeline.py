@@ -170,7 +170,10 @@ def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResul
     path, dataset = resolve_csv(csv)
     explored = explore_csv(path, cfg, dataset=dataset)
     schema = explored.schema
-    modelling, target_warnings = clean_target(explored.loaded.frame, schema)
+    # Features go to the pipeline raw (it coerces them itself, as it will for new files);
+    # the target as typed (numbers written as text become numbers).
+    raw = explored.loaded.frame.assign(**{schema.target: explored.frame[schema.target]})
+    modelling, target_warnings = clean_target(raw, schema)
     warnings = [*explored.warnings, *target_warnings]
     explored.warnings = warnings
     timings = explored.timings

@@ -172,7 +172,8 @@ def coerce_types(df: pd.DataFrame, *, target: str | None = None) -> tuple[pd.Dat
 
     A text column whose values are at least 95 % numbers is converted, the rest
     (e.g. "n/a", "?") becomes missing; a column that mixes numbers and text more
-    evenly is left as text and reported as mixed. The target is left untouched.
+    evenly is left as text and reported as mixed. The target may become numeric,
+    never a date.
 
     Returns:
         A new frame (columns replaced, not mutated) and the warnings.
@@ -182,7 +183,7 @@ def coerce_types(df: pd.DataFrame, *, target: str | None = None) -> tuple[pd.Dat
     rows = sample_rows(df)
     for col in df.columns:
         s = df[col]
-        if col == target or not is_text(s):
+        if not is_text(s):
             continue
         sample = rows[col].dropna()
         if sample.empty or sample.map(type).eq(bool).all():
@@ -202,7 +203,7 @@ def coerce_types(df: pd.DataFrame, *, target: str | None = None) -> tuple[pd.Dat
             warnings.append(
                 f"column {col!r} mixes types: {share:.0%} numbers and {1 - share:.0%} text; kept as text"
             )
-        elif looks_like_dates(sample):
+        elif col != target and looks_like_dates(sample):
             out[col] = map_values(s, lambda v: pd.to_datetime(v, errors="coerce", format="mixed"))
     return out, warnings
 
@@ -315,12 +316,12 @@ def infer_schema(df: pd.DataFrame, target: str, cfg: L1Config, task: str = "auto
 
 
 def clean_target(
-    df: pd.DataFrame, schema: Schema, *, min_class_rows: int = 2
+    df: pd.DataFrame, schema: Schema, *, min_class_rows: int = 2, max_classes: int = 100
 ) -> tuple[pd.DataFrame, list[str]]:
     """Drop rows whose target is missing, and classes too small to split; check what is left.
 
     Raises:
-        DataError: Fewer than two classes, or too few rows to split.
+        DataError: Fewer than two classes or more than `max_classes`, or too few rows to split.
     """
     warnings: list[str] = []
     y = df[schema.target]
@@ -341,6 +342,12 @@ def clean_target(
             only = out[schema.target].iloc[0] if len(out) else "none"
             raise DataError(
                 f"target {schema.target!r} has a single class ({only!r}); a classifier needs at least two"
+            )
+        n_classes = out[schema.target].nunique()
+        if n_classes > max_classes:
+            raise DataError(
+                f"target {schema.target!r} has {n_classes} classes (at most {max_classes} here): "
+                "if it is a number, pass --task regression; if it is an ID, choose another --target"
             )
     if len(out) < 10:
         raise DataError(f"only {len(out)} rows with a target value; at least 10 are needed to train and test")

@@ -100,6 +100,18 @@ def test_rows_without_target_and_singleton_classes_are_left_out() -> None:
     assert any("rare" in w for w in warnings)
 
 
+def test_numeric_text_target_becomes_numeric_and_too_many_classes_is_refused() -> None:
+    x = np.random.default_rng(0).normal(0, 1, 300)
+    df = pd.DataFrame({"x": x[:200], "y": [str(v * 2.5) for v in range(199)] + ["?"]})
+    typed, warnings = coerce_types(df, target="y")
+    assert typed["y"].isna().sum() == 1 and any("'y' mixes types" in w for w in warnings)
+    assert infer_schema(typed, "y", L1Config()).task == "regression"
+    ids = pd.DataFrame({"x": x, "y": [f"user{i % 150}" for i in range(300)]})
+    schema = infer_schema(ids, "y", L1Config())
+    with pytest.raises(DataError, match="150 classes"):
+        clean_target(ids, schema)
+
+
 def test_regression_target_must_be_numeric() -> None:
     with pytest.raises(SchemaError, match="not numeric"):
         infer_schema(make_mixed_frame(), "label", L1Config(), task="regression")
