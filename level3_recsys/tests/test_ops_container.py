@@ -1,11 +1,14 @@
-"""Build the API image with podman and run it: a real container answers on a loopback port.
+"""Build the images with podman and run them: real containers answer on loopback ports.
 
 Marked ``container`` (``make test-container``; excluded from ``make test``). Needs root,
 podman, runc and debootstrap (Debian packages); skipped with the reason when they are absent.
 The base image comes from ``docker/build_base.sh`` (debootstrap + ``podman import``, cached by
 tag), the API image from ``docker/build_image.sh api`` (``podman build --format docker``).
 A small trained workspace (registry, fresh batch, serving reference) is mounted at the same
-path; no model service runs, so unknown users exercise the popularity fallback.
+path; in the API test no model service runs, so unknown users exercise the popularity
+fallback. The model image (torch, BentoML, MLflow) is also ``slow``: about 10 minutes cold.
+Timings on a 2-core machine: API test ~1 min with cached layers, ~4-5 min cold (base image
+~1 min, API image ~2 min); model test ~1 min cached, ~10 min cold.
 """
 
 from __future__ import annotations
