@@ -678,8 +678,8 @@ def main(
         str, typer.Option(help="Model trained into a new workspace (the champion the service scores with).")
     ] = "itemknn",
     items: Annotated[
-        int | None, typer.Option(help="Catalogue size of a new workspace (default: the profile's).")
-    ] = None,
+        int, typer.Option(help="Catalogue size of a new workspace (items on day 0; 0: the profile's).")
+    ] = 20_000,
     profile: Annotated[str, typer.Option(help="Level profile used to prepare a new workspace.")] = "quick",
     fresh: Annotated[bool, typer.Option(help="Prepare a new workspace even when one exists.")] = False,
     out: Annotated[Path, typer.Option(help="Markdown section to write.")] = DEFAULT_SECTION,
@@ -696,8 +696,8 @@ def main(
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if duration < 5 or users < 1 or rate <= 0:
         raise ConfigError("--duration must be at least 5 s, --users at least 1 and --rate positive")
-    if items is not None and items < 20:
-        raise ConfigError("--items must be at least 20")
+    if items and items < 20:
+        raise ConfigError("--items must be at least 20 (or 0 for the profile's catalogue)")
     configure_environment()
     if workspace is None:
         suffix = f"_{profile}_{model}" + (f"_{items}items" if items else "")

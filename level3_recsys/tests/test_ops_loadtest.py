@@ -243,3 +243,23 @@ def test_locust_drives_the_server_on_loopback(server, small_store, tmp_path):
     else:  # known users from the batch, cold users from the fallback (the model service is down)
         assert {"recs:batch", "recs:fallback"} <= names
         assert res.by_name["recs:fallback"].requests < res.by_name["recs:batch"].requests
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--scenario", "nope"], "unknown scenario"),
+        (["--engine", "docker"], "--engine must be one of"),
+        (["--items", "5"], "--items must be at least 20"),
+        (["--duration", "1"], "--duration must be at least 5 s"),
+    ],
+)
+def test_run_load_rejects_bad_options_with_one_line(args, message):
+    from typer.testing import CliRunner
+
+    from level3_recsys.loadtest.run_load import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
