@@ -16,9 +16,9 @@ class ALSConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    factors: int = Field(64, ge=1)
+    factors: int = Field(16, ge=1)
     regularization: float = Field(0.05, ge=0)
-    alpha: float = Field(10.0, gt=0, description="confidence scale of observed interactions")
+    alpha: float = Field(2.0, gt=0, description="confidence scale of observed interactions")
     iterations: int = Field(15, ge=1)
     use_weights: bool = Field(True, description="confidence from interaction weights, else binary")
     bm25: bool = Field(False, description="BM25-weight the matrix first (helps on ratings data)")

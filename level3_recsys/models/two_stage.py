@@ -62,6 +62,9 @@ class TwoStageConfig(BaseModel):
     holdout: Literal["time", "random"] = "time"
     holdout_days: float = Field(5.0, gt=0, description="label period for holdout='time'")
     holdout_fraction: float = Field(0.2, gt=0, lt=1, description="per-user share for holdout='random'")
+    holdout_windows: int = Field(
+        2, ge=1, description="inner windows labelled for the ranker (earlier days, or other random draws)"
+    )
     popularity: PopularityConfig = Field(default_factory=PopularityConfig)
     itemknn: ItemKNNConfig = Field(default_factory=ItemKNNConfig)
     als: ALSConfig = Field(default_factory=ALSConfig)
@@ -213,19 +216,24 @@ class TwoStageRecommender(Recommender):
             models[name] = _BASE_CLASSES[name](sub).fit(data)
         return models
 
-    def _inner_split(self, data: InteractionData) -> tuple[InteractionData, InteractionData]:
+    def _inner_split(self, data: InteractionData, window: int = 0) -> tuple[InteractionData, InteractionData]:
+        """Fit part and label part of inner window `window` (0 = the most recent)."""
         cfg: TwoStageConfig = self.config  # type: ignore[assignment]
         inter = data.interactions
+        ts = inter[TIME_COL].to_numpy()
         if cfg.holdout == "time":
-            cutoff = data.max_time - cfg.holdout_days * SECONDS_PER_DAY
-            label_mask = inter[TIME_COL].to_numpy() > cutoff
+            end = data.max_time - window * cfg.holdout_days * SECONDS_PER_DAY
+            cutoff = end - cfg.holdout_days * SECONDS_PER_DAY
+            label_mask = (ts > cutoff) & (ts <= end)
+            fit_mask = ts <= cutoff
         else:
-            rng = np.random.default_rng(cfg.seed)
+            rng = np.random.default_rng([cfg.seed, window])
             r = pd.Series(rng.random(len(inter)), index=inter.index)
             pct = r.groupby(inter[USER_COL]).rank(pct=True)
             size = inter.groupby(USER_COL)[USER_COL].transform("size")
             label_mask = ((pct <= cfg.holdout_fraction) & (size >= 2)).to_numpy()
-        fit_part, label_part = inter[~label_mask], inter[label_mask]
+            fit_mask = ~label_mask
+        fit_part, label_part = inter[fit_mask], inter[label_mask]
         if len(fit_part) == 0 or len(label_part) == 0:
             raise DataError("two-stage: the inner holdout leaves no data to fit or to label; change holdout")
         return data.with_interactions(fit_part), data.with_interactions(label_part)
@@ -236,23 +244,25 @@ class TwoStageRecommender(Recommender):
         cfg: TwoStageConfig = self.config  # type: ignore[assignment]
         if not cfg.candidates:
             raise ConfigError("two-stage needs at least one candidate model")
-        fit_part, label_part = self._inner_split(data)
-        bases = self._base_models(fit_part, "inner")
-        ctx = _Context(fit_part)
-        labels = label_part.matrix("binary").tocsr()
-        users = np.unique(label_part.user_index(label_part.interactions[USER_COL]))
-        users = users[np.asarray(ctx.seen[users].sum(axis=1)).ravel() > 0]
         xs, ys, groups = [], [], []
         rng = np.random.default_rng(cfg.seed)
-        for start in range(0, len(users), 512):
-            ub = users[start : start + 512]
-            rows, cols, x = self._candidates(bases, ctx, ub)
-            y = np.asarray(labels[ub[rows], cols]).ravel() > 0
-            has_pos = np.bincount(rows, weights=y, minlength=len(ub)) > 0
-            keep = has_pos[rows] & _sample_negatives(rows, y, cfg.max_negatives, rng)
-            xs.append(x[keep])
-            ys.append(y[keep].astype(np.int32))
-            groups.append(np.bincount(rows[keep], minlength=len(ub))[has_pos])
+        for window in range(cfg.holdout_windows):
+            fit_part, label_part = self._inner_split(data, window)
+            bases = self._base_models(fit_part, "inner")
+            ctx = _Context(fit_part)
+            labels = label_part.matrix("binary").tocsr()
+            users = np.unique(label_part.user_index(label_part.interactions[USER_COL]))
+            users = users[np.asarray(ctx.seen[users].sum(axis=1)).ravel() > 0]
+            for start in range(0, len(users), 512):
+                ub = users[start : start + 512]
+                rows, cols, x = self._candidates(bases, ctx, ub)
+                y = np.asarray(labels[ub[rows], cols]).ravel() > 0
+                has_pos = np.bincount(rows, weights=y, minlength=len(ub)) > 0
+                keep = has_pos[rows] & _sample_negatives(rows, y, cfg.max_negatives, rng)
+                xs.append(x[keep])
+                ys.append(y[keep].astype(np.int32))
+                groups.append(np.bincount(rows[keep], minlength=len(ub))[has_pos])
+            del bases, ctx
         x_all, y_all = np.concatenate(xs), np.concatenate(ys)
         group = np.concatenate(groups)
         if y_all.sum() == 0:
@@ -292,28 +302,42 @@ class TwoStageRecommender(Recommender):
     def _candidates(
         self, bases: dict[str, Recommender], ctx: _Context, user_idx: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Union of the models' top lists for `user_idx` and its feature matrix.
+
+        Two passes over the candidate models (top lists, then scores of the union) keep at most
+        one users × items score matrix alive, so large catalogues fit in memory.
+        """
         cfg: TwoStageConfig = self.config  # type: ignore[assignment]
         b = len(user_idx)
+        n_items = len(self.item_ids_)
         seen = ctx.seen[user_idx]
         seen_r = np.repeat(np.arange(b), np.diff(seen.indptr))
-        cand = None
-        per_model = []
-        for name in cfg.candidates:
+
+        def scores(name: str) -> np.ndarray:
             s = bases[name]._score(user_idx).astype(np.float32, copy=True)
             s[seen_r, seen.indices] = NEG_INF
-            top, _ = top_k(s, cfg.n_candidates)
-            rank = np.full(s.shape, cfg.n_candidates + 1, dtype=np.float32)
-            np.put_along_axis(rank, top, np.arange(1, top.shape[1] + 1, dtype=np.float32)[None, :], axis=1)
-            mask = rank <= cfg.n_candidates
-            cand = mask if cand is None else cand | mask
-            best = np.take_along_axis(s, top[:, :1], axis=1)
-            per_model.append((s, rank, best))
-        rows, cols = np.nonzero(cand)
+            return s
+
+        tops = []
+        for name in cfg.candidates:
+            top, _ = top_k(scores(name), cfg.n_candidates)
+            tops.append(top)
+        keys = np.unique(np.concatenate([(np.arange(b)[:, None] * n_items + t).ravel() for t in tops]))
+        rows, cols = keys // n_items, keys % n_items
         feats: list[np.ndarray] = []
         names: list[str] = []
-        for name, (s, rank, best) in zip(cfg.candidates, per_model, strict=True):
+        for name, top in zip(cfg.candidates, tops, strict=True):
+            s = scores(name)
             sc = s[rows, cols]
-            feats += [sc, sc - best[rows, 0], rank[rows, cols]]
+            best = s[np.arange(b), top[:, 0]] if top.shape[1] else np.zeros(b, np.float32)
+            # rank of each candidate in this model's list (n_candidates + 1 when absent)
+            top_keys = (np.arange(b)[:, None] * n_items + top).ravel()
+            top_rank = np.tile(np.arange(1, top.shape[1] + 1, dtype=np.float32), b)
+            order = np.argsort(top_keys, kind="stable")
+            pos = np.searchsorted(top_keys[order], keys).clip(0, len(top_keys) - 1)
+            hit = top_keys[order][pos] == keys
+            rank = np.where(hit, top_rank[order][pos], cfg.n_candidates + 1).astype(np.float32)
+            feats += [sc, sc - best[rows], rank]
             names += [f"{name}_score", f"{name}_gap", f"{name}_rank"]
         users = user_idx[rows]
         for fname, values in ctx.features(users, cols):
