@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python, NumPy and (when installed) PyTorch; return a NumPy Generator.
+    """Seed Python, NumPy and (when already imported) PyTorch; return a NumPy Generator.
 
     Args:
         seed: The run's seed from its config.
@@ -20,11 +21,10 @@ def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     os.environ["PYTHONHASHSEED"] = str(seed)
-    try:  # torch is optional: levels 1-2 do not install it
-        import torch
-    except ImportError:
-        pass
-    else:
+    # Seed torch only when the caller already imported it: importing torch just to seed it
+    # costs seconds, and a level that never uses torch has nothing to seed.
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.manual_seed(seed)
     return np.random.default_rng(seed)
 

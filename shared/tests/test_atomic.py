@@ -44,3 +44,14 @@ def test_atomic_write_with_and_json(tmp_path):
 def test_atomic_open_refuses_read_mode(tmp_path):
     with pytest.raises(ValueError), atomic_open(tmp_path / "x", "r"):
         pass
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "r.html", "x")
+    finally:
+        os.umask(umask)
+    assert p.stat().st_mode & 0o777 == 0o644

@@ -25,6 +25,18 @@ def test_level_paths_and_run_dirs(tmp_path):
     assert LevelPaths.for_package(tmp_path / "pkg" / "__init__.py").root == tmp_path / "pkg"
 
 
+def test_seeding_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from shared.seeding import seed_everything; "
+        "seed_everything(1); print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
 def test_seeding_is_reproducible():
     a = seed_everything(3).normal(size=3)
     b = seed_everything(3).normal(size=3)
