@@ -247,7 +247,12 @@ class TwoStageRecommender(Recommender):
         xs, ys, groups = [], [], []
         rng = np.random.default_rng(cfg.seed)
         for window in range(cfg.holdout_windows):
-            fit_part, label_part = self._inner_split(data, window)
+            try:
+                fit_part, label_part = self._inner_split(data, window)
+            except DataError:
+                if window == 0:
+                    raise
+                break  # the history is too short for more windows: train on the ones we have
             bases = self._base_models(fit_part, "inner")
             ctx = _Context(fit_part)
             labels = label_part.matrix("binary").tocsr()

@@ -145,3 +145,19 @@ def test_itemknn_jaccard_by_hand() -> None:
     # a: 3 users, b: 2 users, both: 2 -> jaccard 2 / (3 + 2 - 2)
     assert model.similarity_[0, 1] == pytest.approx(2 / 3)
     assert model.similarity_[0, 0] == pytest.approx(1.0)
+
+
+def test_two_stage_uses_fewer_windows_when_history_is_short() -> None:
+    _, train, _ = tiny()
+    cfg = {
+        "show_progress": False,
+        "candidates": ["popularity", "itemknn"],
+        "holdout_days": 4.0,
+        "holdout_windows": 5,
+        "n_estimators": 10,
+        "min_child_samples": 5,
+    }
+    model = build_model("two_stage", cfg).fit(train)
+    assert len(model.recommend(train.user_ids[:5], k=3)) == 15
+    with pytest.raises(DataError, match="holdout"):
+        build_model("two_stage", {**cfg, "holdout_days": 100.0}).fit(train)
