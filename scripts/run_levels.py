@@ -74,7 +74,7 @@ def main() -> int:
         )
     table = Table(title=f"ML Levels — {args.profile} profile")
     for col in ("level", "headline metric", "value", "report", "seconds"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold", no_wrap=False)
     for row in rows:
         table.add_row(*row)
     console.print(table)
