@@ -225,3 +225,21 @@ def test_compose_runs_the_whole_stack_on_loopback():
     prometheus = " ".join(services["prometheus"]["volumes"])
     assert "prometheus.yml" in prometheus and "alerts.yml" in prometheus
     assert services["api"]["depends_on"]["model"]["condition"] == "service_healthy"
+
+
+# ---------------------------------------------------------------------- build scripts
+def test_build_image_rejects_an_unknown_service():
+    result = run(["bash", str(DOCKER / "build_image.sh"), "frontend"])
+    assert result.returncode == 2
+    assert "unknown service 'frontend'" in result.stderr
+
+
+def test_podman_config_uses_runc_and_the_ulimits():
+    import tomllib
+
+    conf = tomllib.loads((DOCKER / "podman" / "containers.conf").read_text())
+    assert conf["engine"]["runtime"] == "runc"
+    assert set(conf["containers"]["default_ulimits"]) == {"nofile=20000:20000", "nproc=32768:32768"}
+    script = (DOCKER / "build_base.sh").read_text()
+    assert "debootstrap --variant=minbase" in script and "podman import" in script
+    assert "--format docker" in (DOCKER / "build_image.sh").read_text()
