@@ -98,6 +98,8 @@ class ScenarioResult:
     by_name: dict[str, Stats]
     events: dict[str, float] = field(default_factory=dict)
     breaker: list[tuple[float, int]] = field(default_factory=list)
+    runs: int = 1
+    close_times: list[float] = field(default_factory=list)
 
     def recs(self, source: str | None = None) -> Stats | None:
         """Stats of recommendation requests (all sources pooled when `source` is None)."""
@@ -495,6 +497,54 @@ def killed_scenario(
     return result
 
 
+def _median(values: list[float]) -> float:
+    finite = sorted(v for v in values if v == v)
+    if not finite:
+        return float("nan")
+    mid = len(finite) // 2
+    return finite[mid] if len(finite) % 2 else (finite[mid - 1] + finite[mid]) / 2
+
+
+def _median_stats(rows: list[Stats]) -> Stats:
+    return Stats(
+        name=rows[0].name,
+        requests=round(_median([r.requests for r in rows])),
+        failures=max(r.failures for r in rows),  # errors: the worst run, never hidden by a median
+        rps=_median([r.rps for r in rows]),
+        p50=_median([r.p50 for r in rows]),
+        p95=_median([r.p95 for r in rows]),
+        p99=_median([r.p99 for r in rows]),
+        max=max(r.max for r in rows),
+    )
+
+
+def median_results(runs: list[dict[str, ScenarioResult]]) -> dict[str, ScenarioResult]:
+    """Per scenario, the median of each figure over repeated runs.
+
+    Throughput and percentiles are medians; failures and the maximum latency are the worst run's;
+    breaker event times are medians and the state timeline is the first run's.
+    """
+    out: dict[str, ScenarioResult] = {}
+    for name in runs[0]:
+        results = [r[name] for r in runs if name in r]
+        names = sorted({n for r in results for n in r.by_name})
+        by_name = {n: _median_stats([r.by_name[n] for r in results if n in r.by_name]) for n in names}
+        keys = set.intersection(*(set(r.events) for r in results)) if results[0].events else set()
+        events = {k: _median([r.events[k] for r in results]) for k in sorted(keys)}
+        combined = ScenarioResult(
+            name, results[0].duration_s, _median_stats([r.total for r in results]), by_name, events
+        )
+        combined.breaker = results[0].breaker
+        combined.runs = len(results)
+        combined.close_times = [
+            r.events["breaker_closed_s"] - r.events["ready_again_s"]
+            for r in results
+            if "breaker_closed_s" in r.events
+        ]
+        out[name] = combined
+    return out
+
+
 # ---------------------------------------------------------------------- report
 def machine() -> str:
     """Cores, CPU model and memory of this machine."""
@@ -576,6 +626,7 @@ def _scenario_rows(
 def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadPlan) -> str:
     """The Markdown section of `benchmarks/results.md`."""
     ceiling_rps = results["ceiling"].total.rps if "ceiling" in results else 0.0
+    n_runs = max((r.runs for r in results.values()), default=1)
     header = (
         "| scenario | requests | throughput (req/s) | vs ceiling | p50 (ms) | p95 (ms) | p99 (ms) | errors |"
     )
@@ -593,7 +644,12 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
         f"impression; a click with p = 0.1). Model: `{ws.model_name}` v{ws.model_version} over "
         f"{ws.n_items:,} items behind the model "
         f"service ({plan.engine}). Locust, the API and the model service share the machine's cores, so each "
-        "figure is a floor of what separate machines give. One run per scenario."
+        "figure is a floor of what separate machines give. "
+        + (
+            f"Medians of {n_runs} runs per scenario (errors and maxima: the worst run)."
+            if n_runs > 1
+            else "One run per scenario."
+        )
         + (
             f" Machine load average (1 min) {plan.load_average[0]:.1f} before the run and "
             f"{plan.load_average[1]:.1f} after it (other work on the machine inflates latencies)."
@@ -643,6 +699,13 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
                 back = ev["breaker_closed_s"] - ev["ready_again_s"]
                 text += f" and closed {back:.1f} s after the model's return"
             text += "."
+        if killed.runs > 1:
+            closes = ", ".join(f"{c:.1f} s" for c in killed.close_times) or "none"
+            text += (
+                f" Times are medians of {killed.runs} runs (the timeline is the first run's); the breaker "
+                f"closed after the model's return in {len(killed.close_times)} of {killed.runs} runs "
+                f"({closes})."
+            )
         lines += ["", text]
     rows = targets(results)
     if rows:
@@ -668,6 +731,7 @@ def main(
         float, typer.Option(help="Seconds per scenario (the killed model: three times).")
     ] = 30.0,
     users: Annotated[int, typer.Option(help="Concurrent Locust clients.")] = 8,
+    repeats: Annotated[int, typer.Option(help="Runs of every scenario; the report quotes medians.")] = 3,
     rate: Annotated[float, typer.Option(help="Requests/s offered in the paced (latency) scenarios.")] = 50.0,
     engine: Annotated[str, typer.Option(help="Model service engine: bentoml or uvicorn.")] = "bentoml",
     scenario: Annotated[list[str] | None, typer.Option(help="Scenario(s) to run (default: all).")] = None,
@@ -694,6 +758,8 @@ def main(
         raise ConfigError(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if repeats < 1:
+        raise ConfigError("--repeats must be at least 1")
     if duration < 5 or users < 1 or rate <= 0:
         raise ConfigError("--duration must be at least 5 s, --users at least 1 and --rate positive")
     if items and items < 20:
@@ -714,7 +780,11 @@ def main(
     )
     plan.work.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
-    results = run_scenarios(ws, plan)
+    runs = []
+    for i in range(repeats):
+        print(f"run {i + 1} of {repeats}", flush=True)
+        runs.append(run_scenarios(ws, plan))
+    results = median_results(runs)
     plan.load_average = (load_before, os.getloadavg()[0])
     text = render(results, ws, plan)
     atomic_write_text(out, text)
@@ -724,6 +794,7 @@ def main(
             "plan": {**asdict(plan), "work": str(plan.work)},
             "workspace": {k: v for k, v in asdict(ws).items() if k != "user_ids"},
             "results": {n: asdict(r) for n, r in results.items()},
+            "runs": [{n: asdict(r) for n, r in run.items()} for run in runs],
         },
     )
     print(text)
