@@ -21,6 +21,7 @@ from level3_recsys.loadtest.run_load import (
     Stats,
     finish_locust,
     free_port,
+    median_results,
     parse_stats,
     render,
     start_locust,
@@ -171,6 +172,29 @@ def test_render_writes_every_scenario_and_the_breaker_timeline():
     assert "SIGKILL at 22.5 s, restart at 45.0 s, ready again at 59.5 s" in text
     assert "opened 4.0 s after the kill and closed 6.5 s after the model's return" in text
     assert "`reg/als` v3 over 1,950 items" in text
+
+
+def test_repeated_runs_report_medians_and_the_worst_errors():
+    def run(rps, p99, failures, closed_at):
+        events = {"killed_s": 20.0, "ready_again_s": 50.0}
+        if closed_at is not None:
+            events["breaker_closed_s"] = closed_at
+        return {
+            "cached": result(
+                "cached", stats("Aggregated", 1000, rps, p99, failures), [stats("recs:batch", 900, rps, p99)]
+            ),
+            "model_killed": result("model_killed", stats("Aggregated", 500, 50.0, 30), [], events),
+        }
+
+    combined = median_results([run(500.0, 40, 0, 55.0), run(300.0, 90, 4, None), run(400.0, 20, 1, 52.0)])
+    cached = combined["cached"]
+    assert (cached.total.rps, cached.total.p99, cached.total.failures) == (400.0, 40, 4)
+    assert cached.by_name["recs:batch"].p99 == 40 and cached.runs == 3
+    killed = combined["model_killed"]
+    assert killed.close_times == [5.0, 2.0]
+    assert "breaker_closed_s" not in killed.events  # one run never closed: no median hides it
+    rows = {t: m for t, _, m, _ in targets(combined)}
+    assert rows["breaker closed after the model's return"] == "not closed"
 
 
 # ---------------------------------------------------------------------- a real short run
