@@ -112,3 +112,25 @@ def test_batch_without_a_registered_model(env, tmp_path: Path) -> None:
 
 def test_benchmark_with_a_missing_folder(env, tmp_path: Path) -> None:
     assert_user_error(invoke(["benchmark", "--movielens", str(tmp_path / "ml-100k")], env), "not found")
+
+
+def test_report_rebuilds_from_a_comparison_table(env, tmp_path: Path) -> None:
+    table = pd.DataFrame(
+        {
+            "ndcg@10": [0.16, 0.03],
+            "recall@10": [0.19, 0.04],
+            "coverage": [0.27, 0.01],
+            "novelty": [4.9, 3.7],
+            "popularity_bias": [0.92, 0.99],
+            "cold_ndcg@10": [0.24, 0.02],
+            "expected_ctr": [0.22, 0.08],
+            "oracle_ctr": [0.28, 0.28],
+        },
+        index=pd.Index(["two_stage", "popularity"], name="model"),
+    )
+    table.to_csv(tmp_path / "comparison.csv")
+    result = invoke(["report", "--run", str(tmp_path)], env)
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "two_stage" in html and html.count("data:image/png;base64") == 5
+    assert_user_error(invoke(["report", "--run", str(tmp_path / "empty")], env), "comparison.csv")
