@@ -33,6 +33,8 @@ def _prepare() -> None:
     from shared.runtime import configure_environment
 
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect's default 20 s for its ephemeral server to start is too short on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     configure_environment()
     setup_logging("WARNING")
 
@@ -79,6 +81,10 @@ def run(
     run_name: Annotated[str | None, typer.Option(help="Run folder name under artifacts/.")] = None,
 ) -> None:
     """Run the whole level through the Prefect flow and print PR-AUC, oracle PR-AUC and campaign profit."""
+    # Cached task results live with the level's artifacts, so a second `make level2` reuses the data
+    # stages even though every run gets a fresh temporary PREFECT_HOME.
+    level_root = root or Path(__file__).resolve().parent
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(level_root / "artifacts" / "prefect-results"))
     _prepare()
     from level2_churn.pipeline import churn_flow
 

@@ -420,12 +420,31 @@ def score_task(cfg_json: str, clean_dir: str, model: str, out: str) -> dict[str,
     return score_customers(ChurnConfig.model_validate_json(cfg_json), Path(clean_dir), Path(model), Path(out))
 
 
-def _cached(task_fn: Any, check: Path, **kwargs: Any) -> str:
-    """Run a cached task; if the cache points at outputs that are gone, run it again for real."""
+def _cached(task_fn: Any, check: Any, **kwargs: Any) -> str:
+    """Run a cached task; if the cache points at outputs that are gone or changed, run it again for real.
+
+    Args:
+        task_fn: The Prefect task.
+        check: A path that must exist, or a callable returning whether the outputs are still valid.
+        **kwargs: The task's arguments.
+    """
+    valid = check if callable(check) else Path(check).exists
     out = task_fn(**kwargs)
-    if not check.exists():
+    if not valid():
         out = task_fn.with_options(refresh_cache=True)(**kwargs)
     return str(out)
+
+
+def _same_simulation(raw_dir: Path, sim: dict[str, Any]) -> Any:
+    """Whether `raw_dir` holds the simulation of exactly this config (someone may have regenerated it)."""
+
+    def check() -> bool:
+        path = raw_dir / "_truth" / "config.json"
+        if not path.is_file():
+            return False
+        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(sim, default=str))
+
+    return check
 
 
 @flow(name="level2-churn", log_prints=False, validate_parameters=True)
@@ -451,10 +470,11 @@ def churn_flow(
     cfg = load_config(ChurnConfig, profile=profile, path=config_path, overrides=overrides)
     lay = Layout.at(Path(root) if root else None)
     cfg_json = cfg.model_dump_json()
+    sim = cfg.simulator.model_dump(mode="json")
     raw = _cached(
         generate_task,
-        lay.raw / "_truth" / "summary.json",
-        sim=cfg.simulator.model_dump(mode="json"),
+        _same_simulation(lay.raw, sim),
+        sim=sim,
         raw_dir=str(lay.raw),
         cfg_json=cfg_json,
     )

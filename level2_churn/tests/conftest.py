@@ -17,6 +17,8 @@ from shared.runtime import mlflow_sqlite_uri
 
 # Prefect's ephemeral server logs its shutdown after pytest has closed the captured streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# On a busy 2-core machine the ephemeral API server can take longer than Prefect's default 20 s to start.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 TINY = {
     "search": {"n_trials": 6, "n_startup_trials": 3, "n_estimators_max": 150, "n_jobs": 1},

@@ -19,7 +19,7 @@ TINY_FLOW = {
     "splits": {"n_folds": 4, "test_periods": 1, "gap_periods": 1},
     "search": {"n_trials": 4, "n_startup_trials": 2, "n_estimators_max": 150},
     "selection": {"n_repeats": 1},
-    "imbalance": {"methods": ["none", "class_weight", "undersample", "smote"]},
+    "imbalance": {"methods": ["none", "class_weight"]},
 }
 
 

@@ -20,7 +20,7 @@ TINY_YAML = {
     "search": {"n_trials": 4, "n_startup_trials": 2, "n_estimators_max": 150},
     "selection": {"n_repeats": 1},
     "splits": {"n_folds": 3},
-    "imbalance": {"methods": ["none", "class_weight", "undersample", "smote"]},
+    "imbalance": {"methods": ["none", "smote"]},
 }
 
 
