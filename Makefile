@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 LOCK   := requirements/all.lock
 TORCH  := torch==2.13.0
 # The stamp is keyed on the lock and pyproject: a second `make test` reinstalls nothing.
-STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) requirements/nodeps.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
 # Offline, quiet, deterministic runs (see shared/runtime.py for the same defaults in Python).
 export HF_HUB_OFFLINE := 1
@@ -26,11 +26,12 @@ LEVELS := 1 2 3 4 5
 ## install: create .venv and install the pinned lock (torch first, with pip); idempotent
 install: $(STAMP)
 
-$(STAMP): $(LOCK) pyproject.toml
+$(STAMP): $(LOCK) requirements/nodeps.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps -r requirements/nodeps.txt
 	$(PY) -m pip install -q --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
