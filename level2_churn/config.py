@@ -56,7 +56,7 @@ class ImbalanceConfig(_Section):
     methods: list[str] = Field(default_factory=lambda: list(IMBALANCE_METHODS))
     undersample_ratio: float = Field(0.5, gt=0, le=1)
     smote_ratio: float = Field(0.5, gt=0, le=1)
-    tolerance: float = Field(0.002, ge=0)
+    tolerance: float = Field(0.005, ge=0)
 
     @field_validator("methods")
     @classmethod

@@ -142,7 +142,11 @@ class Calibrator:
     def transform(self, scores: np.ndarray) -> np.ndarray:
         scores = np.asarray(scores, dtype=float)
         if self.method == "isotonic":
-            return np.asarray(self.model.predict(scores), dtype=float)
+            # Isotonic regression is a step function: every customer on a step gets the same
+            # probability, and those ties throw away the model's ranking (PR-AUC drops). A tiny
+            # multiple of the raw score breaks the ties in the model's order without moving any
+            # probability by more than 1e-6.
+            return np.asarray(self.model.predict(scores), dtype=float) + 1e-6 * scores
         if self.method == "platt":
             return np.asarray(self.model.predict_proba(_logit(scores)[:, None])[:, 1])
         return scores

@@ -46,3 +46,14 @@ def test_churn_model_types_new_data_like_training() -> None:
     assert probs.shape == (2,) and probs[0] > probs[1]
     with pytest.raises(SchemaError, match="plan"):
         model.predict_proba(new.drop(columns="plan"))
+
+
+def test_isotonic_keeps_the_model_ranking() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(0, 1, 5000)
+    y = (rng.random(5000) < scores**2).astype(int)
+    cal = Calibrator("isotonic").fit(scores, y)
+    probs = cal.transform(scores)
+    assert len(np.unique(probs)) == len(np.unique(scores))  # no ties from the step function
+    assert pr_auc(y, probs) == pytest.approx(pr_auc(y, scores))
+    assert np.max(np.abs(probs - cal.model.predict(scores))) <= 1e-6
