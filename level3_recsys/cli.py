@@ -343,7 +343,13 @@ def report(
 @app.command()
 @handle_user_errors
 def benchmark(
-    movielens: Annotated[Path, typer.Option(help="The ml-100k (or ml-latest-small) folder.")],
+    movielens: Annotated[Path | None, typer.Option(help="The ml-100k (or ml-latest-small) folder.")] = None,
+    bundled: Annotated[
+        bool,
+        typer.Option(
+            help="Export the real MovieLens 100k bundled in the recbole wheel to data/raw/ml-100k and use it."
+        ),
+    ] = False,
     models: Annotated[str | None, typer.Option(help="Comma-separated models (default: every model).")] = None,
     out: Annotated[
         Path | None, typer.Option(help="Folder for the results (default: a new run folder).")
@@ -353,17 +359,26 @@ def benchmark(
     from level3_recsys.benchmark import BENCHMARK_MODELS, PUBLISHED, run_benchmark
     from level3_recsys.config import PATHS
     from level3_recsys.models import MODEL_NAMES
+    from level3_recsys.movielens import detect_layout, export_bundled_ml100k
     from level3_recsys.report import write_benchmark_report
     from shared.runtime import configure_environment
 
     configure_environment()
+    if (movielens is None) == (not bundled):
+        raise ConfigError("give either --movielens FOLDER or --bundled (the real ml-100k from recbole)")
     names = [m.strip() for m in models.split(",") if m.strip()] if models else list(BENCHMARK_MODELS)
     unknown = [m for m in names if m not in MODEL_NAMES]
     if unknown:
         raise ConfigError(f"unknown model(s) {unknown}; choose from: {', '.join(MODEL_NAMES)}")
+    if movielens is None:
+        movielens = export_bundled_ml100k(PATHS.raw / "ml-100k")
+        _echo("exported", f"{movielens} (MovieLens 100k from the recbole wheel)")
+    dataset = detect_layout(movielens)
     table = run_benchmark(movielens, names)
     folder = out or PATHS.run_dir("benchmark-movielens")
-    metrics, report_path = write_benchmark_report(folder, table, PUBLISHED, source=str(movielens))
+    metrics, report_path = write_benchmark_report(
+        folder, table, PUBLISHED, source=str(movielens), dataset=dataset
+    )
     typer.echo(_table(table))
     typer.echo("published (same protocol):")
     typer.echo(_table(PUBLISHED))

@@ -16,10 +16,17 @@ Rows keep the file order, which the stratified split's random numbers depend on.
 
 `write_fake_ml100k` and `write_fake_ml_latest_small` write small synthetic folders in these
 exact formats (for tests and demos; the real data cannot be downloaded here).
+`export_bundled_ml100k` writes the real MovieLens 100k, as shipped inside the ``recbole==1.2.1``
+wheel, back into the original ``ml-100k`` layout (see its docstring for what RecBole's copy
+lost and how it is reconstructed).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -212,6 +219,120 @@ def load_movielens(
     users = read_users(folder, ratings)
     inter = ratings_to_interactions(ratings, min_rating=min_rating, weight=weight)
     return InteractionData.from_frames(inter, items, users, name=detect_layout(folder))
+
+
+# ---------------------------------------------------------------------- bundled real data
+#: Where the ``recbole`` wheel keeps its copy of MovieLens 100k (atomic files, tab-separated).
+RECBOLE_ML100K = ("dataset_example", "ml-100k")
+
+
+def bundled_ml100k_source() -> Path:
+    """The folder of RecBole's bundled ``ml-100k.inter/.item/.user`` files.
+
+    The package is located without importing it (its ``__init__`` pulls in heavy, old
+    dependencies); ``pip install --no-deps recbole==1.2.1`` is enough.
+
+    Raises:
+        InputFileError: recbole is not installed or its copy of the data is missing.
+    """
+    hint = "install it with `pip install --no-deps recbole==1.2.1` (the wheel ships MovieLens 100k)"
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputFileError(f"the bundled MovieLens 100k needs the recbole package; {hint}")
+    folder = Path(spec.submodule_search_locations[0]).joinpath(*RECBOLE_ML100K)
+    missing = [
+        f"ml-100k.{ext}" for ext in ("inter", "item", "user") if not (folder / f"ml-100k.{ext}").is_file()
+    ]
+    if missing:
+        raise InputFileError(f"recbole's MovieLens 100k copy lacks {', '.join(missing)} in {folder}; {hint}")
+    return folder
+
+
+def _read_atomic(path: Path) -> list[list[str]]:
+    """Rows of a RecBole atomic file (tab-separated, one typed header line), as strings."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [line.split("\t") for line in lines[1:] if line]
+
+
+def export_bundled_ml100k(dest: str | Path) -> Path:
+    """Write RecBole's bundled MovieLens 100k to `dest` in the original ``ml-100k`` layout.
+
+    * ``u.data``: ``user\titem\trating\ttimestamp``, the 100,000 rows in the original file
+      order (RecBole keeps ``u.data``'s order, so the stratified split sees the same rows);
+    * ``u.item`` (latin-1, ``|``-separated, 24 fields): id, title with ``" (year)"`` appended
+      as in the original, release date *reconstructed* as ``01-Jan-YEAR`` (RecBole kept only
+      the year, so the day and month are not the original ones), empty video release date and
+      IMDb URL (RecBole dropped them), and the 19 genre flags from RecBole's space-joined
+      genre tokens (the names have no spaces, so "Children's", "Film-Noir" and "Sci-Fi"
+      survive intact). Item 267, the original's "unknown" film with no date, stays so;
+    * ``u.user``: ``id|age|gender|occupation|zip`` as in the original.
+
+    The folder is written next to `dest` and renamed into place, so a failure leaves any
+    earlier export untouched.
+
+    Args:
+        dest: The ``ml-100k`` folder to (re)create.
+
+    Returns:
+        `dest`.
+
+    Raises:
+        InputFileError: recbole (and with it the data) is not installed.
+        DataError: The bundled files do not look like MovieLens 100k.
+    """
+    src = bundled_ml100k_source()
+    inter = _read_atomic(src / "ml-100k.inter")
+    items = _read_atomic(src / "ml-100k.item")
+    users = _read_atomic(src / "ml-100k.user")
+    if len(inter) != 100_000 or len(items) != 1_682 or len(users) != 943:
+        raise DataError(
+            f"{src} holds {len(inter)} ratings, {len(items)} items, {len(users)} users; "
+            "expected MovieLens 100k's 100,000, 1,682 and 943"
+        )
+    genre_pos = {g: i for i, g in enumerate(ML100K_GENRES)}
+    item_lines = []
+    for row in items:
+        item_id, title, year, classes = (row + [""] * 4)[:4]
+        flags = ["0"] * len(ML100K_GENRES)
+        for token in classes.split():
+            if token not in genre_pos:
+                raise DataError(f"{src / 'ml-100k.item'}: unknown genre {token!r} for item {item_id}")
+            flags[genre_pos[token]] = "1"
+        if year.isdigit():
+            full_title, date = f"{title} ({year})", f"01-Jan-{year}"
+        else:  # item 267: RecBole spells the original's "unknown" title and year "unkonwn"
+            full_title, date = "unknown", ""
+        item_lines.append("|".join([item_id, full_title, date, "", "", *flags]))
+    data_text = "".join("\t".join(r[:4]) + "\n" for r in inter)
+    user_text = "".join("|".join(r[:5]) + "\n" for r in users)
+    target = Path(dest)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
+    try:
+        (tmp / "u.data").write_text(data_text, encoding="ascii")
+        (tmp / "u.item").write_bytes(("\n".join(item_lines) + "\n").encode("latin-1"))
+        (tmp / "u.user").write_text(user_text, encoding="latin-1")
+        (tmp / "README").write_text(
+            "MovieLens 100k (GroupLens, F. Maxwell Harper and Joseph A. Konstan, ACM TiiS 2015),\n"
+            "exported from the copy in the recbole==1.2.1 wheel. u.data and u.user are as in the\n"
+            "original; in u.item the release dates are reconstructed as 01-Jan-YEAR and the video\n"
+            "release date and IMDb URL fields are empty.\n",
+            encoding="ascii",
+        )
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            target.replace(old / target.name)
+            tmp.replace(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.replace(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 # ---------------------------------------------------------------------- fake folders

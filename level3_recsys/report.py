@@ -182,7 +182,7 @@ def build_report(
 
 
 def write_benchmark_report(
-    folder: Path, table: pd.DataFrame, published: pd.DataFrame, *, source: str
+    folder: Path, table: pd.DataFrame, published: pd.DataFrame, *, source: str, dataset: str = "movielens"
 ) -> tuple[Path, Path]:
     """``metrics.json`` and ``report.html`` of a MovieLens benchmark run.
 
@@ -196,7 +196,7 @@ def write_benchmark_report(
     folder.mkdir(parents=True, exist_ok=True)
     table.to_csv(folder / "benchmark.csv")
     metrics, best, value = write_run_metrics(
-        folder, table.drop(columns=["beats_published"], errors="ignore"), dataset="movielens"
+        folder, table.drop(columns=["beats_published"], errors="ignore"), dataset=dataset
     )
     report = Report("Level 3 — MovieLens benchmark (Microsoft Recommenders protocol)", subtitle=source)
     report.section(

@@ -59,9 +59,17 @@ class TwoStageConfig(BaseModel):
     )
     n_candidates: int = Field(30, ge=1, description="candidates taken from each model")
     max_negatives: int = Field(200, ge=1, description="negatives sampled per user for ranker training")
-    holdout: Literal["time", "random"] = "time"
+    holdout: Literal["time", "random", "stratified"] = Field(
+        "time",
+        description=(
+            "inner split: time (last days), random (per-user share) or stratified (per-item share, "
+            "as the Recommenders MovieLens protocol splits its test set)"
+        ),
+    )
     holdout_days: float = Field(5.0, gt=0, description="label period for holdout='time'")
-    holdout_fraction: float = Field(0.2, gt=0, lt=1, description="per-user share for holdout='random'")
+    holdout_fraction: float = Field(
+        0.2, gt=0, lt=1, description="per-user (random) or per-item (stratified) held-out share"
+    )
     holdout_windows: int = Field(
         2, ge=1, description="inner windows labelled for the ranker (earlier days, or other random draws)"
     )
@@ -74,6 +82,9 @@ class TwoStageConfig(BaseModel):
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(7, ge=2, description="small trees: a few thousand labelled users")
     min_child_samples: int = Field(100, ge=1)
+    user_numeric: list[str] = Field(
+        default_factory=list, description="numeric user columns used as features (e.g. MovieLens age)"
+    )
     threads: int = Field(1, ge=1)
     seed: int = 42
     show_progress: bool = True
@@ -82,7 +93,9 @@ class TwoStageConfig(BaseModel):
 class _Context:
     """Per-user and per-item features computed from one training set."""
 
-    def __init__(self, data: InteractionData, recent_half_life_days: float = 3.0) -> None:
+    def __init__(
+        self, data: InteractionData, recent_half_life_days: float = 3.0, user_numeric: tuple[str, ...] = ()
+    ) -> None:
         self.seen = data.matrix("binary").tocsr()
         ref = data.max_time
         self.item_log_pop = np.log1p(np.asarray(self.seen.sum(axis=0)).ravel()).astype(np.float32)
@@ -102,6 +115,9 @@ class _Context:
         )
         self.item_cats = _category_codes(items, exclude=("item_id", "title", "genres", "tags"))
         self.user_cats = _category_codes(data.users, exclude=("user_id",))
+        self.user_nums = [
+            (c, data.users[c].to_numpy(dtype=np.float32)) for c in user_numeric if c in data.users
+        ]
         n_u = np.asarray(self.seen.sum(axis=1)).ravel()
         self.user_log_n = np.log1p(n_u).astype(np.float32)
         last = inter.groupby(USER_COL)[TIME_COL].max().reindex(data.user_ids).to_numpy(dtype=np.float64)
@@ -151,6 +167,7 @@ class _Context:
             ("user_log_n", self.user_log_n[users]),
             ("user_days_inactive", self.user_recency[users]),
             *[(f"user_{name}", c[users]) for name, c in self.user_cats],
+            *[(f"user_{name}", c[users]) for name, c in self.user_nums],
         ]
         for name, (user_m, item_m) in zip(self.profile_names, self.profiles, strict=True):
             out.append((name, np.einsum("nd,nd->n", user_m[users], item_m[items])))
@@ -226,6 +243,16 @@ class TwoStageRecommender(Recommender):
             cutoff = end - cfg.holdout_days * SECONDS_PER_DAY
             label_mask = (ts > cutoff) & (ts <= end)
             fit_mask = ts <= cutoff
+        elif cfg.holdout == "stratified":
+            from level3_recsys.split import python_stratified_split
+
+            # the same per-item cut as the evaluation protocol, so the ranker learns on labels
+            # distributed like the test's (e.g. items with 1-2 ratings never get a label)
+            _, held = python_stratified_split(
+                inter, ratio=1 - cfg.holdout_fraction, filter_by="item", seed=cfg.seed + 1000 + window
+            )
+            label_mask = inter.index.isin(held.index)
+            fit_mask = ~label_mask
         else:
             rng = np.random.default_rng([cfg.seed, window])
             r = pd.Series(rng.random(len(inter)), index=inter.index)
@@ -254,7 +281,7 @@ class TwoStageRecommender(Recommender):
                     raise
                 break  # the history is too short for more windows: train on the ones we have
             bases = self._base_models(fit_part, "inner")
-            ctx = _Context(fit_part)
+            ctx = _Context(fit_part, user_numeric=tuple(cfg.user_numeric))
             labels = label_part.matrix("binary").tocsr()
             users = np.unique(label_part.user_index(label_part.interactions[USER_COL]))
             users = users[np.asarray(ctx.seen[users].sum(axis=1)).ravel() > 0]
@@ -301,7 +328,7 @@ class TwoStageRecommender(Recommender):
         self.ranker_ = ranker.booster_
         # refit the candidate models on all the training data for inference
         self.bases_ = self._base_models(data, "full")
-        self.ctx_ = _Context(data)
+        self.ctx_ = _Context(data, user_numeric=tuple(cfg.user_numeric))
 
     # ------------------------------------------------------------------ candidates
     def _candidates(
