@@ -4,7 +4,8 @@ Each level contributes `benchmarks/bench_levelN.py`, a script that measures
 its workload (and the anchor's, in the same run, where the anchor can be
 installed) and writes a Markdown section to `benchmarks/sections/levelN.md`.
 This runner executes them in order and stitches the sections together with
-a header stating the machine.
+a header stating the machine. `python benchmarks/run.py level1` runs one
+level's scripts; `--stitch-only` only rebuilds results.md from the sections.
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def machine() -> str:
 
 def main() -> int:
     configure_environment()
-    only = sys.argv[1:]
-    scripts = sorted(HERE.glob("bench_level*.py"))
+    args = sys.argv[1:]
+    # --stitch-only rebuilds results.md from the committed sections without re-measuring.
+    stitch_only = "--stitch-only" in args
+    only = [a for a in args if not a.startswith("--")]
+    scripts = [] if stitch_only else sorted(HERE.glob("bench_level*.py"))
     if only:
         scripts = [s for s in scripts if any(s.stem.endswith(o) for o in only)]
     (HERE / "sections").mkdir(exist_ok=True)
