@@ -7,7 +7,8 @@
   feedback: an impression of the list and, with the click probability, a click.
 
 Every recommendation request is reported under the source that answered it
-(``recs:batch``, ``recs:model``, ``recs:fallback``; ``recs`` when the server does not say), so
+(``recs:batch``, ``recs:model``, ``recs:fallback:<reason>``; ``recs`` when the server does
+not say), so
 one run gives the latency of cached, on-demand and fallback answers separately. Non-2xx
 answers and answers without items count as failures.
 
@@ -86,7 +87,9 @@ class RecommendationClient(FastHttpUser):
                 return
             source = body.get("source")
             if source:
-                resp.request_meta["name"] = f"recs:{source}"
+                # fallbacks apart per reason: breaker_open answers at once, timeout waits the deadline
+                reason = body.get("fallback_reason") if source == "fallback" else None
+                resp.request_meta["name"] = f"recs:{source}" + (f":{reason}" if reason else "")
             resp.success()
         if body is not None and self.rng.random() < self.cfg.feedback_share:
             self.feedback(user, body)

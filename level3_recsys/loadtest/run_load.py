@@ -592,9 +592,17 @@ def targets(results: dict[str, ScenarioResult]) -> list[Target]:
             rows.append((f"errors, {name}", "0", f"{t.failures} ({_pct(t.error_rate)})", t.failures == 0))
     killed = results.get("model_killed")
     if killed:
-        if s := killed.recs("fallback"):
+        # The breaker's fallback (answered at once); fallbacks after a timeout wait the model deadline.
+        if s := killed.recs("fallback:breaker_open"):
             goal = f"< {TARGET_P99_FALLBACK_MS:.0f} ms"
-            rows.append(("p99 of fallback answers", goal, f"{_ms(s.p99)} ms", s.p99 < TARGET_P99_FALLBACK_MS))
+            rows.append(
+                (
+                    "p99 of fallback answers (breaker open)",
+                    goal,
+                    f"{_ms(s.p99)} ms",
+                    s.p99 < TARGET_P99_FALLBACK_MS,
+                )
+            )
         ev = killed.events
         goal = f"< {TARGET_CLOSE_S:.0f} s"
         if "breaker_closed_s" in ev:
