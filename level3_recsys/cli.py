@@ -354,10 +354,11 @@ def benchmark(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the results (default: a new run folder).")
     ] = None,
+    profile: Profile = "quick",
+    config: ConfigFile = None,
 ) -> None:
     """Microsoft Recommenders MovieLens protocol (75/25 item-stratified, seed 42, top-10)."""
     from level3_recsys.benchmark import BENCHMARK_MODELS, PUBLISHED, run_benchmark
-    from level3_recsys.config import PATHS
     from level3_recsys.models import MODEL_NAMES
     from level3_recsys.movielens import detect_layout, export_bundled_ml100k
     from level3_recsys.report import write_benchmark_report
@@ -370,12 +371,13 @@ def benchmark(
     unknown = [m for m in names if m not in MODEL_NAMES]
     if unknown:
         raise ConfigError(f"unknown model(s) {unknown}; choose from: {', '.join(MODEL_NAMES)}")
+    paths = _config(profile, config).paths()
     if movielens is None:
-        movielens = export_bundled_ml100k(PATHS.raw / "ml-100k")
+        movielens = export_bundled_ml100k(paths.raw / "ml-100k")
         _echo("exported", f"{movielens} (MovieLens 100k from the recbole wheel)")
     dataset = detect_layout(movielens)
     table = run_benchmark(movielens, names)
-    folder = out or PATHS.run_dir("benchmark-movielens")
+    folder = out or paths.run_dir("benchmark-movielens")
     metrics, report_path = write_benchmark_report(
         folder, table, PUBLISHED, source=str(movielens), dataset=dataset
     )

@@ -88,3 +88,44 @@ def test_missing_recbole_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(InputFileError, match=r"pip install --no-deps recbole==1\.2\.1"):
         export_bundled_ml100k(tmp_path / "ml-100k")
     assert not (tmp_path / "ml-100k").exists()
+
+
+@needs_recbole
+def test_cli_benchmark_bundled_writes_report_and_metrics(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from level3_recsys.cli import app
+
+    env = {
+        "L3__ARTIFACTS_DIR": str(tmp_path / "artifacts"),
+        "L3__DATA_DIR": str(tmp_path / "data"),
+        "L3__SHOW_PROGRESS": "false",
+    }
+    out = tmp_path / "bench"
+    result = CliRunner().invoke(
+        app, ["benchmark", "--bundled", "--models", "popularity", "--out", str(out)], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "raw" / "ml-100k" / "u.data").is_file()
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["level"] == 3 and metrics["dataset"] == "ml-100k"
+    assert metrics["headline_metric"] == "ndcg@10"
+    # most-popular on this split: far below the personalised models, far above random (~0.01)
+    assert 0.2 < metrics["headline_value"] < 0.3
+    assert metrics["users"] == 943
+    assert (out / "report.html").is_file()
+    assert "published (same protocol)" in result.output
+
+
+def test_cli_benchmark_needs_exactly_one_source(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from level3_recsys.cli import app
+
+    env = {"L3__ARTIFACTS_DIR": str(tmp_path / "a"), "L3__DATA_DIR": str(tmp_path / "d")}
+    for args in (["benchmark"], ["benchmark", "--bundled", "--movielens", str(tmp_path)]):
+        result = CliRunner().invoke(app, args, env=env)
+        assert result.exit_code == 2, result.output
+        assert result.stderr.strip().startswith("error: give either --movielens FOLDER or --bundled")
