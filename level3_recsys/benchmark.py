@@ -46,6 +46,9 @@ PUBLISHED = pd.DataFrame(
 
 BENCHMARK_MODELS = ("popularity", "itemknn", "als", "ease", "two_tower", "two_stage")
 
+#: EASE penalties tried on the inner validation split (`inner_validation`); 500 won there.
+EASE_L2_GRID = (100.0, 200.0, 300.0, 400.0, 500.0, 700.0, 1000.0)
+
 
 def benchmark_configs(seed: int = 42, show_progress: bool = True) -> dict[str, dict[str, Any]]:
     """Model settings for rating data with a random (not chronological) split."""
@@ -144,3 +147,46 @@ def run_benchmark(
         "users",
     ]
     return table[[*cols, "beats_published"]].sort_values(f"ndcg@{k}", ascending=False)
+
+
+def inner_validation(
+    folder: str | Path,
+    candidates: Mapping[str, tuple[str, BaseModel | dict[str, Any]]],
+    *,
+    k: int = 10,
+    seed: int = 42,
+    inner_seeds: Sequence[int] = (1, 2),
+) -> pd.DataFrame:
+    """Score settings on inner splits of the protocol's *training* part only (never its test).
+
+    The benchmark's 75% training split is itself split the protocol's way (items stratified
+    75/25, other seeds); each candidate trains on the inner 75% and is scored on the inner 25%
+    with the same metrics. The figures read lower than the test's (the outer test pairs count
+    as misses here), but they rank settings without touching the test split.
+
+    Args:
+        folder: The MovieLens folder.
+        candidates: ``label -> (model name, config)``.
+        k: Cut-off.
+        seed: The outer split seed (42 in the protocol).
+        inner_seeds: Seeds of the inner splits (results are averaged).
+
+    Returns:
+        One row per label: ``ndcg@k`` (mean over inner splits) and one column per inner seed.
+    """
+    data = load_movielens(folder)
+    train, _ = stratified_split(data, ratio=0.75, min_rating=1, filter_by="item", seed=seed)
+    rows: dict[str, dict[str, float]] = {label: {} for label in candidates}
+    for inner_seed in inner_seeds:
+        fit_part, val = stratified_split(train, ratio=0.75, min_rating=1, filter_by="item", seed=inner_seed)
+        truth = val.interactions[[USER_COL, ITEM_COL]]
+        users = np.unique(truth[USER_COL].to_numpy())
+        for label, (name, cfg) in candidates.items():
+            seed_everything(seed)
+            model = build_model(name, cfg).fit(fit_part)
+            recs = model.recommend(users, k=k, exclude_seen=True)
+            rows[label][f"seed {inner_seed}"] = ranking_metrics(truth, recs, k)[f"ndcg@{k}"]
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.insert(0, f"ndcg@{k}", table.mean(axis=1))
+    table.index.name = "setting"
+    return table
