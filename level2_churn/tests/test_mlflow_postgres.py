@@ -46,6 +46,7 @@ def test_trials_and_registry_on_postgres(pg_uri, tiny_cfg, tmp_path) -> None:
         update={
             "imbalance": tiny_cfg.imbalance.model_copy(update={"methods": ["none"]}),
             "selection": tiny_cfg.selection.model_copy(update={"enabled": False}),
+            "search": tiny_cfg.search.model_copy(update={"n_trials": 3, "n_startup_trials": 2}),
         }
     )
     tracker = Tracker(pg_uri, "pg-test", (tmp_path / "artifacts").as_uri())

@@ -18,7 +18,8 @@ TINY_FLOW = {
     "simulator": {"customers": 1500, "months": 13},
     "splits": {"n_folds": 4, "test_periods": 1, "gap_periods": 1},
     "search": {"n_trials": 4, "n_startup_trials": 2, "n_estimators_max": 150},
-    "selection": {"n_repeats": 1},
+    # selection and the full imbalance comparison are covered on the synthetic panel (test_train.py)
+    "selection": {"enabled": False},
     "imbalance": {"methods": ["none", "class_weight"]},
 }
 
