@@ -120,7 +120,8 @@ class MlflowConfig(_Section):
             (``artifacts/mlflow/mlflow.db``); a PostgreSQL URL also works:
             ``postgresql+psycopg2://user@host:port/db`` (name the driver: plain ``postgresql://``
             makes SQLAlchemy look for psycopg 3, which is not installed).
-        artifact_location: Where run artifacts go (``None``: next to the SQLite store).
+        artifact_location: Where run artifacts go (``None``: next to a SQLite store, else under the
+            level's ``artifacts/mlflow/mlartifacts``; never the working directory).
         experiment: Experiment name.
         registered_model: Registry name of the churn model.
         alias: Alias set on the newly registered best version.
@@ -135,7 +136,12 @@ class MlflowConfig(_Section):
     def resolve(self, artifacts_dir: Path) -> tuple[str, str | None]:
         """Tracking URI and artifact location, defaulting to SQLite under `artifacts_dir`."""
         if self.tracking_uri:
-            return self.tracking_uri, self.artifact_location
+            if self.artifact_location is None and self.tracking_uri.startswith("sqlite:///"):
+                # Keep a SQLite store's artifacts next to its file, never in the working directory.
+                db = Path(self.tracking_uri.removeprefix("sqlite:///"))
+                return self.tracking_uri, (db.parent / "mlartifacts").resolve().as_uri()
+            default_root = (artifacts_dir / "mlflow" / "mlartifacts").resolve().as_uri()
+            return self.tracking_uri, self.artifact_location or default_root
         uri, root = mlflow_sqlite_uri(artifacts_dir / "mlflow")
         return uri, self.artifact_location or root
 
