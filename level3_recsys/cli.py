@@ -232,7 +232,7 @@ def evaluate(
         dataset=train_data.summary(),
     )
     if register and info.get("mlflow_runs"):
-        pipeline.attach_evaluation(cfg, trained, [target / "comparison.csv", report, metrics_path])
+        pipeline.attach_evaluation(cfg, trained, [target / "comparison.csv", report])
     typer.echo(_table(table))
     _echo("metrics", metrics_path)
     _echo("report", report)

@@ -291,7 +291,7 @@ def log_evaluation(cfg: RecsysConfig, trained: TrainedModels, table: pd.DataFram
 
 
 def attach_evaluation(cfg: RecsysConfig, trained: TrainedModels, paths: list[Path]) -> None:
-    """Attach the run's comparison table, report and metrics to every model's MLflow run."""
+    """Attach the run's comparison table and report to every model's MLflow run."""
     if not trained.mlflow_runs:
         return
     tracking = cfg.tracking_settings()
@@ -386,7 +386,9 @@ def level3_flow(cfg: RecsysConfig, run_name: str | None = None) -> RunSummary:
         batch=batch_info,
         dataset=train.summary(),
     )
-    attach_evaluation(cfg, trained, [run_dir / "comparison.csv", report, metrics_path])
+    # metrics.json itself is not attached: its numbers are the runs' MLflow metrics already, and a
+    # second file of that name under artifacts/ would confuse `scripts/run_levels.py`.
+    attach_evaluation(cfg, trained, [run_dir / "comparison.csv", report])
     return RunSummary(
         run_dir, report, metrics_path, table, aliases, batch_info, cfg.tracking.selection_metric, value, best
     )
