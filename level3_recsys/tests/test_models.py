@@ -161,3 +161,20 @@ def test_two_stage_uses_fewer_windows_when_history_is_short() -> None:
     assert len(model.recommend(train.user_ids[:5], k=3)) == 15
     with pytest.raises(DataError, match="holdout"):
         build_model("two_stage", {**cfg, "holdout_days": 100.0}).fit(train)
+
+
+def test_top_k_matches_exact_reference_with_ties_and_masked_items():
+    from level3_recsys.models.base import top_k
+
+    rng = np.random.default_rng(0)
+    for trial in range(100):
+        scores = rng.integers(0, 5, size=(7, 30)).astype(np.float32)
+        scores[rng.random(scores.shape) < 0.2] = -np.inf
+        if trial % 3 == 0:
+            scores[:] = 0.0  # every score tied: lowest indices must win
+        k = int(rng.integers(1, 31))
+        cols = np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+        expected = np.lexsort((cols, -scores), axis=1)[:, :k]
+        idx, vals = top_k(scores, k)
+        np.testing.assert_array_equal(idx, expected)
+        np.testing.assert_array_equal(vals, np.take_along_axis(scores, expected, axis=1))
