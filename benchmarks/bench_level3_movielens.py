@@ -49,6 +49,7 @@ def markdown(
     ours = table[["ndcg@10", "precision@10", "recall@10", "map", "map@10", "coverage", "train_seconds"]]
     best = str(ours["ndcg@10"].idxmax())
     best_pub = str(published["ndcg@10"].idxmax())
+    exact = published["ndcg@10"][[("approx" not in str(n)) for n in published.index]]
     lines = [
         "## Level 3 — MovieLens 100k, Microsoft Recommenders protocol",
         "",
@@ -57,8 +58,9 @@ def markdown(
         ' benchmark notebook: `python_stratified_split(ratio=0.75, min_rating=1, filter_by="item",'
         " seed=42)`, every rating relevant, top-10 with the user's training items removed, all 943 test"
         " users, Recommenders' metric definitions (its `map` divides by all of a user's test items;"
-        " `map@10` divides by min(|test|, 10)). Settings were fixed without the test split; the"
-        " two-stage ranker learns on an inner item-stratified split of the training ratings only.",
+        " `map@10` divides by min(|test|, 10)). Settings were fixed without the test split (EASE's λ"
+        " on inner splits of the training part, table below); the two-stage ranker learns its labels"
+        " on inner splits of the training ratings only (a random quarter of each user's ratings).",
         "",
         f"Machine: {cores} cores; one run (the metrics are deterministic for the seed), whole"
         f" benchmark {seconds:.0f} s. `train_seconds` is the fit time of each model on the 75% split.",
@@ -85,8 +87,22 @@ def markdown(
         + ".",
         "",
         f"Best: **{best}**, NDCG@10 {ours.loc[best, 'ndcg@10']:.4f}, {margin:+.4f} against the best"
-        f" published row ({best_pub}, {published['ndcg@10'].max():.4f}).",
+        f" published row ({best_pub}, {published['ndcg@10'].max():.4f});"
+        f" {ours.loc[best, 'ndcg@10'] - exact.max():+.4f} against the best exact published figure"
+        f" ({exact.idxmax()}, {exact.max():.4f}).",
     ]
+    if "ease" in ours.index:
+        lines += [
+            "",
+            f"The ≈ 0.48 row is the same model as our `ease` (Steck's EASE, λ = 500): our"
+            f" {ours.loc['ease', 'ndcg@10']:.4f} reproduces it rather than beats it. Nothing we tried"
+            " beat EASE on the inner validation splits: EASE variants (λ grid below, user-degree"
+            " weighting, popularity re-weighting of scores, EDLAE's popularity-scaled penalty), score"
+            " blends of EASE with ALS or item-kNN, and four two-stage LightGBM re-ranker variants"
+            " (see `level3_recsys/README.md`). The best of them, EASE + 0.05 × ALS, gained 0.0007 inner"
+            " NDCG@10 (noise); the re-rankers scored 0.004-0.005 below EASE there on average, so EASE"
+            " stays the MovieLens default.",
+        ]
     if tuning is not None:
         seeds = [c for c in tuning.columns if c.startswith("seed")]
         lines += [
