@@ -108,6 +108,14 @@ serve-level3: install
 	@ls level3_recsys/artifacts/*/metrics.json >/dev/null 2>&1 || $(PY) scripts/run_levels.py 3
 	$(PY) -m level3_recsys.serving serve --profile quick
 
+## test-container: build and run the level 3 images with podman (needs root for apt and podman)
+test-container: install system-deps container-deps
+	$(PYTEST) -m container level3_recsys/tests/test_ops_container.py
+
+## load-test-level3: Locust against the level 3 API and a plain-FastAPI ceiling -> benchmarks/results.md
+load-test-level3: install
+	$(PY) benchmarks/run.py 3_load
+
 ## bench: run the benchmarks and write benchmarks/results.md
 bench: install
 	$(PY) benchmarks/run.py
@@ -136,4 +144,4 @@ distclean: clean
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install system-deps container-deps lock all serve-level3 test test-full bench lint format clean distclean help
+.PHONY: install system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-full bench lint format clean distclean help
