@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -102,16 +103,41 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_s:
     raise RuntimeError(f"{url} not ready after {timeout_s:.0f}s")
 
 
+def _tree(pid: int) -> list[Any]:
+    """`pid` and all its descendants as psutil processes (empty when it is gone)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    """Send `sig` to the process group of `proc` (its workers included); ignore a gone group."""
-    with contextlib.suppress(ProcessLookupError):
+    """Send `sig` to `proc` and every process it started; ignore processes already gone.
+
+    The process *tree* is signalled, not just the process group: BentoML's supervisor starts
+    its workers in sessions of their own, so ``killpg`` would leave a worker alive (and holding
+    the port) after a SIGKILL. The group is signalled too, for children that were re-parented.
+    """
+    import psutil
+
+    for p in _tree(proc.pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
 
 
 def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
-    """Stop a started service: SIGCONT (in case it was frozen), SIGTERM, then SIGKILL."""
+    """Stop a started service and all its descendants: SIGCONT (in case it was frozen), SIGTERM,
+    then SIGKILL; returns once every one of them has exited (so its port is free)."""
+    import psutil
+
     if proc.poll() is not None:
         return
+    descendants = _tree(proc.pid)[1:]
     signal_group(proc, signal.SIGCONT)
     signal_group(proc, signal.SIGTERM)
     try:
@@ -119,3 +145,9 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         signal_group(proc, signal.SIGKILL)
         proc.wait(timeout=timeout_s)
+    # workers outliving their supervisor (own sessions): wait, then kill what is left
+    _, alive = psutil.wait_procs(descendants, timeout=timeout_s)
+    for p in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(alive, timeout=timeout_s)

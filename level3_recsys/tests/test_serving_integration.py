@@ -311,6 +311,47 @@ def test_breaker_with_killed_and_frozen_model_process(registry, services):
     assert 'l3_breaker_state{breaker="model"} 0.0' in log["metrics"]
 
 
+def _port_free(port: int) -> bool:
+    # SO_REUSEADDR ignores TIME_WAIT leftovers but still fails while anything listens on the port
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def test_killing_a_bentoml_service_frees_its_port(registry):
+    """BentoML's worker runs in a session of its own: a SIGKILL must reach it through the tree."""
+    import psutil
+
+    name = registry.tracking.registered_model
+    svc = Service(
+        "bentoml", free_port(), f"models:/{name}@challenger", registry, registry.folder / "k.log"
+    ).start()
+    try:
+        svc.wait()
+        assert not _port_free(svc.port)
+        tree = psutil.Process(svc.proc.pid).children(recursive=True)
+        assert tree, "bentoml serve started no worker process"
+        signal_group(svc.proc, signal.SIGKILL)
+        svc.proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(tree, timeout=10)
+        assert alive == []
+        deadline = time.monotonic() + 10
+        while not _port_free(svc.port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _port_free(svc.port)
+    finally:
+        stop(svc.proc)
+
+    # the graceful path too: stop() returns only when the port is free again
+    svc.start().wait()
+    stop(svc.proc)
+    assert _port_free(svc.port)
+
+
 def test_bentoml_build_packages_the_service(tmp_path):
     env = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     result = subprocess.run(
