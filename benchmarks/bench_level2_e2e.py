@@ -75,6 +75,7 @@ def run_once(customers: int, months: int, seed: int, work: Path) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"end-to-end run failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads((work / "artifacts" / "bench" / "metrics.json").read_text())
+    metrics["_load_15min"] = os.getloadavg()[2]  # other work on the machine slows every figure above
     # ru_maxrss of children is the largest child so far; a later, smaller run cannot lower it.
     return {"seconds": seconds, "peak_rss_mib": max(peak, before) / 1024, "metrics": metrics}
 
@@ -101,7 +102,8 @@ def end_to_end_section(runs: list[dict], customers: int, months: int) -> str:
             f"| {len(runs)} | **{secs:.0f} s** | {peak:.2f} GiB | {m['pr_auc']:.3f} | "
             f"{m.get('oracle_pr_auc', float('nan')):.3f} | {m['campaign_profit']:,.0f} |",
             "",
-            f"Modelling stages of the first run: {stages}.",
+            f"Modelling stages of the first run: {stages}. Machine load (15-minute average at the end of "
+            f"the run): {m.get('_load_15min', float('nan')):.1f} on {os.cpu_count()} cores.",
             f"Goal (issue): under {GOAL_SECONDS / 60:.0f} minutes on 2 cores: "
             f"{'met' if secs < GOAL_SECONDS else 'not met'} ({secs / GOAL_SECONDS:.0%} of the budget). "
             "No anchor: no public churn pipeline reports this workload.",
