@@ -20,7 +20,9 @@ at shutdown, drains the queue within a bound and closes the clients and the stor
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -38,6 +40,7 @@ from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
+from pydantic_core import to_json
 
 from level3_recsys.serving.breaker import BreakerOpenError, CircuitBreaker
 from level3_recsys.serving.model_client import ModelCallError, ModelClient
@@ -184,6 +187,93 @@ class MetricsMiddleware:
                 m.client_errors.labels(label, str(status)).inc()
 
 
+_K_TEXT = re.compile(r"^[0-9]{1,3}$")
+_HOUR_TEXT = re.compile(r"^[0-9]{1,2}$")
+_USER_ID = re.compile(USER_ID_PATTERN)
+_DEVICE = re.compile(DEVICE_PATTERN)
+_KEY_HEADER = API_KEY_HEADER.lower().encode()
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class RecommendationFastPath:
+    """Pure ASGI middleware answering well-formed, authenticated recommendation requests.
+
+    FastAPI's per-request parameter solving (path, three queries, the security dependency)
+    cost more than the answer itself. This middleware handles the common case, ``GET
+    /v1/recommendations/{user_id}`` with a valid key and plain valid parameters, with a few
+    regular expressions and the same `answer` function the FastAPI route calls. Everything
+    else (a missing or wrong key, a bad or unusual parameter) goes on to the FastAPI route,
+    which gives the usual 401/422 answers; the route also keeps the OpenAPI documentation.
+    """
+
+    PREFIX = "/v1/recommendations/"
+
+    def __init__(self, app: Any, answer: Any, expected_key: bytes, route_getter: Any) -> None:
+        self.app = app
+        self.answer = answer
+        self.expected_key = expected_key
+        self.route_getter = route_getter
+
+    def _parse(self, scope: dict) -> tuple[str, int, str, int | None] | None:
+        path: str = scope["path"]
+        if scope["method"] != "GET" or not path.startswith(self.PREFIX) or scope.get("root_path"):
+            return None
+        user_id = path[len(self.PREFIX) :]
+        if not _USER_ID.match(user_id):  # no "/" either: the pattern excludes it
+            return None
+        key = None
+        for name, value in scope["headers"]:
+            if name == _KEY_HEADER:
+                key = value
+                break
+        if not key or not secrets.compare_digest(key, self.expected_key):
+            return None
+        k, device, hour = 10, "unknown", None
+        query: bytes = scope.get("query_string", b"")
+        if query:
+            try:
+                text = query.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+            if "%" in text or "+" in text:  # encoded values: leave them to FastAPI's decoding
+                return None
+            for part in text.split("&"):
+                name, sep, value = part.partition("=")
+                if name == "k":
+                    if not _K_TEXT.match(value) or not 1 <= int(value) <= 100:
+                        return None
+                    k = int(value)
+                elif name == "device":
+                    if len(value) > 32 or not _DEVICE.match(value):
+                        return None
+                    device = value
+                elif name == "hour":
+                    if not _HOUR_TEXT.match(value) or int(value) > 23:
+                        return None
+                    hour = int(value)
+                elif not name and not sep:
+                    continue
+                else:  # other parameters: FastAPI decides what they mean
+                    return None
+        return user_id, k, device, hour
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        parsed = self._parse(scope) if scope["type"] == "http" else None
+        if parsed is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = self.route_getter()  # the metrics middleware labels by route template
+        body = await self.answer(*parsed)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
 def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -298,7 +388,6 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.serving = state
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
     api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key")
     expected_key = settings.api_key.get_secret_value().encode()
 
@@ -320,28 +409,58 @@ def create_app(
         return JSONResponse(status_code=500, content={"message": "internal error"})
 
     # ------------------------------------------------------------------ recommendations
-    def fallback_answer(user_id: str, k: int, reason: str) -> RecommendationResponse:
+    # Answers are plain dicts in `RecommendationResponse` field order, serialised once by
+    # pydantic-core's `to_json` (the serialiser response models use; no extra dependency). The
+    # route returns them as a ready `Response`, so FastAPI does not re-validate a model it was
+    # just handed; the OpenAPI schema still documents `RecommendationResponse`.
+    def payload(
+        user_id: str,
+        items: list[dict[str, Any]],
+        k: int,
+        model_name: str,
+        model_version: str,
+        source: str,
+        *,
+        fallback_reason: str | None = None,
+        cold_start: bool = False,
+        batch_generated_at: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "user_id": user_id,
+            "items": items,
+            "k": k,
+            "model_name": model_name,
+            "model_version": model_version,
+            "source": source,
+            "fallback": source == "fallback",
+            "fallback_reason": fallback_reason,
+            "cold_start": cold_start,
+            "batch_generated_at": batch_generated_at,
+            "request_id": uuid.uuid4().hex,
+        }
+
+    def ranked(item_ids: list[Any], scores: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"item_id": i, "score": float(s), "rank": r}
+            for r, (i, s) in enumerate(zip(item_ids, scores, strict=True), 1)
+        ]
+
+    def fallback_answer(user_id: str, k: int, reason: str) -> dict[str, Any]:
         ref = state.reference
         items = ref.popular_items[:k] if ref else []
         scores = ref.popular_scores[:k] if ref else []
         metrics.fallbacks.labels(reason).inc()
-        return RecommendationResponse(
-            user_id=user_id,
-            items=[
-                ScoredItem.model_construct(item_id=i, score=float(s), rank=r)
-                for r, (i, s) in enumerate(zip(items, scores, strict=True), 1)
-            ],
-            k=k,
-            model_name=FALLBACK_MODEL,
-            model_version=f"{FALLBACK_MODEL}@{ref.model_version}" if ref else FALLBACK_MODEL,
-            source="fallback",
-            fallback=True,
+        return payload(
+            user_id,
+            ranked(items, scores),
+            k,
+            FALLBACK_MODEL,
+            f"{FALLBACK_MODEL}@{ref.model_version}" if ref else FALLBACK_MODEL,
+            "fallback",
             fallback_reason=reason,
-            cold_start=False,
-            request_id=uuid.uuid4().hex,
         )
 
-    def batch_answer(user_id: str, k: int) -> RecommendationResponse | None:
+    def batch_answer(user_id: str, k: int) -> dict[str, Any] | None:
         if state.store is None:
             return None
         try:
@@ -354,23 +473,17 @@ def create_app(
             return None
         if recs is None or len(recs.item_ids) < k or recs.batch.age_seconds() > settings.freshness_s:
             return None
-        return RecommendationResponse(
-            user_id=user_id,
-            items=[
-                ScoredItem.model_construct(item_id=i, score=float(s), rank=r)
-                for r, (i, s) in enumerate(zip(recs.item_ids[:k], recs.scores[:k], strict=True), 1)
-            ],
-            k=k,
-            model_name=recs.batch.model_name,
-            model_version=recs.batch.model_version,
-            source="batch",
-            fallback=False,
-            cold_start=False,
+        return payload(
+            user_id,
+            ranked(recs.item_ids[:k], recs.scores[:k]),
+            k,
+            recs.batch.model_name,
+            recs.batch.model_version,
+            "batch",
             batch_generated_at=recs.batch.generated_at,
-            request_id=uuid.uuid4().hex,
         )
 
-    async def model_answer(user_id: str, k: int, device: str, hour: int) -> RecommendationResponse:
+    async def model_answer(user_id: str, k: int, device: str, hour: int) -> dict[str, Any]:
         start = time.perf_counter()
         try:
             answer = await breaker.call(lambda: state.model.recommend(user_id, k, device, hour))
@@ -387,21 +500,49 @@ def create_app(
         metrics.model_call_latency.labels("ok").observe(time.perf_counter() - start)
         if not answer.known_user:
             metrics.cold_starts.inc()
-        return RecommendationResponse(
-            user_id=user_id,
-            items=answer.items[:k],
-            k=k,
-            model_name=answer.model_name,
-            model_version=answer.model_version,
-            source="model",
-            fallback=False,
+        return payload(
+            user_id,
+            [{"item_id": i.item_id, "score": i.score, "rank": i.rank} for i in answer.items[:k]],
+            k,
+            answer.model_name,
+            answer.model_version,
+            "model",
             cold_start=not answer.known_user,
-            request_id=uuid.uuid4().hex,
         )
+
+    async def answer(user_id: str, k: int, device: str, hour: int | None) -> bytes:
+        """The JSON answer to one recommendation request (shared by the route and the fast path)."""
+        start = time.perf_counter()
+        hour = datetime.now(UTC).hour if hour is None else hour
+        response = batch_answer(user_id, k) or await model_answer(user_id, k, device, hour)
+        latency = time.perf_counter() - start
+        source, version, items = response["source"], response["model_version"], response["items"]
+        metrics.recommendation_latency.labels(source).observe(latency)
+        metrics.recommendations.labels(source, metrics.ctr.version_label(version)).inc()
+        if device != "unknown":  # an absent context is not a shift of the device mix
+            metrics.drift.observe("device", [device])
+        metrics.drift.observe("hour", [str(hour)])
+        item_ids = [i["item_id"] for i in items]
+        if state.reference is not None:
+            metrics.drift.observe("item_popularity", [state.reference.bucket_of(i) for i in item_ids])
+        if state.shadow is not None and not response["fallback"]:
+            state.shadow.submit(
+                ShadowJob(
+                    user_id=user_id,
+                    k=k,
+                    device=device,
+                    hour=hour,
+                    champion_items=item_ids,
+                    champion_version=version,
+                    champion_latency_s=latency,
+                )
+            )
+        return to_json(response)
 
     @app.get(
         "/v1/recommendations/{user_id}",
         response_model=RecommendationResponse,
+        response_class=JSONResponse,
         tags=["recommendations"],
         dependencies=[Security(require_key)],
         responses={401: {"description": "missing or wrong API key"}, 422: {"description": "invalid input"}},
@@ -416,36 +557,19 @@ def create_app(
             Query(max_length=32, pattern=DEVICE_PATTERN, description="client device: mobile, desktop, tv..."),
         ] = "unknown",
         hour: Annotated[int | None, Query(ge=0, le=23, description="hour of day, UTC (default: now)")] = None,
-    ) -> RecommendationResponse:
+    ) -> Response:
         """Top-K items for a user: the batch when fresh, else the model, else popularity."""
-        start = time.perf_counter()
-        hour = datetime.now(UTC).hour if hour is None else hour
-        response = batch_answer(user_id, k) or await model_answer(user_id, k, device, hour)
-        latency = time.perf_counter() - start
-        metrics.recommendation_latency.labels(response.source).observe(latency)
-        metrics.recommendations.labels(
-            response.source, metrics.ctr.version_label(response.model_version)
-        ).inc()
-        if device != "unknown":  # an absent context is not a shift of the device mix
-            metrics.drift.observe("device", [device])
-        metrics.drift.observe("hour", [str(hour)])
-        if state.reference is not None:
-            metrics.drift.observe(
-                "item_popularity", [state.reference.bucket_of(i.item_id) for i in response.items]
-            )
-        if state.shadow is not None and not response.fallback:
-            state.shadow.submit(
-                ShadowJob(
-                    user_id=user_id,
-                    k=k,
-                    device=device,
-                    hour=hour,
-                    champion_items=[i.item_id for i in response.items],
-                    champion_version=response.model_version,
-                    champion_latency_s=latency,
-                )
-            )
-        return response
+        return Response(await answer(user_id, k, device, hour), media_type="application/json")
+
+    @functools.cache
+    def recommend_route() -> Any:
+        return next(r for r in app.routes if getattr(r, "path", None) == "/v1/recommendations/{user_id}")
+
+    # added first so it runs inside the metrics middleware (which is added last: outermost)
+    app.add_middleware(
+        RecommendationFastPath, answer=answer, expected_key=expected_key, route_getter=recommend_route
+    )
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     # ------------------------------------------------------------------ feedback and shadow
     @app.post(

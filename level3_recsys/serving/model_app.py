@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
 
 from level3_recsys.serving.scoring import ModelAnswer, ModelRunner, RecommendRequest, load_runner
 from level3_recsys.serving.settings import ModelServiceSettings
@@ -22,10 +23,12 @@ def build_model_app(runner: ModelRunner) -> FastAPI:
     """A FastAPI app answering top-K requests with `runner`."""
     app = FastAPI(title="level3 recommender model service", version=runner.model_version)
 
-    @app.post("/recommend", response_model=ModelAnswer)
-    async def recommend(request: RecommendRequest) -> ModelAnswer:
+    @app.post("/recommend", response_model=ModelAnswer, response_class=JSONResponse)
+    async def recommend(request: RecommendRequest) -> Response:
         # scoring is numpy work: off the event loop so health probes stay responsive
-        return await run_in_threadpool(runner.recommend, request)
+        answer = await run_in_threadpool(runner.recommend, request)
+        # serialised directly: re-validating the answer the runner just built is pure overhead
+        return Response(answer.model_dump_json(), media_type="application/json")
 
     @app.get("/readyz")
     @app.get("/healthz")

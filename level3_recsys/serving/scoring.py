@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from level3_recsys.serving.settings import ModelServiceSettings
@@ -78,25 +79,49 @@ class ModelRunner:
 
     def __post_init__(self) -> None:
         # URL path ids are text; the recommender's ids may be ints.
-        self._users = {str(u): u for u in self.recommender.user_ids_.tolist()}
+        ids = self.recommender.user_ids_.tolist()
+        self._users = {str(u): u for u in ids}
+        self._rows = {str(u): row for row, u in enumerate(ids)}
 
     def known(self, user_id: str) -> bool:
         """Whether the user was in the model's training data."""
         return user_id in self._users
 
+    def top_items(self, user_id: str, k: int) -> tuple[list[Any], list[float]]:
+        """Top-`k` item ids and scores for one user, seen items excluded, best first.
+
+        The same ranking as ``recommender.recommend([user], k, exclude_seen=True)`` (same
+        scores, same `top_k` tie rule) without its per-call DataFrame and index look-ups, which
+        cost several times the scoring itself for a single user.
+        """
+        # imported here: the API imports this module for its types, and its image has no scipy
+        from level3_recsys.models.base import NEG_INF, top_k
+
+        rec = self.recommender
+        row = self._rows.get(user_id)
+        if row is None:  # unknown user: the model's popularity ranking, nothing to exclude
+            scores = rec.user_scores(np.asarray([self._users.get(user_id, user_id)]))
+        else:
+            scores = np.array(rec._score(np.asarray([row])), dtype=np.float32, ndmin=2)
+            seen = rec.seen_
+            scores[0, seen.indices[seen.indptr[row] : seen.indptr[row + 1]]] = NEG_INF
+        top, vals = top_k(scores, k)
+        top, vals = top[0], vals[0]
+        finite = np.isfinite(vals)
+        if not finite.all():
+            top, vals = top[finite], vals[finite]
+        return rec.item_ids_[top].tolist(), vals.astype(np.float32).tolist()
+
     def recommend(self, request: RecommendRequest) -> ModelAnswer:
         """Top-K for one user (unknown users get the model's popularity ranking)."""
         start = time.perf_counter()
         known = request.user_id in self._users
-        user = self._users.get(request.user_id, request.user_id)
-        recs = self.recommender.recommend([user], k=request.k, exclude_seen=True)
+        item_ids, scores = self.top_items(request.user_id, request.k)
         items = [
-            ScoredItem(item_id=i, score=float(s), rank=int(r))
-            for i, s, r in zip(
-                recs["item_id"].tolist(), recs["score"].tolist(), recs["rank"].tolist(), strict=True
-            )
+            ScoredItem.model_construct(item_id=i, score=s, rank=r)
+            for r, (i, s) in enumerate(zip(item_ids, scores, strict=True), 1)
         ]
-        return ModelAnswer(
+        return ModelAnswer.model_construct(
             user_id=request.user_id,
             items=items,
             model_name=self.model_name,
@@ -139,7 +164,11 @@ def load_runner(settings: ModelServiceSettings) -> ModelRunner:
         registered_model=name,
     )
     loaded = load_recommender(tracking, alias)
-    return ModelRunner(loaded.recommender, f"{loaded.name}/{loaded.model_name}", loaded.version)
+    runner = ModelRunner(loaded.recommender, f"{loaded.name}/{loaded.model_name}", loaded.version)
+    # Score once before reporting ready: the first call imports torch (top_k) and touches the
+    # model's matrices, which would otherwise make the first live request time out.
+    runner.top_items(next(iter(runner._rows), "warm-up"), 1)
+    return runner
 
 
 def _default_artifacts(tracking_uri: str) -> str:

@@ -113,6 +113,11 @@ def test_openapi_documents_routes_limits_and_key(reference_path):
     params = {p["name"]: p for p in schema["paths"]["/v1/recommendations/{user_id}"]["get"]["parameters"]}
     assert params["k"]["schema"]["minimum"] == 1 and params["k"]["schema"]["maximum"] == 100
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    get = schema["paths"]["/v1/recommendations/{user_id}"]["get"]
+    assert get["security"] == [{"APIKeyHeader": []}]
+    ok = get["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/RecommendationResponse"}
+    assert "model_version" in schema["components"]["schemas"]["RecommendationResponse"]["properties"]
 
 
 # ---------------------------------------------------------------------- answer sources
@@ -247,6 +252,43 @@ def test_fresh_batch_is_served_without_model_call(batch_url, reference_path):
     assert fake.calls == 2
     assert values[(mon.BATCH_FRESH, ())] == 1.0
     assert values[(mon.BATCH_AGE, ())] < 3600
+
+
+@pytest.mark.parametrize(
+    ("fast", "slow"),
+    [
+        # percent-encoded or repeated parameters are left to FastAPI; plain ones take the fast path
+        (
+            "/v1/recommendations/1?k=3&device=mobile&hour=5",
+            "/v1/recommendations/1?k=%33&device=mobile&hour=5",
+        ),
+        ("/v1/recommendations/3?k=4", "/v1/recommendations/3?k=1&k=%34"),
+        ("/v1/recommendations/1", "/v1/recommendations/%31"),
+    ],
+)
+def test_fast_path_answers_exactly_like_the_fastapi_route(batch_url, reference_path, fast, slow):
+    with client_for(FakeModel(), reference_path, store_url=batch_url) as c:
+        a, b = c.get(fast, headers=H), c.get(slow, headers=H)
+        values = metric_values(c)
+    assert a.status_code == b.status_code == 200
+    assert a.headers["content-type"] == b.headers["content-type"] == "application/json"
+    one, two = a.json(), b.json()
+    assert one.pop("request_id") != two.pop("request_id")
+    assert one == two and one["source"] in ("batch", "model")
+    # both are counted under the route template, not a per-user path
+    route = (("method", "GET"), ("route", "/v1/recommendations/{user_id}"), ("status", "200"))
+    assert values[("l3_api_requests_total", route)] == 2
+
+
+def test_fast_path_leaves_bad_input_and_keys_to_the_route(batch_url, reference_path):
+    with client_for(FakeModel(), reference_path, store_url=batch_url) as c:
+        assert c.get("/v1/recommendations/1?k=3", headers={"X-API-Key": "nope"}).status_code == 401
+        assert c.get("/v1/recommendations/1?k=3", headers={"X-API-Key": ""}).status_code == 401
+        assert c.get("/v1/recommendations/1?k=101", headers=H).status_code == 422
+        assert c.get("/v1/recommendations/1?hour=24", headers=H).status_code == 422
+        assert c.get("/v1/recommendations/1?device=", headers=H).status_code == 422
+        assert c.post("/v1/recommendations/1", headers=H).status_code == 405
+        assert c.get("/v1/recommendations/1/x", headers=H).status_code == 404
 
 
 def test_stale_batch_is_not_served(tmp_path, reference_path):
