@@ -67,26 +67,40 @@ def run_once(customers: int, months: int, seed: int, work: Path) -> dict:
         "bench",
     ]
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home")}
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before = usage0.ru_maxrss
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak = usage1.ru_maxrss
+    # CPU seconds the run itself used: unlike wall time, other people's work on the machine barely
+    # changes it, and for this mostly single-threaded flow it is what wall time is on an idle machine.
+    cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     if proc.returncode != 0:
         raise RuntimeError(f"end-to-end run failed:\n{proc.stderr[-3000:]}")
     metrics = json.loads((work / "artifacts" / "bench" / "metrics.json").read_text())
     metrics["_load_15min"] = os.getloadavg()[2]  # other work on the machine slows every figure above
     # ru_maxrss of children is the largest child so far; a later, smaller run cannot lower it.
-    return {"seconds": seconds, "peak_rss_mib": max(peak, before) / 1024, "metrics": metrics}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "peak_rss_mib": max(peak, before) / 1024,
+        "metrics": metrics,
+    }
 
 
 def end_to_end_section(runs: list[dict], customers: int, months: int) -> str:
     """Markdown block for the end-to-end flow."""
     secs = statistics.median(r["seconds"] for r in runs)
+    cpu = statistics.median(r["cpu_seconds"] for r in runs)
     peak = max(r["peak_rss_mib"] for r in runs) / 1024
     m = runs[0]["metrics"]
     t = m["timings_seconds"]
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in t.items())
+    # Everything outside the modelling stages: simulate, ingest, validate, features, evaluate/report,
+    # register, score, and the child process's start-up.
+    rest = runs[0]["seconds"] - sum(t.values())
     return "\n".join(
         [
             f"### End to end at {customers:,} customers x {months} months (quick search budget)",
@@ -97,15 +111,21 @@ def end_to_end_section(runs: list[dict], customers: int, months: int) -> str:
             f"{len(m['cv']['lgbm']['per_fold'])}-fold walk-forward Optuna search, calibration, evaluation, "
             "MLflow registration and scoring. One child process; memory is its peak resident set.",
             "",
-            "| runs | wall time (median) | peak memory | test PR-AUC | oracle PR-AUC | campaign profit |",
-            "|---|---|---|---|---|---|",
-            f"| {len(runs)} | **{secs:.0f} s** | {peak:.2f} GiB | {m['pr_auc']:.3f} | "
+            "| runs | wall time (median) | CPU time (median) | peak memory | test PR-AUC | oracle PR-AUC "
+            "| campaign profit |",
+            "|---|---|---|---|---|---|---|",
+            f"| {len(runs)} | **{secs:.0f} s** | {cpu:.0f} s | {peak:.2f} GiB | {m['pr_auc']:.3f} | "
             f"{m.get('oracle_pr_auc', float('nan')):.3f} | {m['campaign_profit']:,.0f} |",
             "",
-            f"Modelling stages of the first run: {stages}. Machine load (15-minute average at the end of "
+            f"Modelling stages of the first run: {stages}; everything else (simulate, ingest, validate, "
+            f"features, report, register, score) {rest:.0f} s. Screening stages (imbalance, selection) "
+            "train on label-stratified samples of at most 50,000 rows per fold, the search and baseline on "
+            "100,000, the final LightGBM on every row. Machine load (15-minute average at the end of "
             f"the run): {m.get('_load_15min', float('nan')):.1f} on {os.cpu_count()} cores.",
             f"Goal (issue): under {GOAL_SECONDS / 60:.0f} minutes on 2 cores: "
-            f"{'met' if secs < GOAL_SECONDS else 'not met'} ({secs / GOAL_SECONDS:.0%} of the budget). "
+            f"{'met' if secs < GOAL_SECONDS else 'not met'} on wall time ({secs / GOAL_SECONDS:.0%} of the "
+            f"budget); the run used {cpu:.0f} s of CPU ({cpu / GOAL_SECONDS:.0%}), which is about its wall "
+            "time on an idle machine (most of the flow runs on one thread). "
             "No anchor: no public churn pipeline reports this workload.",
         ]
     )
