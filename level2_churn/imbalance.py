@@ -91,12 +91,24 @@ def _smote(
         filled[c] = X[c].cat.codes.astype(int)  # -1 (missing) is its own category
     filled = filled[list(X.columns)]
     k = int(min(5, y.sum() - 1))
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    # The same count imbalanced-learn derives from a float ratio (ratio x negatives, truncated).
+    target = {1: max(int(ratio * len(neg)), len(pos))}
     if cat_cols and num_cols:
         cat_idx = [filled.columns.get_loc(c) for c in cat_cols]
-        sampler: Any = SMOTENC(cat_idx, sampling_strategy=ratio, k_neighbors=k, random_state=seed)
+        sampler: Any = SMOTENC(cat_idx, sampling_strategy=target, k_neighbors=k, random_state=seed)
     else:
-        sampler = SMOTE(sampling_strategy=ratio, k_neighbors=k, random_state=seed)
-    Xr, yr = sampler.fit_resample(filled.to_numpy(dtype=float), y)
+        sampler = SMOTE(sampling_strategy=target, k_neighbors=k, random_state=seed)
+    # SMOTE only looks at positives (neighbours, spreads, interpolation), but SMOTE-NC one-hot encodes
+    # and decodes every row it is given, row by row: with all the negatives that decoding was most of
+    # the treatment's time. Give it the positives and one negative (it needs both classes) and append
+    # the synthetic rows it returns after them; the synthetic rows are the same.
+    feed = np.concatenate([pos, neg[:1]])
+    values = filled.to_numpy(dtype=float)
+    Xs, _ = sampler.fit_resample(values[feed], y[feed])
+    synthetic = np.asarray(Xs)[len(feed) :]
+    Xr = np.vstack([values, synthetic])
+    yr = np.concatenate([y, np.ones(len(synthetic), dtype=int)])
     out = pd.DataFrame(Xr, columns=filled.columns)
     n = len(X)
     for c in cat_cols:
