@@ -85,6 +85,9 @@ def make_lgbm(params: dict[str, Any] | None = None, *, seed: int = 0, n_jobs: in
     from lightgbm import LGBMClassifier
 
     merged = {**LGBM_DEFAULTS, **(params or {})}
+    # Column-wise histograms: LightGBM otherwise times both layouts on every fit (the search makes
+    # dozens) and, at ~50 features, col-wise was about 20% faster per fit here anyway.
+    merged.setdefault("force_col_wise", True)
     return LGBMClassifier(**merged, random_state=seed, n_jobs=n_jobs, verbose=-1)
 
 
