@@ -54,6 +54,12 @@ logger = logging.getLogger(__name__)
 
 USER_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,64}$"
 DEVICE_PATTERN = r"^[A-Za-z0-9_-]{1,32}$"
+# Bounds of the recommendation query, shared by the FastAPI route and its ASGI fast path.
+K_MAX = 100
+DEFAULT_K = 10
+DEVICE_MAX_LEN = 32
+DEFAULT_DEVICE = "unknown"
+HOUR_MAX = 23
 FALLBACK_MODEL = "popularity-fallback"
 
 
@@ -228,7 +234,7 @@ class RecommendationFastPath:
                 break
         if not key or not secrets.compare_digest(key, self.expected_key):
             return None
-        k, device, hour = 10, "unknown", None
+        k, device, hour = DEFAULT_K, DEFAULT_DEVICE, None
         query: bytes = scope.get("query_string", b"")
         if query:
             try:
@@ -240,15 +246,15 @@ class RecommendationFastPath:
             for part in text.split("&"):
                 name, sep, value = part.partition("=")
                 if name == "k":
-                    if not _K_TEXT.match(value) or not 1 <= int(value) <= 100:
+                    if not _K_TEXT.match(value) or not 1 <= int(value) <= K_MAX:
                         return None
                     k = int(value)
                 elif name == "device":
-                    if len(value) > 32 or not _DEVICE.match(value):
+                    if len(value) > DEVICE_MAX_LEN or not _DEVICE.match(value):
                         return None
                     device = value
                 elif name == "hour":
-                    if not _HOUR_TEXT.match(value) or int(value) > 23:
+                    if not _HOUR_TEXT.match(value) or int(value) > HOUR_MAX:
                         return None
                     hour = int(value)
                 elif not name and not sep:
@@ -551,12 +557,18 @@ def create_app(
         user_id: Annotated[
             str, PathParam(pattern=USER_ID_PATTERN, description="user id (unknown: cold start)")
         ],
-        k: Annotated[int, Query(ge=1, le=100, description="list length, 1..100")] = 10,
+        k: Annotated[int, Query(ge=1, le=K_MAX, description=f"list length, 1..{K_MAX}")] = DEFAULT_K,
         device: Annotated[
             str,
-            Query(max_length=32, pattern=DEVICE_PATTERN, description="client device: mobile, desktop, tv..."),
-        ] = "unknown",
-        hour: Annotated[int | None, Query(ge=0, le=23, description="hour of day, UTC (default: now)")] = None,
+            Query(
+                max_length=DEVICE_MAX_LEN,
+                pattern=DEVICE_PATTERN,
+                description="client device: mobile, desktop, tv...",
+            ),
+        ] = DEFAULT_DEVICE,
+        hour: Annotated[
+            int | None, Query(ge=0, le=HOUR_MAX, description="hour of day, UTC (default: now)")
+        ] = None,
     ) -> Response:
         """Top-K items for a user: the batch when fresh, else the model, else popularity."""
         return Response(await answer(user_id, k, device, hour), media_type="application/json")
