@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 
 from shared.errors import ConfigError
+from shared.runtime import mlflow_experiment
 
 # Written into the logged model instead of letting MLflow infer requirements (which imports and
 # inspects the model in a subprocess: slow, and pointless for a model loaded by this package).
@@ -56,8 +57,6 @@ class Tracker:
     def active(self) -> Iterator[Tracker]:
         """Point MLflow at this store for the duration of the block."""
         previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         try:
             self.experiment_id = self._experiment_id()
             yield self
@@ -68,12 +67,8 @@ class Tracker:
                 mlflow.set_tracking_uri(previous)
 
     def _experiment_id(self) -> str:
-        client = MlflowClient(self.tracking_uri)
         try:
-            exp = client.get_experiment_by_name(self.experiment)
-            if exp is not None:
-                return str(exp.experiment_id)
-            return str(client.create_experiment(self.experiment, artifact_location=self.artifact_location))
+            return mlflow_experiment(self.tracking_uri, self.experiment, self.artifact_location)
         except Exception as exc:  # unreachable database, bad URL: a user's configuration mistake
             if "sqlite" in self.tracking_uri or "postgres" in self.tracking_uri or "://" in self.tracking_uri:
                 first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from shared.errors import ConfigError, InputFileError
+from shared.runtime import mlflow_experiment
 
 RECOMMENDER_ARTIFACT = "recommender"
 CLASS_FILE = "recommender_class.json"
@@ -66,18 +67,7 @@ class Tracking:
         """
         import mlflow
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
-        client = self.client()
-        exp = client.get_experiment_by_name(self.experiment)
-        if exp is None:
-            location = self.artifact_location
-            if "://" not in location:
-                Path(location).mkdir(parents=True, exist_ok=True)
-                location = Path(location).resolve().as_uri()
-            exp_id = client.create_experiment(self.experiment, artifact_location=location)
-        else:
-            exp_id = exp.experiment_id
+        exp_id = mlflow_experiment(self.tracking_uri, self.experiment, self.artifact_location)
         mlflow.set_experiment(experiment_id=exp_id)
         return str(exp_id)
 

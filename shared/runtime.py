@@ -44,3 +44,26 @@ def mlflow_sqlite_uri(folder: Path) -> tuple[str, str]:
     """Tracking URI (SQLite file) and artifact root (folder) for an embedded MLflow store."""
     folder.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}", (folder / "mlartifacts").resolve().as_uri()
+
+
+def mlflow_experiment(tracking_uri: str, name: str, artifact_location: str | None = None) -> str:
+    """Point MLflow (tracking and registry) at `tracking_uri` and return the id of experiment `name`.
+
+    The experiment is created when missing, with `artifact_location` as its artifact root
+    (a plain path is created and turned into a ``file://`` URI), so no run lands in ``./mlruns``.
+    MLflow is imported here, not at module level: only the levels that track runs install it.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return str(exp.experiment_id)
+    location = artifact_location
+    if location is not None and "://" not in location:
+        Path(location).mkdir(parents=True, exist_ok=True)
+        location = Path(location).resolve().as_uri()
+    return str(client.create_experiment(name, artifact_location=location))

@@ -93,3 +93,16 @@ def test_logging_setup_is_idempotent():
     ours = [h for h in root.handlers if getattr(h, "_ml_levels", False)]
     assert len(ours) == 1 and root.level == logging.INFO
     assert get_logger("x").name == "x"
+
+
+def test_mlflow_experiment_is_created_once_in_the_given_store(tmp_path):
+    from shared.runtime import mlflow_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = mlflow_experiment(uri, "exp", str(tmp_path / "arts"))
+    assert mlflow_experiment(uri, "exp", str(tmp_path / "other")) == exp_id
+    from mlflow import MlflowClient
+
+    exp = MlflowClient(uri).get_experiment(exp_id)
+    assert exp.artifact_location == (tmp_path / "arts").resolve().as_uri()
+    assert (tmp_path / "arts").is_dir() and not (tmp_path / "other").exists()
