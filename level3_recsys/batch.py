@@ -20,7 +20,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from level3_recsys.store import BatchInfo, open_store
+from level3_recsys.store import BatchInfo, ColdStart, open_store
 from level3_recsys.tracking import CHAMPION, Tracking, load_recommender
 from shared.errors import DataError, InputFileError
 from shared.progress import make_progress
@@ -75,6 +75,18 @@ def score_users(
             progress.advance(bar, len(block))
 
 
+def cold_start_list(model: Any, k: int) -> ColdStart:
+    """The model's top-`k` for a never-seen user, with every user it knows.
+
+    Exactly what the model service answers an unknown user (the same `ModelRunner` ranking),
+    so the API can serve cold users from the batch without a call to the model service.
+    """
+    from level3_recsys.serving.scoring import ModelRunner
+
+    item_ids, scores = ModelRunner(model, "", "").cold_start_items(k)
+    return ColdStart(item_ids=item_ids, scores=scores, known_users=model.user_ids_.tolist())
+
+
 @dataclass(frozen=True)
 class BatchResult:
     """What a batch run wrote."""
@@ -125,6 +137,8 @@ def run_batch(
             model_version=loaded.version,
             k=k,
             generated_at=start,
+            # from the registry's model itself: what the model service answers never-seen users
+            cold_start=cold_start_list(loaded.recommender, k),
         )
     finally:
         store.close()

@@ -15,7 +15,15 @@ once, or not at all.
 
 Every user's entry carries the batch's model name, model version and
 generation time, so the serving layer (level 3b) can tell how fresh an answer
-is. The previous batch is kept (``keep=2``) so a reader that fetched the old
+is.
+
+A batch may also carry the model's **cold-start list** (what it answers for a user
+it has never seen) with the set of users the model knows. The API then answers a
+never-seen user from the batch (`get_cold_start`) instead of calling the model
+service, while a known user without a list (not active lately) still goes to the
+model. Both are written in the batch's transaction and pruned with it.
+
+The previous batch is kept (``keep=2``) so a reader that fetched the old
 pointer a moment before the switch still finds its table.
 """
 
@@ -25,7 +33,7 @@ import json
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +84,28 @@ class UserRecs:
     batch: BatchInfo
 
 
+@dataclass(frozen=True)
+class ColdStart:
+    """The model's answer for users it has never seen, and the users it has.
+
+    Attributes:
+        item_ids: The cold-start ranking, best first (at least the batch's k items).
+        scores: Their scores.
+        known_users: Every user the model was trained on (a user outside this set is cold).
+    """
+
+    item_ids: Sequence[Any]
+    scores: Sequence[float]
+    known_users: Iterable[Any]
+
+    def payload(self) -> str:
+        """The list in the stored JSON layout of one user's entry."""
+        if len(self.item_ids) != len(self.scores):
+            raise DataError(f"cold-start list has {len(self.item_ids)} items but {len(self.scores)} scores")
+        items = np.asarray(self.item_ids).tolist()
+        return json.dumps({"items": items, "scores": np.round(np.asarray(self.scores, float), 6).tolist()})
+
+
 class RecStore(Protocol):
     """What the batch writes to and the serving layer reads from."""
 
@@ -87,11 +117,14 @@ class RecStore(Protocol):
         model_version: str,
         k: int,
         generated_at: datetime | None = None,
+        cold_start: ColdStart | None = None,
     ) -> BatchInfo: ...
 
     def current(self) -> BatchInfo | None: ...
 
     def get(self, user_id: Any) -> UserRecs | None: ...
+
+    def get_cold_start(self, user_id: Any) -> UserRecs | None: ...
 
     def read_all(self) -> pd.DataFrame: ...
 
@@ -166,6 +199,7 @@ class SQLiteStore:
                 generated_at TEXT, n_users INTEGER, k INTEGER, status TEXT);
             CREATE TABLE IF NOT EXISTS current_batch (
                 id INTEGER PRIMARY KEY CHECK (id = 1), batch_id TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS cold_start (batch_id TEXT PRIMARY KEY, payload TEXT NOT NULL);
             """
         )
 
@@ -177,6 +211,7 @@ class SQLiteStore:
         model_version: str,
         k: int,
         generated_at: datetime | None = None,
+        cold_start: ColdStart | None = None,
     ) -> BatchInfo:
         """Write every chunk to a new table and switch the pointer to it, all in one transaction.
 
@@ -187,6 +222,8 @@ class SQLiteStore:
             model_version: Registry version.
             k: List length.
             generated_at: Batch time (now, UTC, by default).
+            cold_start: The model's list for never-seen users and the users it knows
+                (None: never-seen users are left to the model service).
 
         Returns:
             The new live batch's metadata.
@@ -206,6 +243,14 @@ class SQLiteStore:
                 rows = list(pack_chunk(chunk))
                 conn.executemany(f'INSERT OR REPLACE INTO "{table}" VALUES (?, ?)', rows)
                 n_users += len(rows)
+            if cold_start is not None:
+                payload = cold_start.payload()
+                known = f"known_{batch_id}"
+                conn.execute(f'CREATE TABLE "{known}" (user_key TEXT PRIMARY KEY) WITHOUT ROWID')
+                conn.executemany(
+                    f'INSERT OR IGNORE INTO "{known}" VALUES (?)', ((str(u),) for u in cold_start.known_users)
+                )
+                conn.execute("INSERT INTO cold_start VALUES (?, ?)", (batch_id, payload))
             info = BatchInfo(batch_id, model_name, str(model_version), now.isoformat(), n_users, int(k))
             conn.execute(
                 "INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, 'live')",
@@ -228,6 +273,8 @@ class SQLiteStore:
         for old in live[self.keep :]:
             self._conn.execute("BEGIN IMMEDIATE")
             self._conn.execute(f'DROP TABLE IF EXISTS "recs_{old}"')
+            self._conn.execute(f'DROP TABLE IF EXISTS "known_{old}"')
+            self._conn.execute("DELETE FROM cold_start WHERE batch_id = ?", (old,))
             self._conn.execute("UPDATE batches SET status = 'expired' WHERE batch_id = ?", (old,))
             self._conn.execute("COMMIT")
 
@@ -256,6 +303,25 @@ class SQLiteStore:
             f'SELECT payload FROM "recs_{batch.batch_id}" WHERE user_key = ?', (str(user_id),)
         ).fetchone()
         return _unpack(str(user_id), row[0], batch) if row else None
+
+    def get_cold_start(self, user_id: Any) -> UserRecs | None:
+        """The live batch's cold-start list for a user its model has never seen.
+
+        None when the batch has no cold-start list or the model knows the user (a known user
+        without a list of their own is the model service's to score).
+        """
+        batch = self.current()
+        if batch is None:
+            return None
+        row = self._conn.execute("SELECT payload FROM cold_start WHERE batch_id = ?", (batch.batch_id,))
+        found = row.fetchone()
+        if found is None:
+            return None
+        key = str(user_id)
+        known = self._conn.execute(
+            f'SELECT 1 FROM "known_{batch.batch_id}" WHERE user_key = ?', (key,)
+        ).fetchone()
+        return None if known else _unpack(key, found[0], batch)
 
     def read_all(self) -> pd.DataFrame:
         """The live batch as long rows (user_id as stored text, item_id, rank, score)."""
@@ -299,6 +365,7 @@ class RedisStore:
         model_version: str,
         k: int,
         generated_at: datetime | None = None,
+        cold_start: ColdStart | None = None,
     ) -> BatchInfo:
         """Write the batch under a fresh hash, then switch the pointer in one MULTI/EXEC.
 
@@ -308,6 +375,7 @@ class RedisStore:
         now = generated_at or datetime.now(UTC)
         batch_id = new_batch_id(now)
         recs_key = self._key("batch", batch_id, "recs")
+        known_key = self._key("batch", batch_id, "known")
         n_users = 0
         try:
             for chunk in chunks:
@@ -316,14 +384,21 @@ class RedisStore:
                 for start in range(0, len(items), self.chunk_size):
                     self.client.hset(recs_key, mapping=dict(items[start : start + self.chunk_size]))
                 n_users += len(rows)
+            meta: dict[str, str] = {}
+            if cold_start is not None:
+                meta["cold_start"] = cold_start.payload()
+                known = [str(u) for u in cold_start.known_users]
+                for start in range(0, len(known), self.chunk_size):
+                    self.client.sadd(known_key, *known[start : start + self.chunk_size])
             info = BatchInfo(batch_id, model_name, str(model_version), now.isoformat(), n_users, int(k))
             pipe = self.client.pipeline(transaction=True)
-            pipe.hset(self._key("batch", batch_id, "meta"), mapping={"json": json.dumps(asdict(info))})
+            meta["json"] = json.dumps(asdict(info))
+            pipe.hset(self._key("batch", batch_id, "meta"), mapping=meta)
             pipe.zadd(self._key("batches"), {batch_id: now.timestamp()})
             pipe.set(self._key("current"), batch_id)
             pipe.execute()
         except BaseException:
-            self.client.delete(recs_key)
+            self.client.delete(recs_key, known_key)
             raise
         self._prune()
         return info
@@ -332,7 +407,7 @@ class RedisStore:
         ids = [_text(b) for b in self.client.zrevrange(self._key("batches"), 0, -1)]
         for old in ids[self.keep :]:
             pipe = self.client.pipeline(transaction=True)
-            pipe.delete(self._key("batch", old, "recs"), self._key("batch", old, "meta"))
+            pipe.delete(*(self._key("batch", old, part) for part in ("recs", "meta", "known")))
             pipe.zrem(self._key("batches"), old)
             pipe.execute()
 
@@ -357,6 +432,19 @@ class RedisStore:
             return None
         raw = self.client.hget(self._key("batch", batch.batch_id, "recs"), str(user_id))
         return _unpack(str(user_id), _text(raw), batch) if raw else None
+
+    def get_cold_start(self, user_id: Any) -> UserRecs | None:
+        """The live batch's cold-start list for a never-seen user (see `SQLiteStore.get_cold_start`)."""
+        batch = self.current()
+        if batch is None:
+            return None
+        raw = self.client.hget(self._key("batch", batch.batch_id, "meta"), "cold_start")
+        if not raw:
+            return None
+        key = str(user_id)
+        if self.client.sismember(self._key("batch", batch.batch_id, "known"), key):
+            return None
+        return _unpack(key, _text(raw), batch)
 
     def read_all(self) -> pd.DataFrame:
         """The live batch as long rows."""

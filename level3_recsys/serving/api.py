@@ -6,7 +6,8 @@ Routes:
   the nightly batch when it is fresh and long enough; else the model service behind the
   circuit breaker; else the popularity fallback. Every answer names its model version, its
   source and whether a fallback was used; a user unknown to the model gets the cold-start
-  (popularity) ranking, flagged ``cold_start``, never an error.
+  (popularity) ranking, flagged ``cold_start``, never an error: from the batch when it
+  carries the model's cold-start list, else from the model service.
 * ``POST /v1/feedback`` — impression / click / watch events (CTR per model version).
 * ``GET /v1/shadow`` — the shadow comparison of challenger and champion.
 * ``GET /healthz`` (alive), ``GET /readyz`` (can answer), ``GET /metrics`` (Prometheus).
@@ -474,11 +475,15 @@ def create_app(
             if info is None or info.age_seconds() > settings.freshness_s:
                 return None
             recs = state.store.get(user_id)
+            # a user the batch's model never saw gets the model's cold-start list from the batch
+            cold = recs is None and (recs := state.store.get_cold_start(user_id)) is not None
         except Exception:  # a store outage means "no batch", not an error
             logger.warning("batch store read failed; using the model service", exc_info=True)
             return None
         if recs is None or len(recs.item_ids) < k or recs.batch.age_seconds() > settings.freshness_s:
             return None
+        if cold:
+            metrics.cold_starts.inc()
         return payload(
             user_id,
             ranked(recs.item_ids[:k], recs.scores[:k]),
@@ -486,6 +491,7 @@ def create_app(
             recs.batch.model_name,
             recs.batch.model_version,
             "batch",
+            cold_start=cold,
             batch_generated_at=recs.batch.generated_at,
         )
 

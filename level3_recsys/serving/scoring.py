@@ -112,6 +112,13 @@ class ModelRunner:
             top, vals = top[finite], vals[finite]
         return rec.item_ids_[top].tolist(), vals.astype(np.float32).tolist()
 
+    def cold_start_items(self, k: int) -> tuple[list[Any], list[float]]:
+        """What `top_items` gives every user the model has never seen (the nightly batch stores it)."""
+        sentinel = "cold-start"
+        while sentinel in self._users:  # any id the model does not know ranks the same
+            sentinel += "_"
+        return self.top_items(sentinel, k)
+
     def recommend(self, request: RecommendRequest) -> ModelAnswer:
         """Top-K for one user (unknown users get the model's popularity ranking)."""
         start = time.perf_counter()

@@ -12,6 +12,7 @@ from level3_recsys.batch import (
     nightly_deployment,
     run_batch,
 )
+from level3_recsys.serving.scoring import ModelRunner, RecommendRequest
 from level3_recsys.store import open_store
 from level3_recsys.tracking import CHAMPION
 from shared.errors import DataError
@@ -132,3 +133,24 @@ def test_deployment_definition_runs_nightly_at_two() -> None:
     crons = [s.schedule.cron for s in deployment.schedules]
     assert crons == ["0 2 * * *"]
     assert deployment.parameters["store_url"] == "sqlite:///r.db"
+
+
+def test_batch_stores_the_cold_start_answer_the_model_service_gives(registry, tmp_path) -> None:
+    trk = registry["tracking"]
+    log = registry["train"].interactions
+    url = f"sqlite:///{tmp_path / 'recs.db'}"
+    run_batch(tracking=trk, store_url=url, interactions=log, k=5, active_days=4, show_progress=False)
+    champion = trk.client().get_model_version_by_alias(trk.registered_model, CHAMPION)
+    model = registry["models"][champion.tags["model_name"]]
+    runner = ModelRunner(model, "m", "1")
+    service_answer = runner.recommend(RecommendRequest(user_id="never-seen-42", k=5))
+    assert not service_answer.known_user
+    store = open_store(url)
+    cold = store.get_cold_start("never-seen-42")
+    assert cold is not None
+    assert cold.item_ids == [i.item_id for i in service_answer.items]
+    assert cold.scores == pytest.approx([i.score for i in service_answer.items], rel=1e-5)
+    inactive = sorted(set(model.user_ids_.tolist()) - set(active_users(log, days=4).tolist()))
+    assert inactive, "the fixture should have users outside the 4-day window"
+    assert store.get(inactive[0]) is None and store.get_cold_start(inactive[0]) is None  # model's job
+    store.close()

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from level3_recsys.serving import monitoring as mon
 from level3_recsys.serving.api import FALLBACK_MODEL, create_app
-from level3_recsys.store import SQLiteStore, open_store
+from level3_recsys.store import ColdStart, SQLiteStore, open_store
 from level3_recsys.tests.serving_helpers import POPULAR, FakeModel, H, reference_path_fixture, settings  # noqa: F401
 
 
@@ -252,6 +252,28 @@ def test_fresh_batch_is_served_without_model_call(batch_url, reference_path):
     assert fake.calls == 2
     assert values[(mon.BATCH_FRESH, ())] == 1.0
     assert values[(mon.BATCH_AGE, ())] < 3600
+
+
+def test_new_user_gets_the_batchs_cold_start_list_without_a_model_call(tmp_path, reference_path):
+    store = SQLiteStore(tmp_path / "recs.db")
+    rows = pd.DataFrame({"user_id": [1] * 5, "item_id": range(900, 905), "rank": range(1, 6), "score": 1.0})
+    # the batch's model knows users 1..3; only user 1 was active and has a list
+    cold = ColdStart(item_ids=[42, 41, 40, 39, 38], scores=[5.0, 4.0, 3.0, 2.0, 1.0], known_users=[1, 2, 3])
+    store.write_batch([rows], model_name="reg/two_stage", model_version="6", k=5, cold_start=cold)
+    fake = FakeModel()
+    with client_for(fake, reference_path, store=store) as c:
+        new = c.get("/v1/recommendations/brand-new?k=3", headers=H).json()
+        slow_route = c.get("/v1/recommendations/brand-new?k=%33", headers=H).json()  # FastAPI route
+        known_inactive = c.get("/v1/recommendations/2?k=3", headers=H).json()
+        too_long = c.get("/v1/recommendations/brand-new?k=8", headers=H).json()  # batch list holds 5
+        values = metric_values(c)
+    assert new["source"] == "batch" and new["cold_start"] is True and not new["fallback"]
+    assert [i["item_id"] for i in new["items"]] == [42, 41, 40] and new["model_version"] == "6"
+    assert slow_route["items"] == new["items"] and slow_route["cold_start"] is True
+    assert known_inactive["source"] == "model" and known_inactive["cold_start"] is False
+    assert too_long["source"] == "model" and too_long["cold_start"] is True
+    assert fake.calls == 2  # only the known user without a list and the over-long request
+    assert values[(mon.COLD_STARTS, ())] == 3
 
 
 @pytest.mark.parametrize(

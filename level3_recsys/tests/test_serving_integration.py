@@ -210,6 +210,11 @@ def test_end_to_end_batch_model_cold_start_and_shadow(registry, services):
         out["batch"] = (await client.get(f"/v1/recommendations/{in_batch}?k=5", headers=H)).json()
         out["model"] = (await client.get(f"/v1/recommendations/{on_demand}?k=5&device=tv", headers=H)).json()
         out["cold"] = (await client.get("/v1/recommendations/new-user-1?k=5", headers=H)).json()
+        async with httpx.AsyncClient(timeout=10) as direct:  # what the model service says of the user
+            answer = await direct.post(
+                f"{services['champion'].url}/recommend", json={"user_id": "new-user-1"}
+            )
+            out["cold_from_model"] = answer.json()
         for user in data.user_ids[BATCH_USERS : BATCH_USERS + 6]:
             await client.get(f"/v1/recommendations/{user}?k=5", headers=H)
         deadline = time.monotonic() + 30
@@ -229,16 +234,21 @@ def test_end_to_end_batch_model_cold_start_and_shadow(registry, services):
     assert out["model"]["source"] == "model" and out["model"]["cold_start"] is False
     assert out["model"]["model_name"] == "l3_serving_test/itemknn"
     assert [i["item_id"] for i in out["model"]["items"]] == top_items(knn, on_demand, 5)
+    # a new user: the batch's cold-start list, the very list the model service gives that user
     assert out["cold"]["cold_start"] is True and out["cold"]["fallback"] is False
+    assert out["cold"]["source"] == "batch"
     expected_cold = knn.item_ids_[np.argsort(-knn.fallback_, kind="stable")[:5]].tolist()
     assert [i["item_id"] for i in out["cold"]["items"]] == expected_cold
+    assert out["cold_from_model"]["known_user"] is False
+    assert [i["item_id"] for i in out["cold_from_model"]["items"][:5]] == expected_cold
     # shadow: the BentoML challenger (popularity) compared with the champion's real lists
     shadow = out["shadow"]
     assert shadow["compared"] == 9 and shadow["errors"] == 0 and shadow["challenger_version"] == "2"
     shadowed = [in_batch, on_demand, "new-user-1", *data.user_ids[BATCH_USERS : BATCH_USERS + 6]]
     overlaps = [overlap_at_k(top_items(knn, u, 5), top_items(registry.challenger, u, 5), 5) for u in shadowed]
     assert shadow["mean_overlap_at_k"] == pytest.approx(np.mean(overlaps))
-    assert 'l3_recommendations_total{model_version="1",source="batch"} 1.0' in out["metrics"]
+    assert 'l3_recommendations_total{model_version="1",source="batch"} 2.0' in out["metrics"]
+    assert "l3_cold_starts_total 1.0" in out["metrics"]
     assert 'l3_shadow_requests_total{outcome="ok"}' in out["metrics"]
     assert out["ready"]["batch"]["fresh"] is True and out["ready"]["breaker"] == "closed"
 

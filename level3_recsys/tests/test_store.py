@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from level3_recsys.store import RecStore, SQLiteStore, open_store
+from level3_recsys.store import ColdStart, RecStore, SQLiteStore, open_store
 from level3_recsys.tests.conftest import long_recs
 from shared.errors import ConfigError, DataError
 
@@ -131,3 +131,61 @@ def test_rows_without_required_columns_are_refused_atomically(tmp_path) -> None:
 def test_bad_store_urls_are_user_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         open_store(url)
+
+
+def test_cold_start_list_answers_only_users_the_model_never_saw(store: RecStore) -> None:
+    recs = long_recs(20, 4)
+    # the model knows users 0..29; only 0..19 were active, so only they have a list
+    cold = ColdStart(item_ids=[7, 3, 9, 1], scores=[0.9, 0.5, 0.25, 0.1], known_users=range(30))
+    info = store.write_batch([recs], model_name="m", model_version="4", k=4, cold_start=cold)
+    new_user = store.get_cold_start("somebody-new")
+    assert new_user is not None
+    assert new_user.item_ids == [7, 3, 9, 1] and new_user.scores == pytest.approx([0.9, 0.5, 0.25, 0.1])
+    assert new_user.batch == info and new_user.user_id == "somebody-new"
+    assert store.get_cold_start(25) is None  # known to the model, not active: the model service's
+    assert store.get_cold_start("3") is None  # has a list of its own
+    assert store.get("somebody-new") is None  # the cold list is no user's entry...
+    assert len(store.read_all()) == len(recs)  # ...and not part of the batch's rows
+
+
+def test_batch_without_cold_start_list_leaves_new_users_to_the_model(store: RecStore) -> None:
+    cold = ColdStart(item_ids=[1, 2], scores=[1.0, 0.5], known_users=[0])
+    store.write_batch([long_recs(3, 2)], model_name="m", model_version="1", k=2, cold_start=cold)
+    assert store.get_cold_start("new") is not None
+    store.write_batch([long_recs(3, 2)], model_name="m", model_version="2", k=2)  # no list tonight
+    assert store.get_cold_start("new") is None
+
+
+def test_failed_and_pruned_batches_leave_no_cold_start_data(tmp_path) -> None:
+    path = tmp_path / "recs.db"
+    st = SQLiteStore(path, keep=1)
+    cold = ColdStart(item_ids=[1, 2, 3], scores=[3.0, 2.0, 1.0], known_users=range(10))
+    first = st.write_batch([long_recs(10, 3)], model_name="m", model_version="1", k=3, cold_start=cold)
+    with pytest.raises(MidBatchError):
+        st.write_batch(
+            chunks_then_fail(long_recs(10, 3), n_good=2),
+            model_name="m",
+            model_version="2",
+            k=3,
+            cold_start=cold,
+        )
+    assert st.current() == first and st.get_cold_start("x") is not None
+    second = st.write_batch([long_recs(10, 3)], model_name="m", model_version="3", k=3, cold_start=cold)
+    st.close()
+    with sqlite3.connect(path) as conn:
+        known = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'known_%'")]
+        rows = [r[0] for r in conn.execute("SELECT batch_id FROM cold_start")]
+    assert known == [f"known_{second.batch_id}"] and rows == [second.batch_id]
+
+
+def test_mismatched_cold_start_list_is_refused(tmp_path) -> None:
+    st = SQLiteStore(tmp_path / "recs.db")
+    with pytest.raises(DataError, match="cold-start list"):
+        st.write_batch(
+            [long_recs(3, 2)],
+            model_name="m",
+            model_version="1",
+            k=2,
+            cold_start=ColdStart(item_ids=[1, 2], scores=[1.0], known_users=[0]),
+        )
+    assert st.current() is None
