@@ -100,6 +100,13 @@ class ScenarioResult:
     breaker: list[tuple[float, int]] = field(default_factory=list)
     runs: int = 1
     close_times: list[float] = field(default_factory=list)
+    server_cpu_s: float = float("nan")
+    model_cpu_s: float = float("nan")
+
+    def cpu_ms_per_request(self, which: str = "server") -> float:
+        """CPU milliseconds the server (or the model service) spent per request answered."""
+        cpu = self.server_cpu_s if which == "server" else self.model_cpu_s
+        return 1000 * cpu / self.total.requests if self.total.requests else float("nan")
 
     def recs(self, source: str | None = None) -> Stats | None:
         """Stats of recommendation requests (all sources pooled when `source` is None)."""
@@ -205,6 +212,22 @@ def signal_tree(pid: int, sig: int) -> None:
     for proc in procs:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(sig)
+
+
+def cpu_seconds(proc: subprocess.Popen[bytes] | None) -> float:
+    """User + system CPU seconds of a process and its descendants so far (NaN: not running)."""
+    import psutil
+
+    if proc is None or proc.poll() is not None:
+        return float("nan")
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(proc.pid)
+        for p in (root, *root.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -440,6 +463,7 @@ def run_scenarios(ws: ServingWorkspace, plan: LoadPlan) -> dict[str, ScenarioRes
             try:
                 wait_http(f"{base}/healthz", server)
                 prefix = plan.work / f"locust_{spec.name}"
+                cpu_before = cpu_seconds(server), cpu_seconds(model.proc)
                 if spec.kill_model:
                     results[spec.name] = killed_scenario(
                         base,
@@ -455,6 +479,10 @@ def run_scenarios(ws: ServingWorkspace, plan: LoadPlan) -> dict[str, ScenarioRes
                         base, users=plan.users, duration_s=length, prefix=prefix, env=load_env
                     )
                     results[spec.name] = finish_locust(proc, prefix, length, spec.name)
+                # server CPU per request: what each server costs, whatever bounds the load generator
+                results[spec.name].server_cpu_s = cpu_seconds(server) - cpu_before[0]
+                if spec.server == "api" and not spec.kill_model:  # a restarted model starts from zero
+                    results[spec.name].model_cpu_s = cpu_seconds(model.proc) - cpu_before[1]
             finally:
                 stop(server)
             t = results[spec.name].total
@@ -536,6 +564,8 @@ def median_results(runs: list[dict[str, ScenarioResult]]) -> dict[str, ScenarioR
         )
         combined.breaker = results[0].breaker
         combined.runs = len(results)
+        combined.server_cpu_s = _median([r.server_cpu_s for r in results])
+        combined.model_cpu_s = _median([r.model_cpu_s for r in results])
         combined.close_times = [
             r.events["breaker_closed_s"] - r.events["ready_again_s"]
             for r in results
@@ -631,6 +661,36 @@ def _scenario_rows(
     return lines
 
 
+def cpu_rows(results: dict[str, ScenarioResult]) -> list[str]:
+    """The servers' CPU per request: a cost that does not depend on what bounds Locust."""
+    rows = [r for r in results.values() if r.server_cpu_s == r.server_cpu_s and r.total.requests]
+    if not rows:
+        return []
+    ceiling = results.get("ceiling")
+    base = ceiling.cpu_ms_per_request() if ceiling else float("nan")
+    lines = [
+        "",
+        "**Server CPU per request** — CPU time (user + system) of each server process over the run, "
+        "divided by the requests answered. Locust needs about a core of its own here, so on this "
+        "machine the closed-loop throughput of both servers can be bounded by the load generator; "
+        "CPU per request is what each server costs, and ceiling / ours is the share of the ceiling's "
+        "capacity the API would reach on a core of its own:",
+        "",
+        "| scenario | requests | API CPU per request (ms) | model service CPU per request (ms) "
+        "| ceiling / ours |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ours = r.cpu_ms_per_request()
+        model = r.cpu_ms_per_request("model")
+        ratio = f"{base / ours:.0%}" if base == base and ours > 0 else "–"
+        lines.append(
+            f"| {SCENARIO_TITLES[r.name]} | {r.total.requests:,} | {ours:.3f} | "
+            f"{'–' if model != model else f'{model:.3f}'} | {ratio} |"
+        )
+    return lines
+
+
 def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadPlan) -> str:
     """The Markdown section of `benchmarks/results.md`."""
     ceiling_rps = results["ceiling"].total.rps if "ceiling" in results else 0.0
@@ -677,6 +737,7 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
         header,
         rule,
         *_scenario_rows(results, ("cached_paced", "on_demand_paced", "model_killed"), ceiling_rps),
+        *cpu_rows(results),
         "",
         "Per answer source (the API names the source of every list; feedback posts apart):",
         "",

@@ -19,6 +19,7 @@ from level3_recsys.loadtest.run_load import (
     LoadPlan,
     ScenarioResult,
     Stats,
+    cpu_rows,
     finish_locust,
     free_port,
     median_results,
@@ -172,6 +173,19 @@ def test_render_writes_every_scenario_and_the_breaker_timeline():
     assert "SIGKILL at 22.5 s, restart at 45.0 s, ready again at 59.5 s" in text
     assert "opened 4.0 s after the kill and closed 6.5 s after the model's return" in text
     assert "`reg/als` v3 over 1,950 items" in text
+
+
+def test_cpu_per_request_table_compares_servers_whatever_bounds_locust():
+    results = synthetic_results(close_at=66.5)
+    results["ceiling"].server_cpu_s = 6.0  # 30,000 requests: 0.2 ms each
+    results["cached"].server_cpu_s, results["cached"].model_cpu_s = 7.2, 0.9  # 18,000: 0.4 / 0.05 ms
+    text = "\n".join(cpu_rows(results))
+    assert "| ceiling: plain FastAPI, precomputed lists | 30,000 | 0.200 | – | 100% |" in text
+    assert "| API, nightly batch (cached users) | 18,000 | 0.400 | 0.050 | 50% |" in text
+    assert "on-demand" not in text  # scenarios without a CPU reading are left out
+    assert cpu_rows(synthetic_results(close_at=None)) == []
+    both = median_results([results, results])
+    assert both["cached"].cpu_ms_per_request() == pytest.approx(0.4)
 
 
 def test_repeated_runs_report_medians_and_the_worst_errors():
