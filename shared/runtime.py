@@ -51,6 +51,8 @@ def mlflow_experiment(tracking_uri: str, name: str, artifact_location: str | Non
 
     The experiment is created when missing, with `artifact_location` as its artifact root
     (a plain path is created and turned into a ``file://`` URI), so no run lands in ``./mlruns``.
+    Without one, a SQLite store's experiment keeps its artifacts in ``mlartifacts`` beside the
+    database file (MLflow's own default is ``./mlruns`` in whatever the working directory is).
     MLflow is imported here, not at module level: only the levels that track runs install it.
     """
     import mlflow
@@ -63,6 +65,8 @@ def mlflow_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     if exp is not None:
         return str(exp.experiment_id)
     location = artifact_location
+    if location is None and tracking_uri.startswith("sqlite:///"):
+        location = str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
     if location is not None and "://" not in location:
         Path(location).mkdir(parents=True, exist_ok=True)
         location = Path(location).resolve().as_uri()

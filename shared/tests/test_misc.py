@@ -106,3 +106,6 @@ def test_mlflow_experiment_is_created_once_in_the_given_store(tmp_path):
     exp = MlflowClient(uri).get_experiment(exp_id)
     assert exp.artifact_location == (tmp_path / "arts").resolve().as_uri()
     assert (tmp_path / "arts").is_dir() and not (tmp_path / "other").exists()
+    # no artifact root given: beside the SQLite file, never ./mlruns in the working directory
+    bare = MlflowClient(uri).get_experiment(mlflow_experiment(uri, "bare"))
+    assert bare.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
