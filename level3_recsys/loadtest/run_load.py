@@ -102,6 +102,7 @@ class ScenarioResult:
     close_times: list[float] = field(default_factory=list)
     server_cpu_s: float = float("nan")
     model_cpu_s: float = float("nan")
+    server_rss_mib: tuple[float, float] = (float("nan"), float("nan"))
 
     def cpu_ms_per_request(self, which: str = "server") -> float:
         """CPU milliseconds the server (or the model service) spent per request answered."""
@@ -228,6 +229,18 @@ def cpu_seconds(proc: subprocess.Popen[bytes] | None) -> float:
                 t = p.cpu_times()
                 total += t.user + t.system
     return total
+
+
+def rss_mib(proc: subprocess.Popen[bytes] | None) -> float:
+    """Resident memory of a process in MiB (NaN: not running)."""
+    import psutil
+
+    if proc is None or proc.poll() is not None:
+        return float("nan")
+    try:
+        return float(psutil.Process(proc.pid).memory_info().rss) / 2**20
+    except psutil.NoSuchProcess:
+        return float("nan")
 
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
@@ -464,6 +477,7 @@ def run_scenarios(ws: ServingWorkspace, plan: LoadPlan) -> dict[str, ScenarioRes
                 wait_http(f"{base}/healthz", server)
                 prefix = plan.work / f"locust_{spec.name}"
                 cpu_before = cpu_seconds(server), cpu_seconds(model.proc)
+                rss_before = rss_mib(server)
                 if spec.kill_model:
                     results[spec.name] = killed_scenario(
                         base,
@@ -481,6 +495,7 @@ def run_scenarios(ws: ServingWorkspace, plan: LoadPlan) -> dict[str, ScenarioRes
                     results[spec.name] = finish_locust(proc, prefix, length, spec.name)
                 # server CPU per request: what each server costs, whatever bounds the load generator
                 results[spec.name].server_cpu_s = cpu_seconds(server) - cpu_before[0]
+                results[spec.name].server_rss_mib = (rss_before, rss_mib(server))  # growth under load
                 if spec.server == "api" and not spec.kill_model:  # a restarted model starts from zero
                     results[spec.name].model_cpu_s = cpu_seconds(model.proc) - cpu_before[1]
             finally:
@@ -566,6 +581,10 @@ def median_results(runs: list[dict[str, ScenarioResult]]) -> dict[str, ScenarioR
         combined.runs = len(results)
         combined.server_cpu_s = _median([r.server_cpu_s for r in results])
         combined.model_cpu_s = _median([r.model_cpu_s for r in results])
+        combined.server_rss_mib = (
+            _median([r.server_rss_mib[0] for r in results]),
+            _median([r.server_rss_mib[1] for r in results]),
+        )
         combined.close_times = [
             r.events["breaker_closed_s"] - r.events["ready_again_s"]
             for r in results
@@ -681,19 +700,22 @@ def cpu_rows(results: dict[str, ScenarioResult]) -> list[str]:
         "divided by the requests answered. Locust needs about a core of its own here, so on this "
         "machine the closed-loop throughput of both servers can be bounded by the load generator; "
         "CPU per request is what each server costs, and ceiling / ours is the share of the ceiling's "
-        "capacity the API would reach on a core of its own:",
+        "capacity the API would reach on a core of its own. Resident memory of the server "
+        "process before and after the run shows whether load makes it grow:",
         "",
-        "| scenario | requests | API CPU per request (ms) | model service CPU per request (ms) "
-        "| ceiling / ours |",
-        "|---|---|---|---|---|",
+        "| scenario | requests | server CPU per request (ms) | model service CPU per request (ms) "
+        "| ceiling / ours | server memory before → after (MiB) |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
         ours = r.cpu_ms_per_request()
         model = r.cpu_ms_per_request("model")
         ratio = f"{base / ours:.0%}" if base == base and ours > 0 else "–"
+        before, after = r.server_rss_mib
+        memory = "–" if before != before or after != after else f"{before:.0f} → {after:.0f}"
         lines.append(
             f"| {SCENARIO_TITLES[r.name]} | {r.total.requests:,} | {ours:.3f} | "
-            f"{'–' if model != model else f'{model:.3f}'} | {ratio} |"
+            f"{'–' if model != model else f'{model:.3f}'} | {ratio} | {memory} |"
         )
     return lines
 

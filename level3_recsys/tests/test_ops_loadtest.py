@@ -181,9 +181,10 @@ def test_cpu_per_request_table_compares_servers_whatever_bounds_locust():
     results["ceiling"].server_cpu_s = 6.0  # 30,000 requests: 0.2 ms each
     results["cached"].server_cpu_s, results["cached"].model_cpu_s = 7.2, 0.9  # 18,000: 0.4 / 0.05 ms
     results["on_demand_paced"].server_cpu_s = 3.0
+    results["cached"].server_rss_mib = (180.4, 190.6)
     text = "\n".join(cpu_rows(results))
-    assert "| ceiling: plain FastAPI, precomputed lists | 30,000 | 0.200 | – | 100% |" in text
-    assert "| API, nightly batch (cached users) | 18,000 | 0.400 | 0.050 | 50% |" in text
+    assert "| ceiling: plain FastAPI, precomputed lists | 30,000 | 0.200 | – | 100% | – |" in text
+    assert "| API, nightly batch (cached users) | 18,000 | 0.400 | 0.050 | 50% | 180 → 191 |" in text
     assert "on-demand" not in text  # paced scenarios are left out: idle work dominates there
     assert _json_safe({"a": [float("nan"), 1.0], "b": (2, {"c": float("nan")})}) == {
         "a": [None, 1.0],
