@@ -171,6 +171,10 @@ def test_render_writes_every_scenario_and_the_breaker_timeline():
     text = render(synthetic_results(close_at=66.5), ws, LoadPlan(duration_s=30, users=8, rate=50))
     assert "| ceiling: plain FastAPI, precomputed lists | 30,000 | 1,000 | 100% |" in text
     assert "| API, nightly batch (cached users) | 18,000 | 600 | 60% |" in text
+    # a paced run's throughput is the offered rate: no ratio to the ceiling there
+    assert "| API, on-demand scoring (model service) | 1,500 | 50 | 75 |" in text
+    paced_table = "| errors |\n|---|---|---|---|---|---|---|\n| API, on-demand"
+    assert paced_table in text
     assert "SIGKILL at 22.5 s, restart at 45.0 s, ready again at 59.5 s" in text
     assert "opened 4.0 s after the kill and closed 6.5 s after the model's return" in text
     assert "`reg/als` v3 over 1,950 items" in text
