@@ -1,7 +1,8 @@
 """Build the images with podman and run them: real containers answer on loopback ports.
 
-Marked ``container`` (``make test-container``; excluded from ``make test``). Needs root,
-podman, runc and debootstrap (Debian packages); skipped with the reason when they are absent.
+Marked ``container`` (``make test-container``; excluded from ``make test``; CI runs the API
+test after it). Needs root, podman, runc and debootstrap (Debian packages); skipped with the
+reason when they are absent.
 The base image comes from ``docker/build_base.sh`` (debootstrap + ``podman import``, cached by
 tag), the API image from ``docker/build_image.sh api`` (``podman build --format docker``).
 A small trained workspace (registry, fresh batch, serving reference) is mounted at the same
@@ -123,10 +124,17 @@ def test_api_image_runs_and_answers(api_image, workspace, free_port):
         assert body["model_version"] == workspace.model_version
         assert len(body["items"]) == 5
         assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
+        # a never-seen user: the model's cold-start list, stored by the nightly batch
         cold = httpx.get(f"{base}/v1/recommendations/nobody-here?k=5", headers=h, timeout=5).json()
-        assert cold["source"] == "fallback" and cold["fallback"]
+        assert cold["source"] == "batch" and cold["cold_start"] and not cold["fallback"]
+        assert cold["model_version"] == workspace.model_version and len(cold["items"]) == 5
+        # more items than the batch stored (its k is 10): the model service, which is not
+        # running here, so the popularity fallback of the serving reference
+        longer = httpx.get(f"{base}/v1/recommendations/nobody-here?k=100", headers=h, timeout=5).json()
+        assert longer["source"] == "fallback" and longer["fallback"]
+        assert longer["fallback_reason"] == "connect"
         reference = json.loads(Path(workspace.reference_path).read_text())
-        assert [i["item_id"] for i in cold["items"]] == reference["popular_items"][:5]
+        assert [i["item_id"] for i in longer["items"]] == reference["popular_items"][:100]
         assert httpx.get(f"{base}/v1/recommendations/{user}", timeout=5).status_code == 401
         assert httpx.get(f"{base}/v1/recommendations/{user}?k=500", headers=h, timeout=5).status_code == 422
         # /metrics from inside the container (its own loopback) counts what we asked.
@@ -135,10 +143,11 @@ def test_api_image_runs_and_answers(api_image, workspace, free_port):
         )
         metrics = sh([podman, "exec", cid, "python3", "-c", script]).stdout
         assert (
-            f'l3_recommendations_total{{model_version="{workspace.model_version}",source="batch"}} 1.0'
+            f'l3_recommendations_total{{model_version="{workspace.model_version}",source="batch"}} 2.0'
             in metrics
         )
         assert 'l3_fallbacks_total{reason="connect"} 1.0' in metrics
+        assert "l3_cold_starts_total 1.0" in metrics
         # The image's HEALTHCHECK passes, and the process does not run as root.
         sh([podman, "healthcheck", "run", cid])
         inspect = json.loads(sh([podman, "inspect", cid]).stdout)[0]
