@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from level2_churn.features import FeatureConfig
 from level2_churn.simulate import SimulatorConfig
 from shared.config import LevelConfig
-from shared.runtime import mlflow_sqlite_uri
+from shared.runtime import mlflow_sqlite_uri, sqlite_artifact_root
 
 IMBALANCE_METHODS = ("none", "class_weight", "undersample", "smote")
 
@@ -147,10 +147,9 @@ class MlflowConfig(_Section):
     def resolve(self, artifacts_dir: Path) -> tuple[str, str | None]:
         """Tracking URI and artifact location, defaulting to SQLite under `artifacts_dir`."""
         if self.tracking_uri:
-            if self.artifact_location is None and self.tracking_uri.startswith("sqlite:///"):
-                # Keep a SQLite store's artifacts next to its file, never in the working directory.
-                db = Path(self.tracking_uri.removeprefix("sqlite:///"))
-                return self.tracking_uri, (db.parent / "mlartifacts").resolve().as_uri()
+            # Keep a SQLite store's artifacts next to its file, never in the working directory.
+            if self.artifact_location is None and (root := sqlite_artifact_root(self.tracking_uri)):
+                return self.tracking_uri, root.resolve().as_uri()
             default_root = (artifacts_dir / "mlflow" / "mlartifacts").resolve().as_uri()
             return self.tracking_uri, self.artifact_location or default_root
         uri, root = mlflow_sqlite_uri(artifacts_dir / "mlflow")

@@ -46,13 +46,24 @@ def mlflow_sqlite_uri(folder: Path) -> tuple[str, str]:
     return f"sqlite:///{(folder / 'mlflow.db').resolve()}", (folder / "mlartifacts").resolve().as_uri()
 
 
+def sqlite_artifact_root(tracking_uri: str) -> Path | None:
+    """``mlartifacts`` beside a SQLite store's file (None for any other store).
+
+    Where an experiment of that store keeps its artifacts when no root is given: MLflow's own
+    default is ``./mlruns`` in whatever the working directory is.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    return Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+
+
 def mlflow_experiment(tracking_uri: str, name: str, artifact_location: str | None = None) -> str:
     """Point MLflow (tracking and registry) at `tracking_uri` and return the id of experiment `name`.
 
     The experiment is created when missing, with `artifact_location` as its artifact root
     (a plain path is created and turned into a ``file://`` URI), so no run lands in ``./mlruns``.
-    Without one, a SQLite store's experiment keeps its artifacts in ``mlartifacts`` beside the
-    database file (MLflow's own default is ``./mlruns`` in whatever the working directory is).
+    Without one, a SQLite store's experiment keeps its artifacts beside the database file
+    (`sqlite_artifact_root`).
     MLflow is imported here, not at module level: only the levels that track runs install it.
     """
     import mlflow
@@ -65,8 +76,8 @@ def mlflow_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     if exp is not None:
         return str(exp.experiment_id)
     location = artifact_location
-    if location is None and tracking_uri.startswith("sqlite:///"):
-        location = str(Path(tracking_uri.removeprefix("sqlite:///")).parent / "mlartifacts")
+    if location is None and (root := sqlite_artifact_root(tracking_uri)) is not None:
+        location = str(root)
     if location is not None and "://" not in location:
         Path(location).mkdir(parents=True, exist_ok=True)
         location = Path(location).resolve().as_uri()

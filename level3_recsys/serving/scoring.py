@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from level3_recsys.serving.settings import ModelServiceSettings
 from shared.errors import ConfigError
+from shared.runtime import sqlite_artifact_root
 
 UserId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 K = Annotated[int, Field(ge=1, le=100, description="list length, 1..100")]
@@ -180,8 +181,5 @@ def load_runner(settings: ModelServiceSettings) -> ModelRunner:
 
 def _default_artifacts(tracking_uri: str) -> str:
     # Only used if the experiment does not exist yet; next to a SQLite file is a sane place.
-    if tracking_uri.startswith("sqlite:///"):
-        from pathlib import Path
-
-        return (Path(tracking_uri[len("sqlite:///") :]).parent / "mlartifacts").resolve().as_uri()
-    return "mlartifacts"
+    root = sqlite_artifact_root(tracking_uri)
+    return root.resolve().as_uri() if root is not None else "mlartifacts"

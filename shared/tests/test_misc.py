@@ -9,7 +9,7 @@ from shared.logs import get_logger, setup_logging
 from shared.metrics import read_metrics, write_metrics
 from shared.paths import LevelPaths
 from shared.progress import track
-from shared.runtime import configure_environment, mlflow_sqlite_uri
+from shared.runtime import configure_environment, mlflow_sqlite_uri, sqlite_artifact_root
 from shared.seeding import child_seeds, seed_everything
 from shared.timing import Timer, peak_rss_mib
 
@@ -109,3 +109,5 @@ def test_mlflow_experiment_is_created_once_in_the_given_store(tmp_path):
     # no artifact root given: beside the SQLite file, never ./mlruns in the working directory
     bare = MlflowClient(uri).get_experiment(mlflow_experiment(uri, "bare"))
     assert bare.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+    assert sqlite_artifact_root(uri) == tmp_path / "mlartifacts"
+    assert sqlite_artifact_root("postgresql://127.0.0.1/test") is None
