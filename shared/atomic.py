@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -87,6 +88,22 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], obj
     with atomic_path(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` ready for strict JSON: NaN and infinities (a figure not measured) become null.
+
+    Dicts (keys as strings), lists and tuples are walked; numpy scalars become Python numbers.
+    """
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(obj: Any) -> Any:

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-from shared.atomic import atomic_write_json
+from shared.atomic import atomic_write_json, json_safe
 
 REQUIRED_KEYS = ("level", "dataset", "headline_metric", "headline_value")
-
-
-def _clean(value: Any) -> Any:
-    # JSON has no NaN: an undefined metric is written as null, never as a fake number.
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def write_metrics(
@@ -50,7 +36,8 @@ def write_metrics(
         "headline_value": headline_value,
     }
     payload.update(metrics)
-    return atomic_write_json(path, _clean(payload))
+    # JSON has no NaN: an undefined metric is written as null, never as a fake number.
+    return atomic_write_json(path, json_safe(payload))
 
 
 def read_metrics(path: str | os.PathLike[str]) -> dict[str, Any]:

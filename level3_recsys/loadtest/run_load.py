@@ -44,13 +44,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 import typer
 
 from level3_recsys.loadtest.workspace import ServingWorkspace, open_workspace, prepare_workspace
-from shared.atomic import atomic_write_json, atomic_write_text
+from shared.atomic import atomic_write_json, atomic_write_text, json_safe
 from shared.cli import handle_user_errors, new_app, run
 from shared.errors import ConfigError
 
@@ -822,17 +822,6 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
     return "\n".join(lines) + "\n"
 
 
-def _json_safe(value: Any) -> Any:
-    """`value` with NaN (a figure that was not measured) as null: strict JSON has no NaN."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------- CLI
 app = new_app("run_load", "Level 3 load test: the API under Locust against a plain-FastAPI ceiling.")
 
@@ -903,7 +892,7 @@ def main(
     atomic_write_text(out, text)
     atomic_write_json(
         plan.work / "results.json",
-        _json_safe(
+        json_safe(
             {
                 "plan": {**asdict(plan), "work": str(plan.work)},
                 "workspace": {k: v for k, v in asdict(ws).items() if k != "user_ids"},

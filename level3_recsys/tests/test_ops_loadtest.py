@@ -19,7 +19,6 @@ from level3_recsys.loadtest.run_load import (
     LoadPlan,
     ScenarioResult,
     Stats,
-    _json_safe,
     cpu_rows,
     finish_locust,
     free_port,
@@ -190,10 +189,6 @@ def test_cpu_per_request_table_compares_servers_whatever_bounds_locust():
     assert "| ceiling: plain FastAPI, precomputed lists | 30,000 | 0.200 | – | 100% | – |" in text
     assert "| API, nightly batch (cached users) | 18,000 | 0.400 | 0.050 | 50% | 180 → 191 |" in text
     assert "on-demand" not in text  # paced scenarios are left out: idle work dominates there
-    assert _json_safe({"a": [float("nan"), 1.0], "b": (2, {"c": float("nan")})}) == {
-        "a": [None, 1.0],
-        "b": [2, {"c": None}],
-    }
     assert cpu_rows(synthetic_results(close_at=None)) == []
     both = median_results([results, results])
     assert both["cached"].cpu_ms_per_request() == pytest.approx(0.4)

@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from shared.atomic import json_safe
 from shared.logs import get_logger, setup_logging
 from shared.metrics import read_metrics, write_metrics
 from shared.paths import LevelPaths
@@ -111,3 +112,12 @@ def test_mlflow_experiment_is_created_once_in_the_given_store(tmp_path):
     assert bare.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
     assert sqlite_artifact_root(uri) == tmp_path / "mlartifacts"
     assert sqlite_artifact_root("postgresql://127.0.0.1/test") is None
+
+
+def test_json_safe_writes_unmeasured_figures_as_null():
+    # results.json of the level 3 load test and metrics.json: strict JSON has no NaN
+    assert json_safe({"a": [float("nan"), 1.0], "b": (2, {"c": float("nan")})}) == {
+        "a": [None, 1.0],
+        "b": [2, {"c": None}],
+    }
+    assert json_safe({1: np.float64(float("inf")), "n": np.int64(3)}) == {"1": None, "n": 3}
