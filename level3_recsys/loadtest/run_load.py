@@ -664,22 +664,25 @@ def targets(results: dict[str, ScenarioResult]) -> list[Target]:
     return rows
 
 
-def _scenario_rows(
+def _scenario_table(
     results: dict[str, ScenarioResult], names: tuple[str, ...], ceiling_rps: float | None
 ) -> list[str]:
-    """Table rows; `ceiling_rps` None leaves out the ratio (a paced run's rate is the offered one)."""
-    lines = []
+    """A Markdown table of `names`; `ceiling_rps` None leaves out the ratio to the ceiling
+    (a paced run's throughput is the offered rate, not what the server could do)."""
+    columns = ["scenario", "requests", "throughput (req/s)", "vs ceiling", "p50 (ms)", "p95 (ms)"]
+    columns += ["p99 (ms)", "errors"]
+    if ceiling_rps is None:
+        columns.remove("vs ceiling")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for name in names:
         if name not in results:
             continue
         t = results[name].total
-        ratio = ""
+        cells = [SCENARIO_TITLES[name], f"{t.requests:,}", f"{t.rps:,.0f}"]
         if ceiling_rps is not None:
-            ratio = f" {t.rps / ceiling_rps:.0%} |" if ceiling_rps else " – |"
-        lines.append(
-            f"| {SCENARIO_TITLES[name]} | {t.requests:,} | {t.rps:,.0f} |{ratio} {_ms(t.p50)} | "
-            f"{_ms(t.p95)} | {_ms(t.p99)} | {_pct(t.error_rate)} |"
-        )
+            cells.append(f"{t.rps / ceiling_rps:.0%}" if ceiling_rps else "–")
+        cells += [_ms(t.p50), _ms(t.p95), _ms(t.p99), _pct(t.error_rate)]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -727,10 +730,6 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
     """The Markdown section of `benchmarks/results.md`."""
     ceiling_rps = results["ceiling"].total.rps if "ceiling" in results else 0.0
     n_runs = max((r.runs for r in results.values()), default=1)
-    header = (
-        "| scenario | requests | throughput (req/s) | vs ceiling | p50 (ms) | p95 (ms) | p99 (ms) | errors |"
-    )
-    rule = "|---|---|---|---|---|---|---|---|"
     lines = [
         "## Level 3 — recommendation API under load",
         "",
@@ -760,16 +759,12 @@ def render(results: dict[str, ScenarioResult], ws: ServingWorkspace, plan: LoadP
         "",
         "**Throughput** — clients back to back (closed loop, no think time); latency includes queueing:",
         "",
-        header,
-        rule,
-        *_scenario_rows(results, ("ceiling", "cached", "on_demand"), ceiling_rps),
+        *_scenario_table(results, ("ceiling", "cached", "on_demand"), ceiling_rps),
         "",
         f"**Latency at a fixed load** — {plan.rate:.0f} recommendation requests/s offered (Poisson "
         "arrivals):",
         "",
-        header.replace(" vs ceiling |", ""),
-        rule[4:],
-        *_scenario_rows(results, ("cached_paced", "on_demand_paced", "model_killed"), None),
+        *_scenario_table(results, ("cached_paced", "on_demand_paced", "model_killed"), None),
         *cpu_rows(results),
         "",
         "Per answer source (the API names the source of every list; feedback posts apart):",
