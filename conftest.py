@@ -6,10 +6,9 @@ test touches ~/.prefect, ./mlruns or the network.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
+from shared.process import free_port as _free_port
 from shared.runtime import configure_environment
 
 configure_environment()
@@ -18,6 +17,4 @@ configure_environment()
 @pytest.fixture
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return _free_port()

@@ -10,6 +10,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,9 +35,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600 files; outputs should get the usual permissions (0666 minus umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)
+    tmp.chmod(0o666 & ~_umask())
     try:
         yield tmp
         tmp.replace(target)
@@ -115,3 +114,47 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `path`; publish it as `path` on success.
+
+    The block fills the folder; when it succeeds the previous `path` (if any) is moved aside
+    and removed, so a reader sees the old folder or the new one, never a half-written one.
+    On an error the temporary folder is removed and `path` is left untouched.
+
+    The published folder gets the usual permissions (0777 minus the umask): ``mkdtemp``
+    creates 0700 folders, which other users (a container's service account, a web server)
+    could not read.
+
+    Args:
+        path: Final folder.
+
+    Yields:
+        The temporary folder (same parent, so the renames stay on one filesystem).
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~_umask())
+        old: Path | None = None
+        if target.exists() or target.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old.rmdir()
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; restore it at once.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,9 +1,18 @@
 import json
 import math
+import os
+import stat
 
 import pytest
 
-from shared.atomic import atomic_open, atomic_path, atomic_write_json, atomic_write_text, atomic_write_with
+from shared.atomic import (
+    atomic_dir,
+    atomic_open,
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+)
 
 
 def test_write_text_creates_parents(tmp_path):
@@ -55,3 +64,36 @@ def test_written_files_get_normal_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert p.stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_dir_publishes_with_umask_permissions_not_mkdtemp_0700(tmp_path):
+    old_mask = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "run") as tmp:
+            (tmp / "a.txt").write_text("new")
+    finally:
+        os.umask(old_mask)
+    out = tmp_path / "run"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert (out / "a.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temp or old folder left
+
+
+def test_atomic_dir_replaces_previous_folder_whole(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    with atomic_dir(out) as tmp:
+        (tmp / "fresh.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["fresh.txt"]
+
+
+def test_atomic_dir_failure_keeps_previous_folder(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "kept.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("crash while filling")
+    assert sorted(p.name for p in out.iterdir()) == ["kept.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
