@@ -60,7 +60,8 @@ class MlflowTracker:
         """
         import mlflow
 
-        previous_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        was_set = mlflow.is_tracking_uri_set()  # type: ignore[no-untyped-call]
+        previous_tracking = mlflow.get_tracking_uri() if was_set else None
         previous_registry = mlflow.get_registry_uri() if previous_tracking is not None else None
         try:
             self.experiment_id = self._experiment_id()
