@@ -55,6 +55,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -311,218 +312,465 @@ def _duplicate_df(df: pd.DataFrame, rate: float, rng: np.random.Generator) -> tu
 
 # --------------------------------------------------------------------------------------------
 # the world, one chunk of customers at a time
+#
+# Every random draw of a chunk comes from its one generator, in a fixed order: the customers, their
+# hidden traits, then month by month the engagement drift, churn, usage, billing and tickets. That
+# order is part of the output: reordering two draws changes every file of a seed.
+
+NEVER = np.iinfo(np.int64).max // 4  # churn day of a customer who has not left
+NO_PRICE_RISE = np.iinfo(np.int64).min // 4  # price-rise day of a customer whose price never rose
+TECHNICAL = TICKET_CATEGORIES.index("technical")
+PREMIUM = PLANS.index("premium")
+MONTHLY = CONTRACTS.index("monthly")
 
 
-class _Chunk:
-    """Clean simulated records of one customer chunk (numpy arrays, day offsets from `start`)."""
+@dataclass
+class _Customers:
+    """Who the chunk's customers are, as the CRM knows them (codes index the category tuples)."""
 
-    def __init__(self, cfg: SimulatorConfig, lo: int, n: int, ms: np.ndarray, rng: np.random.Generator):
-        self.num = np.arange(lo + 1, lo + n + 1, dtype=np.int64)
-        M = len(ms) - 1
-        D = int(ms[-1])
-        existing = rng.random(n) < cfg.existing_share
-        self.signup = np.where(existing, -rng.integers(1, 3 * 365, n), rng.integers(0, D - 1, n)).astype(
-            np.int64
+    num: np.ndarray  # customer numbers: C0000123 is number 123
+    signup_day: np.ndarray  # day offset of the signup; negative for customers from before `start`
+    signup_plan: np.ndarray  # PLANS code at signup
+    region: np.ndarray  # REGIONS code
+    age_band: np.ndarray  # AGE_BANDS code
+    channel: np.ndarray  # CHANNELS code
+    contract: np.ndarray  # CONTRACTS code
+    plan_by_month: np.ndarray  # (customers, months) PLANS code, after upgrades and downgrades
+    has_price_rise: np.ndarray  # whether the price rose once during the data
+    price_rise_day: np.ndarray  # day of that rise (NO_PRICE_RISE when none)
+    price_rise_pct: np.ndarray  # the rise as a fraction (0.0 when none)
+
+
+@dataclass
+class _Traits:
+    """Hidden per-customer behaviour: never written, only seen through what it causes."""
+
+    minutes_scale: np.ndarray  # typical minutes of a session
+    activity: np.ndarray  # daily probability of using the service at engagement 1
+    engagement_drift: np.ndarray  # mean monthly log-change of engagement (decliners drift down)
+    payment_risk: np.ndarray  # probability that a payment fails
+    ticket_rate: np.ndarray  # support tickets per month, before failures and price rises
+    loyalty: np.ndarray  # the unobserved term of the churn logit
+    usual_device: np.ndarray  # DEVICES code used four times out of five
+    billing_day: np.ndarray  # day of the month (0-based) invoices go out
+
+
+@dataclass
+class _History:
+    """What has happened so far: the state next month's churn hazard and events are drawn from."""
+
+    minutes: np.ndarray  # (customers, days) minutes used per day
+    churn_day: np.ndarray  # the day each customer leaves (NEVER until drawn)
+    engagement: np.ndarray  # current engagement multiplier, drifting month by month
+    failed_payment_days: list[np.ndarray]  # per month (customers, 2): failed payment days, -inf if none
+    ticket_customer: np.ndarray  # every ticket so far: customer position in the chunk,
+    ticket_created: np.ndarray  # ... creation day,
+    ticket_resolved: np.ndarray  # ... resolution day (inf: never),
+    ticket_satisfaction: np.ndarray  # ... satisfaction score (3 when none was given)
+
+    @classmethod
+    def start(cls, customers: int, days: int) -> _History:
+        return cls(
+            minutes=np.zeros((customers, days), dtype=np.float32),
+            churn_day=np.full(customers, NEVER, dtype=np.int64),
+            engagement=np.ones(customers),
+            failed_payment_days=[],
+            ticket_customer=np.zeros(0, np.int64),
+            ticket_created=np.zeros(0),
+            ticket_resolved=np.zeros(0),
+            ticket_satisfaction=np.zeros(0),
         )
-        plan0 = rng.choice(3, n, p=[0.5, 0.35, 0.15])
-        self.plan0 = plan0
-        self.region = rng.choice(5, n, p=[0.25, 0.2, 0.2, 0.2, 0.15])
-        self.age = rng.choice(6, n, p=[0.12, 0.28, 0.25, 0.17, 0.11, 0.07])
-        self.channel = rng.choice(5, n, p=[0.35, 0.25, 0.2, 0.12, 0.08])
-        self.contract = rng.choice(3, n, p=[0.6, 0.3, 0.1])
-        # Plan changes (visible in invoices) and price rises (customers.csv + invoices).
-        plan_m = np.repeat(plan0[:, None], M, axis=1)
-        changer = rng.random(n) < 0.08
-        k_change = rng.integers(1, M, n)
-        new_plan = np.clip(plan0 + rng.choice([-1, 1], n), 0, 2)
-        cols = np.arange(M)[None, :]
-        plan_m = np.where(changer[:, None] & (cols >= k_change[:, None]), new_plan[:, None], plan_m)
-        self.plan_m = plan_m
-        riser = rng.random(n) < 0.25
-        k_rise = rng.integers(1, M, n)
-        self.rise_day = np.where(riser, ms[k_rise], np.iinfo(np.int64).min // 4)
-        self.rise_pct = np.where(riser, np.round(rng.uniform(0.08, 0.25, n), 2), 0.0)
-        self.has_rise = riser
-        # Latent behaviour.
-        eng_base = rng.lognormal(np.log(18.0), 0.5, n)
-        act = rng.beta(2.5, 4.5, n)
-        decliner = rng.random(n) < 0.35
-        drift = np.where(decliner, rng.normal(-0.15, 0.07, n), rng.normal(0.0, 0.02, n))
-        pay_risk = np.where(rng.random(n) < 0.12, rng.uniform(0.15, 0.4, n), 0.015)
-        ticket_rate = rng.gamma(1.0, 0.12, n)
-        loyalty = rng.normal(0.0, cfg.hidden_noise, n) if cfg.hidden_noise > 0 else np.zeros(n)
-        device0 = rng.choice(4, n, p=[0.55, 0.3, 0.1, 0.05])
-        bill_off = rng.integers(0, 28, n)
 
-        mins = np.zeros((n, D), dtype=np.float32)
-        churn = np.full(n, np.iinfo(np.int64).max // 4, dtype=np.int64)
-        g = np.ones(n)
-        fail_days: list[np.ndarray] = []  # per month (n, 2) failure days, -inf when none
-        usage_parts, bill_parts, tick_parts, truth_parts = [], [], [], []
-        # Open tickets carried across months: arrays of (cust, created, resolved, sat).
-        t_cust = np.zeros(0, np.int64)
-        t_created = np.zeros(0)
-        t_resolved = np.zeros(0)
-        t_sat = np.zeros(0)
-        for m in range(M):
-            t = int(ms[m])
-            dim = int(ms[m + 1] - ms[m])
-            if m:
-                g = np.clip(g * np.exp(drift + rng.normal(0, 0.12, n)), 0.03, 3.0)
-            active = (self.signup < t) & (churn >= t)
-            # ---- hidden hazard at t, from what happened before t
-            a = np.flatnonzero(active)
-            if len(a):
-                u30 = mins[a, max(t - 30, 0) : t].sum(1, dtype=np.float64)
-                u60 = mins[a, max(t - 90, 0) : max(t - 30, 0)].sum(1, dtype=np.float64)
-                tenure = t - self.signup[a]
-                fails90 = np.zeros(len(a))
-                for fd in fail_days[-4:]:
-                    f = fd[a]
-                    fails90 += ((f >= t - 90) & (f < t)).sum(1)
-                open_t = np.zeros(len(a))
-                low_sat = np.zeros(len(a))
-                if len(t_cust):
-                    is_open = (t_created < t) & (t_resolved >= t)
-                    low = (t_resolved >= t - 90) & (t_resolved < t) & (t_sat <= 2)
-                    pos = np.full(n, -1)
-                    pos[a] = np.arange(len(a))
-                    pa_ = pos[t_cust]
-                    open_t = np.bincount(pa_[is_open & (pa_ >= 0)], minlength=len(a)).astype(float)
-                    low_sat = np.bincount(pa_[low & (pa_ >= 0)], minlength=len(a)).astype(float)
-                rise90 = (self.rise_day[a] >= t - 90) & (self.rise_day[a] < t)
-                per = CONTRACT_DAYS[self.contract[a]]
-                to_end = np.where(per > 0, per - np.mod(tenure, np.maximum(per, 1)), 9999)
-                trend = np.where(tenure >= 90, np.clip(np.log1p(u30) - np.log1p(u60 / 2), -3, 3), 0.0)
-                # Before 90 days of data exist the usage terms are unknowable, so they are left out.
-                burn_in = 0.0 if t >= 90 else 1.0
-                logit = (
-                    cfg.base_logit
-                    - (1 - burn_in) * 0.9 * trend
-                    - (1 - burn_in) * 0.25 * (np.log1p(u30) - 5.0)
-                    + 0.7 * np.minimum(fails90, 3)
-                    + 0.6 * np.minimum(open_t, 3)
-                    + 0.5 * np.minimum(low_sat, 3)
-                    + 0.9 * rise90
-                    + 0.8 * np.exp(-tenure / 180.0)
-                    + np.where(self.contract[a] == 0, 0.4, np.where(to_end <= 30, 1.6, -1.0))
-                    - 0.2 * (plan_m[a, m] == 2)
-                    + loyalty[a]
-                )
-                p = _sigmoid(logit)
-                leave = rng.random(len(a)) < p
-                churn_day = t + np.floor(rng.random(len(a)) * min(30, dim)).astype(np.int64)
-                churn[a[leave]] = churn_day[leave]
-                truth_parts.append((self.num[a], np.full(len(a), t), p.astype(np.float32), leave))
-            # ---- month m activity, for days in [max(signup, t), min(churn, next month))
-            first = np.maximum(self.signup, t)
-            last = np.minimum(churn, t + dim)
-            live = np.flatnonzero(first < last)
-            if len(live) == 0:
-                fail_days.append(np.full((n, 2), -np.inf))
-                continue
-            days = t + np.arange(dim)
-            inside = (days[None, :] >= first[live, None]) & (days[None, :] < last[live, None])
-            prob = np.clip(act[live] * g[live] ** 0.7, 0, 0.95)
-            used = inside & (rng.random((len(live), dim)) < prob[:, None])
-            ci, di = np.nonzero(used)
-            cust = live[ci]
-            sessions = 1 + rng.poisson(0.6 * np.minimum(g[cust], 2.0))
-            minutes = rng.gamma(2.0 * sessions, eng_base[cust] * g[cust] / 2.0)
-            minutes = np.round(np.minimum(minutes, 170.0 * sessions), 1)
-            mins[cust, t + di] = minutes
-            feats = 1 + rng.binomial(8, np.clip(0.15 + 0.15 * g[cust], 0, 0.9))
-            device = np.where(rng.random(len(cust)) < 0.8, device0[cust], rng.integers(0, 4, len(cust)))
-            usage_parts.append((cust, t + di, sessions, minutes, feats, device))
-            # ---- billing: invoice on the customer's billing day, payment or failure (+ retry 5 days later)
-            bday = t + np.minimum(bill_off, dim - 1)
-            billed = np.flatnonzero((bday >= first) & (bday < last))
-            fd = np.full((n, 2), -np.inf)
-            if len(billed):
-                b = billed
-                price = PLAN_PRICE[plan_m[b, m]] * np.where(
-                    self.rise_day[b] <= bday[b], 1 + self.rise_pct[b], 1
-                )
-                price = np.round(price, 2)
-                tenure_b = bday[b] - self.signup[b]
-                promo = (tenure_b < 90) & (rng.random(len(b)) < 0.5)
-                disc = np.round(
-                    np.where(promo, 0.2 * price, np.where(rng.random(len(b)) < 0.05, 0.1 * price, 0)), 2
-                )
-                hour = rng.uniform(0.05, 0.3, len(b))
-                fail1 = rng.random(len(b)) < pay_risk[b]
-                fail2 = fail1 & (rng.random(len(b)) < 0.5)
-                ev_c = [b, b[~fail1], b[fail1], b[fail1 & ~fail2], b[fail2]]
-                ev_t = [
-                    bday[b] + hour,
-                    bday[b][~fail1] + hour[~fail1] + 0.1,
-                    bday[b][fail1] + hour[fail1] + 0.1,
-                    bday[b][fail1 & ~fail2] + 5 + hour[fail1 & ~fail2],
-                    bday[b][fail2] + 5 + hour[fail2],
-                ]
-                due = price - disc
-                ev_a = [price, due[~fail1], due[fail1], due[fail1 & ~fail2], due[fail2]]
-                ev_k = [0, 1, 2, 1, 2]
-                ev_d = [
-                    disc,
-                    np.zeros((~fail1).sum()),
-                    np.zeros(fail1.sum()),
-                    np.zeros((fail1 & ~fail2).sum()),
-                    np.zeros(fail2.sum()),
-                ]
-                refund = rng.random(len(b)) < 0.015
-                ev_c.append(b[refund])
-                ev_t.append(bday[b][refund] + rng.integers(1, 10, refund.sum()) + hour[refund])
-                ev_a.append(np.round(due[refund] * rng.uniform(0.2, 1.0, refund.sum()), 2))
-                ev_k.append(3)
-                ev_d.append(np.zeros(refund.sum()))
-                for c_, t_, a_, k_, d_ in zip(ev_c, ev_t, ev_a, ev_k, ev_d, strict=True):
-                    bill_parts.append((c_, t_, np.full(len(c_), k_), a_, d_, plan_m[c_, m]))
-                fd[b[fail1], 0] = bday[b][fail1]
-                fd[b[fail2], 1] = bday[b][fail2] + 5
-            fail_days.append(fd)
-            # ---- support tickets: more after failed payments and price rises
-            rate = ticket_rate[live] * (
-                1 + 1.5 * (fd[live, 0] > -np.inf) + 0.8 * (self.rise_day[live] >= t - 60)
-            )
-            span = (last[live] - first[live]) / dim
-            k = rng.poisson(rate * span)
-            tc = np.repeat(live, k)
-            if len(tc):
-                created = first[tc] + rng.random(len(tc)) * (last[tc] - first[tc])
-                cat = rng.choice(5, len(tc), p=[0.3, 0.4, 0.15, 0.05, 0.1])
-                res_h = rng.lognormal(np.log(20.0), 1.0, len(tc)) * np.where(cat == 1, 1.5, 1.0)
-                never = rng.random(len(tc)) < 0.05
-                resolved = np.where(never, np.inf, created + res_h / 24.0)
-                sat = np.clip(np.round(5.2 - np.log(res_h) / 1.2 + rng.normal(0, 0.8, len(tc))), 1, 5)
-                sat = np.where(never, np.nan, sat)
-                esc = (rng.random(len(tc)) < 0.5 * _sigmoid(np.log(res_h) - 4.0)) & ~never
-                esc_at = np.where(esc, created + 0.5 * res_h / 24.0, np.nan)
-                chan = rng.choice(3, len(tc), p=[0.45, 0.3, 0.25])
-                tick_parts.append((tc, created, resolved, sat, esc_at, cat, chan))
-                t_cust = np.concatenate([t_cust, tc])
-                t_created = np.concatenate([t_created, created])
-                t_resolved = np.concatenate([t_resolved, resolved])
-                t_sat = np.concatenate([t_sat, np.nan_to_num(sat, nan=3.0)])
-        self.churn = churn
-        self.M, self.D = M, D
 
-        def cat(parts, i, dtype=None):
-            arr = np.concatenate([p[i] for p in parts]) if parts else np.zeros(0)
-            return arr.astype(dtype) if dtype else arr
+@dataclass(frozen=True)
+class _Month:
+    """One month of the simulation: its index, first day and length (day offsets from `start`)."""
 
-        self.usage = {
-            k: cat(usage_parts, i)
-            for i, k in enumerate(("c", "day", "sessions", "minutes", "feats", "device"))
+    index: int
+    start: int
+    days: int
+
+
+@dataclass(frozen=True)
+class _Presence:
+    """Who is a customer during a month, and from which day until which day (exclusive)."""
+
+    first_day: np.ndarray  # per customer: max(signup, month start)
+    end_day: np.ndarray  # per customer: min(churn day, next month start)
+    live: np.ndarray  # positions of the customers with at least one day in the month
+
+
+@dataclass
+class _Chunk:
+    """Clean simulated records of one customer chunk (numpy arrays, day offsets from `start`).
+
+    The event sources are dicts of equally long columns: ``usage`` (customer, day, sessions, minutes,
+    features_used, device), ``billing`` (customer, time, kind, amount, discount, plan), ``tickets``
+    (customer, created, resolved, satisfaction, escalated_at, category, channel) and ``truth`` (num,
+    day, p, churned: the hidden hazard at each month start). ``customer`` is a position in `customers`.
+    """
+
+    customers: _Customers
+    churn_day: np.ndarray
+    usage: dict[str, np.ndarray]
+    billing: dict[str, np.ndarray]
+    tickets: dict[str, np.ndarray]
+    truth: dict[str, np.ndarray]
+
+
+USAGE_COLUMNS = ("customer", "day", "sessions", "minutes", "features_used", "device")
+BILLING_COLUMNS = ("customer", "time", "kind", "amount", "discount", "plan")
+TICKET_COLUMNS = ("customer", "created", "resolved", "satisfaction", "escalated_at", "category", "channel")
+TRUTH_COLUMNS = ("num", "day", "p", "churned")
+
+
+def _simulate_chunk(
+    cfg: SimulatorConfig, first_num: int, n: int, ms: np.ndarray, rng: np.random.Generator
+) -> _Chunk:
+    """Simulate `n` customers (numbers ``first_num + 1`` on) month by month over the month starts `ms`."""
+    customers = _draw_customers(cfg, first_num, n, ms, rng)
+    traits = _draw_traits(cfg, n, rng)
+    history = _History.start(n, int(ms[-1]))
+    events: dict[str, list[dict[str, np.ndarray]]] = {"usage": [], "billing": [], "tickets": [], "truth": []}
+    for index in range(len(ms) - 1):
+        month = _Month(index, int(ms[index]), int(ms[index + 1] - ms[index]))
+        if index:
+            _drift_engagement(traits, history, rng)
+        events["truth"] += _simulate_churn(cfg, month, customers, traits, history, rng)
+        presence = _presence(month, customers, history)
+        if len(presence.live) == 0:
+            history.failed_payment_days.append(np.full((n, 2), -np.inf))
+            continue
+        events["usage"].append(_simulate_usage(month, presence, traits, history, rng))
+        billing, failed_days = _simulate_billing(month, presence, customers, traits, rng)
+        events["billing"] += billing
+        history.failed_payment_days.append(failed_days)
+        events["tickets"] += _simulate_tickets(month, presence, failed_days, customers, traits, history, rng)
+    return _Chunk(
+        customers=customers,
+        churn_day=history.churn_day,
+        usage=_columns(events["usage"], USAGE_COLUMNS),
+        billing=_columns(events["billing"], BILLING_COLUMNS),
+        tickets=_columns(events["tickets"], TICKET_COLUMNS),
+        truth=_columns(events["truth"], TRUTH_COLUMNS),
+    )
+
+
+def _columns(parts: list[dict[str, np.ndarray]], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """One array per column, the parts one after the other (empty float arrays when there are none)."""
+    return {name: np.concatenate([p[name] for p in parts]) if parts else np.zeros(0) for name in names}
+
+
+def _draw_customers(
+    cfg: SimulatorConfig, first_num: int, n: int, ms: np.ndarray, rng: np.random.Generator
+) -> _Customers:
+    """Signup day and CRM attributes, plan changes (seen in invoices) and price rises (CRM and invoices)."""
+    months, days = len(ms) - 1, int(ms[-1])
+    existing = rng.random(n) < cfg.existing_share
+    signup_day = np.where(existing, -rng.integers(1, 3 * 365, n), rng.integers(0, days - 1, n))
+    signup_plan = rng.choice(3, n, p=[0.5, 0.35, 0.15])
+    region = rng.choice(5, n, p=[0.25, 0.2, 0.2, 0.2, 0.15])
+    age_band = rng.choice(6, n, p=[0.12, 0.28, 0.25, 0.17, 0.11, 0.07])
+    channel = rng.choice(5, n, p=[0.35, 0.25, 0.2, 0.12, 0.08])
+    contract = rng.choice(3, n, p=[0.6, 0.3, 0.1])
+    # 8% change plan once, one step up or down, from a random month on.
+    changes_plan = rng.random(n) < 0.08
+    change_month = rng.integers(1, months, n)
+    new_plan = np.clip(signup_plan + rng.choice([-1, 1], n), 0, 2)
+    after_change = changes_plan[:, None] & (np.arange(months)[None, :] >= change_month[:, None])
+    plan_by_month = np.where(after_change, new_plan[:, None], np.repeat(signup_plan[:, None], months, axis=1))
+    # A quarter see their price rise 8-25% at the start of a random month.
+    has_rise = rng.random(n) < 0.25
+    rise_month = rng.integers(1, months, n)
+    return _Customers(
+        num=np.arange(first_num + 1, first_num + n + 1, dtype=np.int64),
+        signup_day=signup_day.astype(np.int64),
+        signup_plan=signup_plan,
+        region=region,
+        age_band=age_band,
+        channel=channel,
+        contract=contract,
+        plan_by_month=plan_by_month,
+        has_price_rise=has_rise,
+        price_rise_day=np.where(has_rise, ms[rise_month], NO_PRICE_RISE),
+        price_rise_pct=np.where(has_rise, np.round(rng.uniform(0.08, 0.25, n), 2), 0.0),
+    )
+
+
+def _draw_traits(cfg: SimulatorConfig, n: int, rng: np.random.Generator) -> _Traits:
+    """The hidden behaviour of each customer; 35% are decliners whose engagement drifts down."""
+    minutes_scale = rng.lognormal(np.log(18.0), 0.5, n)
+    activity = rng.beta(2.5, 4.5, n)
+    decliner = rng.random(n) < 0.35
+    drift = np.where(decliner, rng.normal(-0.15, 0.07, n), rng.normal(0.0, 0.02, n))
+    payment_risk = np.where(rng.random(n) < 0.12, rng.uniform(0.15, 0.4, n), 0.015)
+    ticket_rate = rng.gamma(1.0, 0.12, n)
+    loyalty = rng.normal(0.0, cfg.hidden_noise, n) if cfg.hidden_noise > 0 else np.zeros(n)
+    return _Traits(
+        minutes_scale=minutes_scale,
+        activity=activity,
+        engagement_drift=drift,
+        payment_risk=payment_risk,
+        ticket_rate=ticket_rate,
+        loyalty=loyalty,
+        usual_device=rng.choice(4, n, p=[0.55, 0.3, 0.1, 0.05]),
+        billing_day=rng.integers(0, 28, n),
+    )
+
+
+def _drift_engagement(traits: _Traits, history: _History, rng: np.random.Generator) -> None:
+    """One month of engagement drift, with noise, kept within [0.03, 3]."""
+    noise = rng.normal(0, 0.12, len(history.engagement))
+    history.engagement = np.clip(history.engagement * np.exp(traits.engagement_drift + noise), 0.03, 3.0)
+
+
+def _simulate_churn(
+    cfg: SimulatorConfig,
+    month: _Month,
+    customers: _Customers,
+    traits: _Traits,
+    history: _History,
+    rng: np.random.Generator,
+) -> list[dict[str, np.ndarray]]:
+    """Draw who of the active customers leaves within 30 days of the month start.
+
+    Returns:
+        The hidden truth of the month (none when nobody is active): each active customer's true
+        probability of leaving and whether they did.
+    """
+    t = month.start
+    active = np.flatnonzero((customers.signup_day < t) & (history.churn_day >= t))
+    if len(active) == 0:
+        return []
+    p = _sigmoid(_churn_logit(cfg, month, active, customers, traits, history))
+    leaves = rng.random(len(active)) < p
+    churn_day = t + np.floor(rng.random(len(active)) * min(30, month.days)).astype(np.int64)
+    history.churn_day[active[leaves]] = churn_day[leaves]
+    return [
+        {
+            "num": customers.num[active],
+            "day": np.full(len(active), t),
+            "p": p.astype(np.float32),
+            "churned": leaves,
         }
-        self.bill = {
-            k: cat(bill_parts, i) for i, k in enumerate(("c", "t", "kind", "amount", "discount", "plan"))
+    ]
+
+
+def _churn_logit(
+    cfg: SimulatorConfig,
+    month: _Month,
+    active: np.ndarray,
+    customers: _Customers,
+    traits: _Traits,
+    history: _History,
+) -> np.ndarray:
+    """The churn logit of the `active` customers at the month start, from what happened before it."""
+    t = month.start
+    usage_30d = history.minutes[active, max(t - 30, 0) : t].sum(1, dtype=np.float64)
+    usage_60d_before = history.minutes[active, max(t - 90, 0) : max(t - 30, 0)].sum(1, dtype=np.float64)
+    tenure = t - customers.signup_day[active]
+    failed_90d = np.zeros(len(active))
+    for days in history.failed_payment_days[-4:]:
+        failed = days[active]
+        failed_90d += ((failed >= t - 90) & (failed < t)).sum(1)
+    open_tickets, unhappy_tickets = _ticket_counts(t, active, len(customers.num), history)
+    rise_day = customers.price_rise_day[active]
+    price_rise_90d = (rise_day >= t - 90) & (rise_day < t)
+    contract = customers.contract[active]
+    period = CONTRACT_DAYS[contract]
+    days_to_end = np.where(period > 0, period - np.mod(tenure, np.maximum(period, 1)), 9999)
+    trend = np.where(tenure >= 90, np.clip(np.log1p(usage_30d) - np.log1p(usage_60d_before / 2), -3, 3), 0.0)
+    # Before 90 days of data exist the usage terms are unknowable, so they are left out.
+    burn_in = 0.0 if t >= 90 else 1.0
+    return (
+        cfg.base_logit
+        - (1 - burn_in) * 0.9 * trend
+        - (1 - burn_in) * 0.25 * (np.log1p(usage_30d) - 5.0)
+        + 0.7 * np.minimum(failed_90d, 3)
+        + 0.6 * np.minimum(open_tickets, 3)
+        + 0.5 * np.minimum(unhappy_tickets, 3)
+        + 0.9 * price_rise_90d
+        + 0.8 * np.exp(-tenure / 180.0)
+        + np.where(contract == MONTHLY, 0.4, np.where(days_to_end <= 30, 1.6, -1.0))
+        - 0.2 * (customers.plan_by_month[active, month.index] == PREMIUM)
+        + traits.loyalty[active]
+    )
+
+
+def _ticket_counts(t: int, active: np.ndarray, n: int, history: _History) -> tuple[np.ndarray, np.ndarray]:
+    """Per active customer: tickets open at day `t`, and tickets rated 2 or less in the 90 days before."""
+    open_tickets = np.zeros(len(active))
+    unhappy_tickets = np.zeros(len(active))
+    if len(history.ticket_customer):
+        created, resolved = history.ticket_created, history.ticket_resolved
+        is_open = (created < t) & (resolved >= t)
+        unhappy = (resolved >= t - 90) & (resolved < t) & (history.ticket_satisfaction <= 2)
+        position = np.full(n, -1)
+        position[active] = np.arange(len(active))
+        owner = position[history.ticket_customer]  # -1 for tickets of customers no longer active
+        open_tickets = np.bincount(owner[is_open & (owner >= 0)], minlength=len(active)).astype(float)
+        unhappy_tickets = np.bincount(owner[unhappy & (owner >= 0)], minlength=len(active)).astype(float)
+    return open_tickets, unhappy_tickets
+
+
+def _presence(month: _Month, customers: _Customers, history: _History) -> _Presence:
+    """The days of the month each customer is a customer: from signup (or the month start) to churn."""
+    first_day = np.maximum(customers.signup_day, month.start)
+    end_day = np.minimum(history.churn_day, month.start + month.days)
+    return _Presence(first_day, end_day, np.flatnonzero(first_day < end_day))
+
+
+def _simulate_usage(
+    month: _Month, presence: _Presence, traits: _Traits, history: _History, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """Daily usage of the month's customers; the minutes also go into the history (the hazard reads them)."""
+    live = presence.live
+    days = month.start + np.arange(month.days)
+    first_day, end_day = presence.first_day[live, None], presence.end_day[live, None]
+    present = (days[None, :] >= first_day) & (days[None, :] < end_day)
+    engagement = history.engagement
+    p_use = np.clip(traits.activity[live] * engagement[live] ** 0.7, 0, 0.95)
+    used = present & (rng.random((len(live), month.days)) < p_use[:, None])
+    row, day = np.nonzero(used)
+    customer = live[row]
+    sessions = 1 + rng.poisson(0.6 * np.minimum(engagement[customer], 2.0))
+    minutes = rng.gamma(2.0 * sessions, traits.minutes_scale[customer] * engagement[customer] / 2.0)
+    minutes = np.round(np.minimum(minutes, 170.0 * sessions), 1)
+    history.minutes[customer, month.start + day] = minutes
+    features_used = 1 + rng.binomial(8, np.clip(0.15 + 0.15 * engagement[customer], 0, 0.9))
+    usual = rng.random(len(customer)) < 0.8
+    device = np.where(usual, traits.usual_device[customer], rng.integers(0, 4, len(customer)))
+    return {
+        "customer": customer,
+        "day": month.start + day,
+        "sessions": sessions,
+        "minutes": minutes,
+        "features_used": features_used,
+        "device": device,
+    }
+
+
+def _simulate_billing(
+    month: _Month, presence: _Presence, customers: _Customers, traits: _Traits, rng: np.random.Generator
+) -> tuple[list[dict[str, np.ndarray]], np.ndarray]:
+    """Invoices on each customer's billing day, then a payment or a failure (retried 5 days later); refunds.
+
+    Returns:
+        The month's billing events, and its failed-payment days: (customers, 2) for the first try and
+        the retry, ``-inf`` where the payment did not fail.
+    """
+    n = len(customers.num)
+    failed_days = np.full((n, 2), -np.inf)
+    bill_day = month.start + np.minimum(traits.billing_day, month.days - 1)
+    billed = np.flatnonzero((bill_day >= presence.first_day) & (bill_day < presence.end_day))
+    if len(billed) == 0:
+        return [], failed_days
+    day = bill_day[billed]
+    price = PLAN_PRICE[customers.plan_by_month[billed, month.index]] * np.where(
+        customers.price_rise_day[billed] <= day, 1 + customers.price_rise_pct[billed], 1
+    )
+    price = np.round(price, 2)
+    # New customers often get a 20% promotion; 5% of the others a 10% goodwill discount.
+    promotion = (day - customers.signup_day[billed] < 90) & (rng.random(len(billed)) < 0.5)
+    goodwill = rng.random(len(billed)) < 0.05
+    discount = np.round(np.where(promotion, 0.2 * price, np.where(goodwill, 0.1 * price, 0)), 2)
+    due = price - discount
+    hour = rng.uniform(0.05, 0.3, len(billed))
+    fails = rng.random(len(billed)) < traits.payment_risk[billed]
+    retry_fails = fails & (rng.random(len(billed)) < 0.5)
+    retry_pays = fails & ~retry_fails
+    refunded = rng.random(len(billed)) < 0.015
+    refund_delay = rng.integers(1, 10, refunded.sum())
+    refund_share = rng.uniform(0.2, 1.0, refunded.sum())
+    # (who, when, kind, amount, discount): the invoice carries the discount, payments the amount due.
+    groups = [
+        (billed, day + hour, "invoice", price, discount),
+        (billed[~fails], day[~fails] + hour[~fails] + 0.1, "payment", due[~fails], None),
+        (billed[fails], day[fails] + hour[fails] + 0.1, "payment_failed", due[fails], None),
+        (billed[retry_pays], day[retry_pays] + 5 + hour[retry_pays], "payment", due[retry_pays], None),
+        (
+            billed[retry_fails],
+            day[retry_fails] + 5 + hour[retry_fails],
+            "payment_failed",
+            due[retry_fails],
+            None,
+        ),
+        (
+            billed[refunded],
+            day[refunded] + refund_delay + hour[refunded],
+            "refund",
+            np.round(due[refunded] * refund_share, 2),
+            None,
+        ),
+    ]
+    events = [
+        {
+            "customer": who,
+            "time": when,
+            "kind": np.full(len(who), TXN_TYPES.index(kind)),
+            "amount": amount,
+            "discount": np.zeros(len(who)) if discount_ is None else discount_,
+            "plan": customers.plan_by_month[who, month.index],
         }
-        self.tick = {
-            k: cat(tick_parts, i)
-            for i, k in enumerate(("c", "created", "resolved", "sat", "esc_at", "cat", "chan"))
+        for who, when, kind, amount, discount_ in groups
+    ]
+    failed_days[billed[fails], 0] = day[fails]
+    failed_days[billed[retry_fails], 1] = day[retry_fails] + 5
+    return events, failed_days
+
+
+def _simulate_tickets(
+    month: _Month,
+    presence: _Presence,
+    failed_days: np.ndarray,
+    customers: _Customers,
+    traits: _Traits,
+    history: _History,
+    rng: np.random.Generator,
+) -> list[dict[str, np.ndarray]]:
+    """Support tickets of the month: more after a failed payment or a recent price rise.
+
+    Slow resolutions get low satisfaction and escalations; 5% are never resolved. The tickets also go
+    into the history (the hazard counts open and badly rated ones).
+    """
+    live = presence.live
+    failed = failed_days[live, 0] > -np.inf
+    recent_rise = customers.price_rise_day[live] >= month.start - 60
+    rate = traits.ticket_rate[live] * (1 + 1.5 * failed + 0.8 * recent_rise)
+    share_of_month = (presence.end_day[live] - presence.first_day[live]) / month.days
+    customer = np.repeat(live, rng.poisson(rate * share_of_month))
+    k = len(customer)
+    if k == 0:
+        return []
+    first, end = presence.first_day[customer], presence.end_day[customer]
+    created = first + rng.random(k) * (end - first)
+    category = rng.choice(5, k, p=[0.3, 0.4, 0.15, 0.05, 0.1])
+    hours = rng.lognormal(np.log(20.0), 1.0, k) * np.where(category == TECHNICAL, 1.5, 1.0)
+    never = rng.random(k) < 0.05
+    resolved = np.where(never, np.inf, created + hours / 24.0)
+    satisfaction = np.clip(np.round(5.2 - np.log(hours) / 1.2 + rng.normal(0, 0.8, k)), 1, 5)
+    satisfaction = np.where(never, np.nan, satisfaction)
+    escalated = (rng.random(k) < 0.5 * _sigmoid(np.log(hours) - 4.0)) & ~never
+    escalated_at = np.where(escalated, created + 0.5 * hours / 24.0, np.nan)
+    channel = rng.choice(3, k, p=[0.45, 0.3, 0.25])
+    history.ticket_customer = np.concatenate([history.ticket_customer, customer])
+    history.ticket_created = np.concatenate([history.ticket_created, created])
+    history.ticket_resolved = np.concatenate([history.ticket_resolved, resolved])
+    # An unrated ticket counts as neutral for "badly rated".
+    history.ticket_satisfaction = np.concatenate(
+        [history.ticket_satisfaction, np.nan_to_num(satisfaction, nan=3.0)]
+    )
+    return [
+        {
+            "customer": customer,
+            "created": created,
+            "resolved": resolved,
+            "satisfaction": satisfaction,
+            "escalated_at": escalated_at,
+            "category": category,
+            "channel": channel,
         }
-        self.truth = {k: cat(truth_parts, i) for i, k in enumerate(("num", "t", "p", "churned"))}
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -549,8 +797,6 @@ class _Writer:
         self.mess = {s: dict.fromkeys(MESS_KINDS, 0) for s in SOURCES}
         self.rows = dict.fromkeys(SOURCES, 0)
         self.rows["not_yet_arrived"] = 0
-        self.ticket_seq = 0
-        self.txn_seq = 0
 
     def _count(self, source: str, kind: str, k: int) -> None:
         self.mess[source][kind] += int(k)
@@ -564,23 +810,24 @@ class _Writer:
 
     def customers(self, ch: _Chunk, rng: np.random.Generator, first: bool) -> None:
         mc = self.cfg.mess
-        n = len(ch.num)
-        ids, k_id = _ids_with_drift(ch.num, mc.id_format * 0.3, rng)
+        n = len(ch.customers.num)
+        people = ch.customers
+        ids, k_id = _ids_with_drift(people.num, mc.id_format * 0.3, rng)
         self._count("customers", "id_format", k_id)
-        signup = self.start + ch.signup.astype("timedelta64[D]")
-        cancel = np.where(ch.churn < self.end_day, ch.churn, 0).astype("timedelta64[D]") + self.start
-        cancel = np.where(ch.churn < self.end_day, cancel, np.datetime64("NaT"))
+        signup = self.start + people.signup_day.astype("timedelta64[D]")
+        cancel = np.where(ch.churn_day < self.end_day, ch.churn_day, 0).astype("timedelta64[D]") + self.start
+        cancel = np.where(ch.churn_day < self.end_day, cancel, np.datetime64("NaT"))
         signup_s, k1 = _mixed_dates(signup, mc.date_format, rng)
         cancel_s, k2 = _mixed_dates(cancel, mc.date_format, rng)
         self._count("customers", "date_format", k1 + k2)
         total_spell = 0
         cols = {}
         for name, codes, values in (
-            ("plan", ch.plan0, PLANS),
-            ("region", ch.region, REGIONS),
-            ("age_band", ch.age, AGE_BANDS),
-            ("channel", ch.channel, CHANNELS),
-            ("contract", ch.contract, CONTRACTS),
+            ("plan", people.signup_plan, PLANS),
+            ("region", people.region, REGIONS),
+            ("age_band", people.age_band, AGE_BANDS),
+            ("channel", people.channel, CHANNELS),
+            ("contract", people.contract, CONTRACTS),
         ):
             codes = codes.copy()
             if name == "region":
@@ -596,13 +843,13 @@ class _Writer:
             cols[name], k = _spell(codes, values, rate, rng)
             total_spell += k
         self._count("customers", "category_spelling", total_spell)
-        price = PLAN_PRICE[ch.plan0].copy()
+        price = PLAN_PRICE[people.signup_plan].copy()
         cents = rng.random(n) < mc.unit_mistake
         price[cents] = np.round(price[cents] * 100)
         self._count("customers", "unit_mistake", cents.sum())
         rise_date = np.where(
-            ch.has_rise,
-            self.start + np.where(ch.has_rise, ch.rise_day, 0).astype("timedelta64[D]"),
+            people.has_price_rise,
+            self.start + np.where(people.has_price_rise, people.price_rise_day, 0).astype("timedelta64[D]"),
             np.datetime64("NaT"),
         )
         df = pd.DataFrame(
@@ -617,7 +864,9 @@ class _Writer:
                 "contract": cols["contract"],
                 "monthly_price": price,
                 "price_change_date": pd.to_datetime(rise_date).strftime("%Y-%m-%d"),
-                "price_change_pct": np.where(ch.has_rise, np.round(100 * ch.rise_pct, 1), np.nan),
+                "price_change_pct": np.where(
+                    people.has_price_rise, np.round(100 * people.price_rise_pct, 1), np.nan
+                ),
             }
         )
         df, k_dup = _duplicate_df(df, mc.duplicate * 0.5, rng)
@@ -627,22 +876,22 @@ class _Writer:
 
     def billing(self, ch: _Chunk, rng: np.random.Generator, part: int) -> None:
         mc = self.cfg.mess
-        b = ch.bill
-        n = len(b["c"])
+        b = ch.billing
+        n = len(b["customer"])
         late = rng.random(n) < mc.late_arrival
         delay = np.where(late, rng.uniform(15, 45, n), rng.uniform(0.001, 0.02, n))
-        loaded_days = b["t"] + delay
+        loaded_days = b["time"] + delay
         # Late rows whose load falls after the export have not arrived yet: they are not in the files.
         keep = loaded_days < self.end_day
         self.rows["not_yet_arrived"] += int((~keep).sum())
         b = {k: v[keep] for k, v in b.items()}
         late, loaded_days, n = late[keep], loaded_days[keep], int(keep.sum())
         self._count("billing", "late_arrival", late.sum())
-        c_num, orphan = self._orphans(ch.num[b["c"].astype(np.int64)], rng)
+        c_num, orphan = self._orphans(ch.customers.num[b["customer"].astype(np.int64)], rng)
         self._count("billing", "orphan", orphan.sum())
         ids, k_id = _ids_with_drift(c_num, mc.id_format, rng)
         self._count("billing", "id_format", k_id)
-        ts = _to_ts(self.start, b["t"])
+        ts = _to_ts(self.start, b["time"])
         ts_s, k_ts = _mixed_timestamps(ts, mc.date_format, rng)
         self._count("billing", "date_format", k_ts)
         kind, k_kind = _spell(b["kind"].astype(np.int64), TXN_TYPES, mc.category_spelling, rng)
@@ -681,17 +930,17 @@ class _Writer:
 
     def support(self, ch: _Chunk, rng: np.random.Generator, part: int) -> None:
         mc = self.cfg.mess
-        t = ch.tick
-        n = len(t["c"])
-        c_num, orphan = self._orphans(ch.num[t["c"].astype(np.int64)], rng)
+        t = ch.tickets
+        n = len(t["customer"])
+        c_num, orphan = self._orphans(ch.customers.num[t["customer"].astype(np.int64)], rng)
         self._count("support", "orphan", orphan.sum())
         ids, k_id = _ids_with_drift(c_num, mc.id_format, rng)
         self._count("support", "id_format", k_id)
         resolved = t["resolved"].copy()
         resolved[resolved >= self.end_day] = np.inf  # not resolved yet at export time
-        sat = t["sat"].copy()
+        sat = t["satisfaction"].copy()
         sat[~np.isfinite(resolved)] = np.nan
-        esc_at = t["esc_at"].copy()
+        esc_at = t["escalated_at"].copy()
         esc_at[esc_at >= self.end_day] = np.nan
         # Outliers: resolved before created.
         outl = (rng.random(n) < mc.outlier) & np.isfinite(resolved)
@@ -716,14 +965,14 @@ class _Writer:
         k2 = int((resolved_s[~np.isnat(resolved_ts)] != _iso_utc(resolved_ts[~np.isnat(resolved_ts)])).sum())
         esc_s = np.where(np.isnat(esc_ts), None, _iso_utc(esc_ts)).astype(object)
         self._count("support", "date_format", k1 + k2)
-        cat, kc = _spell(t["cat"].astype(np.int64), TICKET_CATEGORIES, mc.category_spelling, rng)
-        chan, kh = _spell(t["chan"].astype(np.int64), TICKET_CHANNELS, mc.category_spelling, rng)
+        cat, kc = _spell(t["category"].astype(np.int64), TICKET_CATEGORIES, mc.category_spelling, rng)
+        chan, kh = _spell(t["channel"].astype(np.int64), TICKET_CHANNELS, mc.category_spelling, rng)
         self._count("support", "category_spelling", kc + kh)
         subj = np.array(
             [
                 SUBJECTS[c][i % len(SUBJECTS[c])]
                 for c, i in zip(
-                    np.array(TICKET_CATEGORIES)[t["cat"].astype(np.int64)],
+                    np.array(TICKET_CATEGORIES)[t["category"].astype(np.int64)],
                     rng.integers(0, 12, n),
                     strict=True,
                 )
@@ -752,7 +1001,7 @@ class _Writer:
     def usage(self, ch: _Chunk, rng: np.random.Generator, part: int) -> None:
         mc = self.cfg.mess
         u = ch.usage
-        n = len(u["c"])
+        n = len(u["customer"])
         late = rng.random(n) < mc.late_arrival
         loaded = u["day"] + np.where(late, rng.uniform(15, 45, n), rng.uniform(0.9, 0.99, n))
         keep = loaded < self.end_day
@@ -761,7 +1010,7 @@ class _Writer:
         late, loaded, n = late[keep], loaded[keep], int(keep.sum())
         self._count("usage", "late_arrival", late.sum())
         day = u["day"].astype(np.int64)
-        c_num, orphan = self._orphans(ch.num[u["c"].astype(np.int64)], rng)
+        c_num, orphan = self._orphans(ch.customers.num[u["customer"].astype(np.int64)], rng)
         self._count("usage", "orphan", orphan.sum())
         ids, k_id = _ids_with_drift(c_num, mc.id_format, rng)
         self._count("usage", "id_format", k_id)
@@ -788,7 +1037,7 @@ class _Writer:
                 "loaded_at": pa.array(_to_ts(self.start, loaded), type=pa.timestamp("s", tz="UTC")),
                 "sessions": pa.array(sessions.astype(np.int32)),
                 "minutes": pa.array(minutes, from_pandas=True),
-                "features_used": pa.array(u["feats"].astype(np.int16)),
+                "features_used": pa.array(u["features_used"].astype(np.int16)),
                 "device": pa.array(device.tolist(), type=pa.string()),
             }
         )
@@ -808,7 +1057,7 @@ class _Writer:
 
     def truth(self, ch: _Chunk, part: int) -> np.ndarray:
         tr = ch.truth
-        snap = self.start + tr["t"].astype(np.int64).astype("timedelta64[D]")
+        snap = self.start + tr["day"].astype(np.int64).astype("timedelta64[D]")
         table = pa.table(
             {
                 "customer_num": pa.array(tr["num"].astype(np.int32)),
@@ -819,7 +1068,7 @@ class _Writer:
         )
         pq.write_table(table, self.out / "_truth" / "hazard" / f"part-{part:05d}.parquet")
         # Per month: (active, churned) counts.
-        months = np.searchsorted(self.ms, tr["t"].astype(np.int64))
+        months = np.searchsorted(self.ms, tr["day"].astype(np.int64))
         M = len(self.ms) - 1
         return np.stack(
             [
@@ -858,7 +1107,7 @@ def generate(cfg: SimulatorConfig, out_dir: Path, *, progress: bool = True) -> S
             lo = part * cfg.chunk_size
             n = min(cfg.chunk_size, cfg.customers - lo)
             rng = np.random.default_rng([cfg.seed, part])
-            ch = _Chunk(cfg, lo, n, ms, rng)
+            ch = _simulate_chunk(cfg, lo, n, ms, rng)
             writer.customers(ch, rng, first=part == 0)
             writer.billing(ch, rng, part)
             writer.support(ch, rng, part)
