@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +52,7 @@ class LevelPaths:
             name: Run name; defaults to a UTC timestamp. Unsafe characters are replaced.
             base: Folder to create the run in instead of ``artifacts/``.
         """
-        name = name or datetime.now().strftime("%Y%m%d-%H%M%S")
+        name = name or datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "run"
         parent = base if base is not None else self.artifacts
         run = parent / safe

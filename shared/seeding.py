@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 
@@ -12,6 +11,9 @@ import numpy as np
 def seed_everything(seed: int) -> np.random.Generator:
     """Seed Python, NumPy and (when already imported) PyTorch; return a NumPy Generator.
 
+    String hashing is not seeded here: ``PYTHONHASHSEED`` only takes effect when set before the
+    interpreter starts, and no result of a level depends on set or dict-of-str iteration order.
+
     Args:
         seed: The run's seed from its config.
 
@@ -20,7 +22,6 @@ def seed_everything(seed: int) -> np.random.Generator:
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))
-    os.environ["PYTHONHASHSEED"] = str(seed)
     # Seed torch only when the caller already imported it: importing torch just to seed it
     # costs seconds, and a level that never uses torch has nothing to seed.
     torch = sys.modules.get("torch")

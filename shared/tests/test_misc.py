@@ -1,5 +1,7 @@
 import json
 import logging
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -49,7 +51,14 @@ def test_timer_and_memory():
     with Timer() as t:
         time.sleep(0.01)
     assert 0.009 < t.seconds < 1.0
-    assert peak_rss_mib() > 10
+
+
+def test_peak_rss_of_children_sees_a_child_that_touched_200_mib():
+    before = peak_rss_mib(children=True)
+    code = "import numpy as np; a = np.ones(200 * 2**20 // 8); print(a.sum())"
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    after = peak_rss_mib(children=True)
+    assert after >= 200 and after >= before
 
 
 def test_track_yields_everything():

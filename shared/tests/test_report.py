@@ -38,5 +38,8 @@ def test_figure_savers(tmp_path):
     ax.bar(["a"], [1])
     png = save_png(fig, tmp_path / "f.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    html = save_plotly_html(px.bar(x=["a"], y=[1]), tmp_path / "f.html").read_text()
-    assert html.startswith("<html>") or "<html" in html[:200]
+    html = save_plotly_html(px.bar(x=["zebra"], y=[7]), tmp_path / "f.html").read_text()
+    # self-contained: plotly.js inlined, the figure's own data inside, nothing fetched
+    assert "plotly.js v" in html
+    assert '"zebra"' in html
+    assert not re.search(r'<script[^>]+src="https?://', html)
