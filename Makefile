@@ -10,15 +10,8 @@ TORCH  := torch==2.13.0
 # The stamp is keyed on the lock and pyproject: a second `make test` reinstalls nothing.
 STAMP  := $(VENV)/.installed-$(shell cat $(LOCK) requirements/nodeps.txt pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
-# Offline, quiet, deterministic runs (see shared/runtime.py for the same defaults in Python).
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
-export OPENBLAS_NUM_THREADS := 1
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export DO_NOT_TRACK := 1
-export MPLBACKEND := Agg
-export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 180
-export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# Runtime defaults (offline, quiet, one BLAS thread, a private Prefect home) are set in one place,
+# shared/runtime.py: every level's `__main__`, the root conftest and the scripts call it.
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 PYTEST := $(PY) -m pytest
@@ -85,19 +78,24 @@ system-deps:
 container-deps:
 	$(call apt_ensure,$(APT_CONTAINER))
 
-## test: install and run the test suite (heavy `slow` and `container` tests skipped)
+## test: install and run every test, the slow quality gates on real quick runs and the API fuzzing
+##   test included (what CI runs; container images are built by `make test-container`)
 test: install system-deps
+	$(PYTEST) $(XDIST) -m "not container"
+
+## test-fast: the suite without the `slow` quality gates (a few minutes; for the edit-test loop)
+test-fast: install system-deps
 	$(PYTEST) $(XDIST) -m "not slow and not container"
 
-## test-full: every test, slow ones included (container tests too when podman is present)
-test-full: install system-deps
+## test-full: every test, container images included (podman, root)
+test-full: install system-deps container-deps
 	$(PYTEST) $(XDIST)
 
 ## test-level1 .. test-level5: the shared tests and one level's tests
 test-level%: install system-deps
 	@d=$$(ls -d level$*_*/ 2>/dev/null | head -1); \
 	if [ -d "$${d}tests" ]; then \
-	  $(PYTEST) $(XDIST) -m "not slow and not container" shared/tests $${d}tests; \
+	  $(PYTEST) $(XDIST) -m "not container" shared/tests $${d}tests; \
 	else \
 	  echo "level $* is not built yet (README only): running the shared tests"; \
 	  $(PYTEST) $(XDIST) shared/tests; \
@@ -122,7 +120,7 @@ load-test-level3: install
 bench: install
 	$(PY) benchmarks/run.py
 
-## lint: ruff check, ruff format --check, mypy on shared/
+## lint: ruff check, ruff format --check, mypy on shared/ and every level
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -146,4 +144,4 @@ distclean: clean
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-full bench lint format clean distclean help
+.PHONY: install system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-fast test-full bench lint format clean distclean help

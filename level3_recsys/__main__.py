@@ -1,7 +1,12 @@
 """``python -m level3_recsys``: the level's command line."""
 
-from level3_recsys.cli import app
-from shared.cli import run as run_app
+from shared.runtime import configure_environment
+
+# Before numpy, Prefect or MLflow are imported: thread counts and offline switches are read then.
+configure_environment()
+
+from level3_recsys.cli import app  # noqa: E402 - after the environment is set
+from shared.cli import run as run_app  # noqa: E402
 
 if __name__ == "__main__":
     run_app(app)

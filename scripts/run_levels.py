@@ -72,13 +72,27 @@ def main() -> int:
                 f"{seconds:.0f}",
             )
         )
-    table = Table(title=f"ML Levels — {args.profile} profile")
-    for col in ("level", "headline metric", "value", "report", "seconds"):
-        table.add_column(col, overflow="fold", no_wrap=False)
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
+    print_summary(console, rows, args.profile)
     return 1 if failed else 0
+
+
+def print_summary(console: Console, rows: list[tuple[str, ...]], profile: str) -> None:
+    """The summary table, then one line per report path.
+
+    Paths stay out of the table: in an 80-column terminal a path column is folded a few
+    characters per line; printed on their own lines they wrap once, whole, and stay clickable.
+    """
+    table = Table(title=f"ML Levels — {profile} profile")
+    table.add_column("level", no_wrap=True)
+    table.add_column("headline metric", overflow="fold")
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("seconds", justify="right", no_wrap=True)
+    for level, metric, value, _report, seconds in rows:
+        table.add_row(level, metric, value, seconds)
+    console.print(table)
+    for level, _metric, _value, report, _seconds in rows:
+        if report:
+            console.print(f"{level}: {report}", soft_wrap=True, highlight=False)
 
 
 if __name__ == "__main__":
