@@ -44,6 +44,13 @@ class L1Config(LevelConfig):
     max_categories: int = Field(20, ge=2, description="one-hot keeps at most this many levels per column")
     high_cardinality: int = Field(50, ge=2, description="more distinct values than this is high-cardinality")
     id_unique_ratio: float = Field(0.95, gt=0.0, le=1.0, description="share of unique values of an ID column")
+    near_unique_ratio: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="text with at least this share of distinct values (and more than max_categories) "
+        "is dropped like an ID",
+    )
     mostly_missing: float = Field(0.5, gt=0.0, le=1.0, description="warn when a column is missing this often")
     max_classes: int = Field(20, ge=2, description="numeric target with at most this many values: classes")
 

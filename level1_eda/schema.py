@@ -9,12 +9,22 @@ role                      rule                                                as
 numeric                   numbers (or text that is >= 95 % numbers)           imputed + scaled
 boolean                   two values such as true/false, yes/no               one-hot
 categorical               text with at most `high_cardinality` values         one-hot
-high_cardinality          more values, but not unique per row                 one-hot, top levels
-identifier                (almost) one value per row: IDs, keys, names        dropped, warned
+high_cardinality          more values, but most values repeat                 one-hot, top levels
+identifier                (almost) one value per row: IDs, keys, names;       dropped, warned
+                          or near-unique text codes (see below)
 text                      long free text (many words per value)               dropped (level 1)
 datetime                  dates or timestamps                                 dropped (level 1)
 constant                  one value (or all missing)                          dropped
 ========================  ==================================================  ====================
+
+*Near-unique text* is a text column whose distinct values are at least
+`near_unique_ratio` (0.5) of its non-missing values, and more numerous than
+`max_categories` (20): on average each value sits on at most two rows, e.g.
+a ticket code or a mostly-missing cabin number. One-hot encoding would keep its
+20 most frequent values, each on a handful of rows: noise features a model can
+only memorise. It is treated like an identifier: dropped, with a warning. Text
+with few distinct values (at most `max_categories`) stays categorical however
+often each one repeats.
 """
 
 from __future__ import annotations
@@ -47,6 +57,8 @@ _DATE_RE = re.compile(
 _ID_NAME_RE = re.compile(r"(^id$|_id$|^id_|(?<=[a-z])Id$|ID$|^key$|uuid|guid)", re.IGNORECASE)
 #: Values looked at to guess a role; counts always use every row.
 SAMPLE = 5_000
+#: How the note of a near-unique text column starts (see the module docstring).
+NEAR_UNIQUE = "near-unique text"
 
 
 @dataclass
@@ -64,6 +76,11 @@ class ColumnInfo:
     @property
     def is_feature(self) -> bool:
         return self.role in FEATURE_ROLES_NUMERIC + FEATURE_ROLES_CATEGORICAL
+
+    @property
+    def near_unique(self) -> bool:
+        """True for a text column dropped like an identifier because almost every value is distinct."""
+        return self.role == "identifier" and self.note.startswith(NEAR_UNIQUE)
 
 
 @dataclass
@@ -95,6 +112,11 @@ class Schema:
     def dropped(self) -> dict[str, str]:
         """Columns not used as features, with the reason."""
         return {c: i.role for c, i in self.columns.items() if c != self.target and not i.is_feature}
+
+    @property
+    def near_unique(self) -> list[str]:
+        """Near-unique text columns, dropped like identifiers."""
+        return [c for c, i in self.columns.items() if c != self.target and i.near_unique]
 
     def table(self) -> pd.DataFrame:
         """One row per column: dtype, role, missing, unique values, example, use."""
@@ -236,6 +258,8 @@ def infer_role(s: pd.Series, n: int, n_unique: int, cfg: L1Config) -> tuple[Role
         return "text", f"free text, {mean_words:.0f} words on average"
     if n >= 20 and (ratio >= cfg.id_unique_ratio or (_ID_NAME_RE.search(str(s.name)) and ratio > 0.5)):
         return "identifier", f"{ratio:.0%} of values unique"
+    if n_unique > cfg.max_categories and ratio >= cfg.near_unique_ratio:
+        return "identifier", f"{NEAR_UNIQUE} ({n_unique:,} distinct of {n:,} values, {ratio:.0%})"
     if n_unique > cfg.high_cardinality:
         return "high_cardinality", f"{n_unique} levels; one-hot keeps the {cfg.max_categories} most frequent"
     return "categorical", ""
@@ -304,7 +328,12 @@ def infer_schema(df: pd.DataFrame, target: str, cfg: L1Config, task: str = "auto
         if col == target:
             continue
         share = columns[col].n_missing / len(df)
-        if role == "identifier":
+        if columns[col].near_unique:
+            warnings.append(
+                f"column {col!r} is {note}: treated like an identifier and dropped from the features "
+                f"(one-hot would keep its {cfg.max_categories} most frequent values, each on a few rows)"
+            )
+        elif role == "identifier":
             warnings.append(f"column {col!r} looks like an identifier ({note}); dropped from the features")
         elif role != "constant" and share >= cfg.mostly_missing:
             warnings.append(f"column {col!r} is {share:.0%} missing; kept, but imputed values carry little")

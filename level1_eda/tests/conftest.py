@@ -46,7 +46,7 @@ def make_mixed_frame(n: int = 200, seed: int = 0) -> pd.DataFrame:
             "x2": np.round(x2, 3),
             "colour": colour,
             "flag": rng.choice(["true", "false"], n),
-            "city": [f"c{i}" for i in rng.integers(0, 120, n)],
+            "city": [f"c{i}" for i in rng.integers(0, 80, n)],  # 73 levels: most repeat
             "when": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
             "comment": [f"note number {i} about this row" for i in range(n)],
             "const": "same",

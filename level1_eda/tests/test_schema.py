@@ -115,3 +115,38 @@ def test_numeric_text_target_becomes_numeric_and_too_many_classes_is_refused() -
 def test_regression_target_must_be_numeric() -> None:
     with pytest.raises(SchemaError, match="not numeric"):
         infer_schema(make_mixed_frame(), "label", L1Config(), task="regression")
+
+
+def test_near_unique_text_is_dropped_like_an_identifier_with_a_warning() -> None:
+    rng = np.random.default_rng(1)
+    n = 400
+    groups = rng.integers(0, 500, n)  # about 70 % of values distinct, as on a real passenger list
+    present = rng.random(n) < 0.2
+    df = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, n),
+            "ticket": [f"A/5 {10_000 + g}" for g in groups],
+            "cabin": np.where(present, [f"C{i}" for i in rng.integers(0, 150, n)], None),
+            "city": [f"town{i}" for i in rng.integers(0, 80, n)],  # 80 levels, each on ~5 rows
+            "deck": np.where(present, [f"D{i}" for i in rng.integers(0, 12, n)], None),  # few levels
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    schema = infer_schema(df, "y", L1Config())
+    ticket, cabin = schema.columns["ticket"], schema.columns["cabin"]
+    assert ticket.n_unique / n >= 0.5 and cabin.n_unique / (n - cabin.n_missing) >= 0.5
+    assert (ticket.role, cabin.role) == ("identifier", "identifier")
+    assert schema.near_unique == ["ticket", "cabin"]
+    assert ticket.note.startswith("near-unique text (") and "%)" in ticket.note
+    assert schema.columns["city"].role == "high_cardinality" and "city" in schema.categorical
+    assert schema.columns["deck"].role == "categorical"  # 12 values: one-hot handles them
+    assert set(schema.dropped) == {"ticket", "cabin"} and schema.features == ["x", "city", "deck"]
+    for col in ("ticket", "cabin"):
+        assert any(
+            w.startswith(f"column {col!r} is near-unique text (") and "dropped from the features" in w
+            for w in schema.warnings
+        ), schema.warnings
+    assert not any("'cabin' is" in w and "missing" in w for w in schema.warnings)  # one warning per column
+    # The threshold is a config value: above the ticket's share of distinct values, it is kept.
+    lenient = infer_schema(df, "y", L1Config(near_unique_ratio=0.95))
+    assert lenient.columns["ticket"].role == "high_cardinality" and lenient.near_unique == []
