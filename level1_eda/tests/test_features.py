@@ -8,7 +8,7 @@ import pandas as pd
 from level1_eda.config import L1Config
 from level1_eda.features import build_preprocessor, feature_names
 from level1_eda.schema import infer_schema
-from level1_eda.train import build_model
+from level1_eda.train import split_data, train
 
 from .conftest import make_mixed_frame
 
@@ -52,14 +52,45 @@ def feature_names_of(prep) -> list[str]:
     return [str(n) for n in prep.get_feature_names_out()]
 
 
+def _fitted_state(model) -> dict[str, object]:
+    """Everything the pipeline learned: fill values, scaling, categories and the model's coefficients."""
+    cols = model.named_steps["features"].named_steps["columns"]
+    num, cat = cols.named_transformers_["num"], cols.named_transformers_["cat"]
+    return {
+        "median": num.named_steps["impute"].statistics_.tolist(),
+        "scale_mean": num.named_steps["scale"].mean_.tolist(),
+        "scale_std": num.named_steps["scale"].scale_.tolist(),
+        "mode": cat.named_steps["impute"].statistics_.tolist(),
+        "categories": [list(c) for c in cat.named_steps["onehot"].categories_],
+        "coef": model.named_steps["model"].coef_.tolist(),
+        "intercept": model.named_steps["model"].intercept_.tolist(),
+    }
+
+
 def test_changing_test_rows_does_not_change_the_fitted_model() -> None:
     df = make_mixed_frame(200)
-    schema = infer_schema(df, "label", L1Config())
-    train = df.iloc[:150]
-    a = build_model(schema, L1Config()).fit(train[schema.features], train["label"])
-    b = build_model(schema, L1Config()).fit(train[schema.features], train["label"])
-    np.testing.assert_array_equal(a.named_steps["model"].coef_, b.named_steps["model"].coef_)
-    assert feature_names(a)[:2] == ["num__x1", "num__x2"]
+    cfg = L1Config(cv_folds=2)
+    schema = infer_schema(df, "label", cfg)
+    split = split_data(df, schema, cfg)
+    before = train(split, schema, cfg)
+    # The same file with every test row's features replaced by extreme numbers, gaps and unseen levels;
+    # labels stay, so the stratified split draws the same rows.
+    changed = df.copy()
+    test_rows = split.X_test.index
+    changed.loc[test_rows, ["x1", "x2"]] = [[1e6, np.nan]] * len(test_rows)
+    changed.loc[test_rows, ["colour", "city"]] = "never-seen"
+    split2 = split_data(changed, schema, cfg)
+    assert split2.X_test.index.equals(test_rows) and split2.X_train.equals(split.X_train)
+    assert not split2.X_test.equals(split.X_test)  # the test rows really differ
+    after = train(split2, schema, cfg)
+    assert _fitted_state(after.model) == _fitted_state(before.model)
+    assert after.cv_model["scores"] == before.cv_model["scores"]  # CV folds see training rows only
+    assert feature_names(after.model)[:2] == ["num__x1", "num__x2"]
+    # The check can fail: the same change in the training rows does change what is learned.
+    leaked = df.copy()
+    leaked.loc[split.X_train.index[:50], "x1"] = 1e6
+    split3 = split_data(leaked, schema, cfg)
+    assert _fitted_state(train(split3, schema, cfg).model) != _fitted_state(before.model)
 
 
 def test_booleans_and_numbers_as_text_share_one_spelling() -> None:
