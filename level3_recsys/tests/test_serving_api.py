@@ -7,6 +7,8 @@ contract); the batch store is the real `SQLiteStore`. The real model process is 
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +20,8 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from level3_recsys.serving import monitoring as mon
-from level3_recsys.serving.api import FALLBACK_MODEL, create_app
+from level3_recsys.serving.api import create_app
+from level3_recsys.serving.recommender import FALLBACK_MODEL, Recommender
 from level3_recsys.store import ColdStart, SQLiteStore, open_store
 from level3_recsys.tests.serving_helpers import POPULAR, FakeModel, H, reference_path_fixture, settings  # noqa: F401
 
@@ -118,6 +121,34 @@ def test_openapi_documents_routes_limits_and_key(reference_path):
     ok = get["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/RecommendationResponse"}
     assert "model_version" in schema["components"]["schemas"]["RecommendationResponse"]["properties"]
+
+
+def test_openapi_documents_every_refusal_and_the_metrics_format(reference_path):
+    with client_for(FakeModel(), reference_path) as c:
+        schema = c.get("/openapi.json").json()
+        metrics_type = c.get("/metrics").headers["content-type"]
+        unreadable = c.post(
+            "/v1/feedback", content=b'{"user_id": "\xff"}', headers={**H, "content-type": "application/json"}
+        )
+    paths = schema["paths"]
+    error = {"$ref": "#/components/schemas/ErrorMessage"}
+    for path, method, codes in (
+        ("/v1/recommendations/{user_id}", "get", ("401", "422")),
+        ("/v1/feedback", "post", ("400", "401", "422")),
+        ("/v1/shadow", "get", ("401",)),
+    ):
+        responses = paths[path][method]["responses"]
+        assert set(codes) <= set(responses), path
+        if "401" in codes:
+            assert responses["401"]["content"]["application/json"]["schema"] == error
+    assert paths["/v1/feedback"]["post"]["responses"]["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ValidationProblem"
+    }
+    # a body that is not UTF-8 is refused with the documented 400 and its documented shape
+    assert unreadable.status_code == 400 and set(unreadable.json()) == {"detail"}
+    assert "503" in paths["/readyz"]["get"]["responses"]
+    # /metrics declares the content type it really sends (Prometheus text format 0.0.4)
+    assert list(paths["/metrics"]["get"]["responses"]["200"]["content"]) == [metrics_type]
 
 
 # ---------------------------------------------------------------------- answer sources
@@ -398,3 +429,27 @@ def test_two_apps_do_not_share_metrics(reference_path):
         a.get("/v1/recommendations/1", headers=H)
         assert (mon.RECOMMENDATIONS, (("model_version", "7"), ("source", "model"))) in metric_values(a)
         assert (mon.RECOMMENDATIONS, (("model_version", "7"), ("source", "model"))) not in metric_values(b)
+
+
+def test_recommender_answers_batch_then_model_then_fallback_without_fastapi(tmp_path, reference_path):
+    fake = FakeModel()
+    recommender = Recommender(
+        settings(reference_path), store=_batch_store(tmp_path), model_transport=httpx.MockTransport(fake)
+    )
+
+    async def answers() -> list[dict]:
+        out = [json.loads(await recommender.answer("1", 3, "mobile", 20))]  # in the batch
+        out.append(json.loads(await recommender.answer("3", 3, "unknown", None)))  # not in it
+        fake.mode = "down"
+        out.append(json.loads(await recommender.answer("3", 3, "unknown", 5)))
+        await recommender.aclose()
+        return out
+
+    batch, model, fallback = asyncio.run(answers())
+    assert (batch["source"], batch["model_version"]) == ("batch", "6")
+    assert [i["item_id"] for i in batch["items"]] == [900, 901, 902]
+    assert (model["source"], model["model_version"]) == ("model", "7")
+    assert (fallback["source"], fallback["fallback_reason"]) == ("fallback", "connect")
+    assert [i["item_id"] for i in fallback["items"]] == POPULAR[:3]
+    assert fake.calls == 2  # the batch answer did not call the model
+    assert recommender.readiness()[0] is True
