@@ -152,14 +152,16 @@ class Challenger:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.calls = 0
+        self.requests: list[tuple[str, int, str, int]] = []  # (user, k, device, hour) received
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
+        payload = json.loads(request.content)
+        self.requests.append((payload["user_id"], payload["k"], payload["device"], payload["hour"]))
         if self.mode == "slow":
             await asyncio.sleep(3.0)
         if self.mode == "fail":
             return httpx.Response(503, json={"error": "down"})
-        payload = json.loads(request.content)
         items = [{"item_id": 500 + i, "score": 1.0, "rank": i + 1} for i in range(0, 2 * payload["k"], 2)]
         body = {"user_id": payload["user_id"], "items": items, "model_name": "reg/als", "model_version": "8"}
         return httpx.Response(200, json={**body, "known_user": True, "took_ms": 1.0})
@@ -186,13 +188,23 @@ def test_bad_challenger_never_changes_answers_or_latency(reference_path, mode):
         got = [c.get(p, headers=H).json() for p in paths]
         elapsed = time.perf_counter() - start
         shutdown_start = time.perf_counter()
+        shadow = c.app.state.serving.shadow
     shutdown = time.perf_counter() - shutdown_start
     strip = ("request_id",)
     assert [{k: v for k, v in g.items() if k not in strip} for g in got] == [
         {k: v for k, v in e.items() if k not in strip} for e in expected
     ]
-    assert challenger.calls >= 1  # the challenger did receive copies
-    if mode == "slow":
+    mirrored = [(u, 4, "unknown", 5) for u in ("1", "2", "9")] * 3  # every answer came from the model
+    summary = shadow.summary()
+    if mode == "fail":
+        # every request reached the challenger once, as it was asked; each failure is counted
+        assert sorted(challenger.requests) == sorted(mirrored)
+        assert (summary["errors"], summary["compared"], summary["dropped"]) == (9, 0, 0)
+    else:
+        # the two workers each hold one copy for 3 s; the seven queued ones are dropped at shutdown
+        assert len(challenger.requests) == 2
+        assert sorted(challenger.requests) == sorted(mirrored[:2])
+        assert (summary["errors"], summary["compared"], summary["dropped"]) == (0, 0, 7)
         assert elapsed < 2.5  # nine requests did not wait for a challenger taking 3 s per call
         assert shutdown < 2.5  # the drain is bounded by drain_timeout_s, not by the slow copies
 
