@@ -326,9 +326,9 @@ def telco(
     from level2_churn.business import Economics
     from level2_churn.report import build_report
     from level2_churn.telco import load_telco, run_telco, save_model
-    from level2_churn.tracking import Tracker
     from level2_churn.train import summary_metrics
     from shared.metrics import write_metrics
+    from shared.tracking import MlflowTracker
 
     cfg = _config(
         profile,
@@ -341,7 +341,7 @@ def telco(
     tracker = None
     if mlflow:
         uri, artifact_location = cfg.mlflow.resolve(lay.artifacts)
-        tracker = Tracker(uri, cfg.mlflow.experiment + "-telco", artifact_location)
+        tracker = MlflowTracker(uri, cfg.mlflow.experiment + "-telco", artifact_location)
     if tracker is not None:
         with tracker.active():
             res = run_telco(csv, cfg, tracker=tracker)

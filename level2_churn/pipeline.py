@@ -147,8 +147,8 @@ def train_model(
     from level2_churn.features import feature_columns
     from level2_churn.simulate import oracle_scores
     from level2_churn.splits import walk_forward
-    from level2_churn.tracking import Tracker
     from level2_churn.train import ModelData, run_modelling
+    from shared.tracking import MlflowTracker
 
     df = read_snapshots(snapshots_path)
     data = ModelData(df, feature_columns(df), id_col="customer_id", date_col="snapshot_date")
@@ -165,7 +165,7 @@ def train_model(
     if truth_dir is not None and (Path(truth_dir) / "hazard").is_dir():
         oracle = oracle_scores(Path(truth_dir), df)
     uri, artifact_location = cfg.mlflow.resolve(artifacts_dir)
-    tracker = Tracker(uri, cfg.mlflow.experiment, artifact_location)
+    tracker = MlflowTracker(uri, cfg.mlflow.experiment, artifact_location)
     with tracker.active():
         res = run_modelling(data, plan, cfg, tracker=tracker, oracle=oracle, show_progress=show_progress)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -252,17 +252,19 @@ def _data_sections(clean_dir: Path) -> list[tuple[str, str, list[Any]]]:
 
 def register_model(cfg: ChurnConfig, run_dir: Path, *, artifacts_dir: Path) -> dict[str, Any]:
     """Register the run's model in the MLflow registry and point the configured alias at it."""
-    from level2_churn.tracking import Tracker
+    from level2_churn.tracking import register_churn_model
     from level2_churn.train import summary_metrics
+    from shared.tracking import MlflowTracker
 
     res = load_result(run_dir)
     uri, artifact_location = cfg.mlflow.resolve(artifacts_dir)
-    tracker = Tracker(uri, cfg.mlflow.experiment, artifact_location)
+    tracker = MlflowTracker(uri, cfg.mlflow.experiment, artifact_location)
     m = summary_metrics(res)
     flat = {k: v for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     params = {**res.best_params, "imbalance": res.imbalance_choice, "calibration": res.calibration_method}
     with tracker.active():
-        info = tracker.register(
+        info: dict[str, Any] = register_churn_model(
+            tracker,
             run_dir / "model.joblib",
             name=cfg.mlflow.registered_model,
             alias=cfg.mlflow.alias,

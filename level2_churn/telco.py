@@ -24,7 +24,7 @@ from shared.errors import DataError, EmptyDataError, InputFileError, SchemaError
 
 if TYPE_CHECKING:
     from level2_churn.config import ChurnConfig
-    from level2_churn.tracking import Tracker
+    from shared.tracking import MlflowTracker
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def load_telco(path: Path) -> ModelData:
 
 
 def run_telco(
-    path: Path, cfg: ChurnConfig, *, tracker: Tracker | None = None, show_progress: bool = True
+    path: Path, cfg: ChurnConfig, *, tracker: MlflowTracker | None = None, show_progress: bool = True
 ) -> ModellingResult:
     """Run the modelling stages on a Telco CSV (stratified folds and hold-out)."""
     data = load_telco(path)

@@ -1,23 +1,30 @@
 """Modelling stages shared by the simulator snapshots and the Telco table.
 
-`run_modelling` does, in order, every choice on the validation folds only and touches the test
-window once at the end:
+`run_modelling` runs one function per stage, in order. Every choice is made on the validation folds
+only; the test window is touched once, at the end:
 
-1. logistic-regression baseline, per fold;
-2. imbalance treatments (none, class weights, undersampling, SMOTE) with default LightGBM; the
-   simplest treatment within a tolerance of the best mean PR-AUC wins;
-3. feature selection inside every fold's training window; used if it costs no PR-AUC;
-4. Optuna TPE search over LightGBM parameters, pruned fold by fold (median pruner), every trial a
-   nested MLflow run;
-5. calibration (isotonic vs Platt) chosen by log loss on folds the calibrator never saw;
-6. campaign threshold chosen on the calibrated validation predictions;
-7. the final model, trained on everything before the test window (minus the gap), evaluated once.
+1. `baseline_stage`: logistic regression, per fold;
+2. `imbalance_stage`: imbalance treatments (none, class weights, undersampling, SMOTE) with default
+   LightGBM; the simplest treatment within a tolerance of the best mean PR-AUC wins;
+3. `selection_stage`: feature selection inside every fold's training window; used if it costs no PR-AUC;
+4. `search_stage`: Optuna TPE search over LightGBM parameters, pruned fold by fold (median pruner),
+   every trial a nested MLflow run;
+5. `calibration_stage`: calibration (isotonic vs Platt) chosen by log loss on folds the calibrator
+   never saw, and the campaign threshold chosen on the calibrated validation predictions;
+6. `final_stage`: the final model, trained on everything before the test window (minus the gap),
+   evaluated once on the test window next to a logistic baseline trained the same way.
+
+Each stage reads its own config section (``cfg.imbalance`` for stage 2, and so on). How one model is
+fitted (seed, threads, resampling ratios) is read from the config once, by `Fitting.from_config`;
+`models.py` only builds estimators from explicit arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +34,7 @@ import pandas as pd
 
 from level2_churn.business import Economics, best_threshold, evaluate_campaign, profit_curve
 from level2_churn.evaluate import classification_metrics, pr_auc, shap_values, summarise_folds
+from level2_churn.imbalance import METHODS as IMBALANCE_METHODS
 from level2_churn.models import (
     LGBM_DEFAULTS,
     Calibrator,
@@ -42,7 +50,7 @@ from shared.progress import make_progress
 
 if TYPE_CHECKING:
     from level2_churn.config import ChurnConfig
-    from level2_churn.tracking import Tracker
+    from shared.tracking import MlflowTracker
 
 log = logging.getLogger(__name__)
 
@@ -125,35 +133,55 @@ class ModellingResult:
     test_oracle_probs: np.ndarray | None = None
 
 
-def cross_validate(
-    data: ModelData,
-    plan: SplitPlan,
-    *,
-    kind: str,
-    cfg: ChurnConfig,
-    params: dict[str, Any] | None = None,
-    imbalance: str = "none",
-    fold_features: dict[str, list[str]] | None = None,
-    max_train_rows: int | None = None,
-) -> FoldRun:
-    """Fit on each fold's training window and score its validation window.
+# ------------------------------------------------------------------------------- fitting one model
 
-    `max_train_rows` caps each training window (a label-stratified sample); ``None`` means the
-    search's cap, ``cfg.search.max_train_rows``.
+
+@dataclass(frozen=True)
+class Fitting:
+    """How every stage fits a model, read from the config in this one place.
+
+    Attributes:
+        seed: ``cfg.seed``: resampling, LightGBM and logistic regression.
+        n_jobs: ``cfg.search.n_jobs``: LightGBM threads.
+        undersample_ratio: ``cfg.imbalance.undersample_ratio``: positives/negatives after undersampling.
+        smote_ratio: ``cfg.imbalance.smote_ratio``: positives/negatives after SMOTE.
     """
-    cap = cfg.search.max_train_rows if max_train_rows is None else max_train_rows
-    rows, oofs, fit_s = [], [], 0.0
-    for fold in plan.folds:
-        feats = (fold_features or {}).get(fold.name, data.features)
-        train_idx = capped(fold.train_idx, cap, cfg.seed, y=data.y(fold.train_idx))
-        t0 = time.perf_counter()
-        model = _fit(kind, data.X(train_idx, feats), data.y(train_idx), cfg, params, imbalance)
-        fit_s += time.perf_counter() - t0
-        scores = positive_scores(model, data.X(fold.valid_idx, feats))
-        y = data.y(fold.valid_idx)
-        rows.append({"fold": fold.name, **classification_metrics(y, scores), "n_features": len(feats)})
-        oofs.append(pd.DataFrame({"row": fold.valid_idx, "fold": fold.name, "y": y, "score": scores}))
-    return FoldRun(pd.DataFrame(rows), pd.concat(oofs, ignore_index=True), fit_s)
+
+    seed: int
+    n_jobs: int
+    undersample_ratio: float
+    smote_ratio: float
+
+    @classmethod
+    def from_config(cls, cfg: ChurnConfig) -> Fitting:
+        return cls(
+            seed=cfg.seed,
+            n_jobs=cfg.search.n_jobs,
+            undersample_ratio=cfg.imbalance.undersample_ratio,
+            smote_ratio=cfg.imbalance.smote_ratio,
+        )
+
+    def fit(
+        self,
+        kind: str,
+        X: pd.DataFrame,
+        y: np.ndarray,
+        *,
+        params: dict[str, Any] | None = None,
+        imbalance: str = "none",
+    ) -> Any:
+        """Fit a ``logistic`` or ``lgbm`` model on `X`, `y` with an imbalance treatment."""
+        return fit_estimator(
+            kind,
+            X,
+            y,
+            params=params,
+            imbalance=imbalance,
+            seed=self.seed,
+            n_jobs=self.n_jobs,
+            undersample_ratio=self.undersample_ratio,
+            smote_ratio=self.smote_ratio,
+        )
 
 
 def capped(idx: np.ndarray, cap: int | None, seed: int, *, y: np.ndarray | None = None) -> np.ndarray:
@@ -180,18 +208,78 @@ def capped(idx: np.ndarray, cap: int | None, seed: int, *, y: np.ndarray | None 
     return np.sort(np.concatenate(parts))
 
 
-def _fit(kind: str, X: pd.DataFrame, y: np.ndarray, cfg: ChurnConfig, params: Any, imbalance: str) -> Any:
-    return fit_estimator(
-        kind,
-        X,
-        y,
-        params=params,
-        imbalance=imbalance,
-        seed=cfg.seed,
-        n_jobs=cfg.search.n_jobs,
-        undersample_ratio=cfg.imbalance.undersample_ratio,
-        smote_ratio=cfg.imbalance.smote_ratio,
+def cross_validate(
+    data: ModelData,
+    plan: SplitPlan,
+    fitting: Fitting,
+    *,
+    kind: str,
+    max_train_rows: int | None,
+    params: dict[str, Any] | None = None,
+    imbalance: str = "none",
+    fold_features: dict[str, list[str]] | None = None,
+) -> FoldRun:
+    """Fit on each fold's training window (at most `max_train_rows` of it) and score its validation window.
+
+    The cap is a label-stratified sample (``None``: every row); `fold_features` gives a fold its own
+    feature list (the fold's selection), else every feature is used.
+    """
+    rows, oofs, fit_s = [], [], 0.0
+    for fold in plan.folds:
+        feats = (fold_features or {}).get(fold.name, data.features)
+        train_idx = capped(fold.train_idx, max_train_rows, fitting.seed, y=data.y(fold.train_idx))
+        t0 = time.perf_counter()
+        model = fitting.fit(
+            kind, data.X(train_idx, feats), data.y(train_idx), params=params, imbalance=imbalance
+        )
+        fit_s += time.perf_counter() - t0
+        scores = positive_scores(model, data.X(fold.valid_idx, feats))
+        y = data.y(fold.valid_idx)
+        rows.append({"fold": fold.name, **classification_metrics(y, scores), "n_features": len(feats)})
+        oofs.append(pd.DataFrame({"row": fold.valid_idx, "fold": fold.name, "y": y, "score": scores}))
+    return FoldRun(pd.DataFrame(rows), pd.concat(oofs, ignore_index=True), fit_s)
+
+
+# ------------------------------------------------------------------------------- 1. baseline
+
+
+def baseline_stage(data: ModelData, plan: SplitPlan, cfg: ChurnConfig) -> FoldRun:
+    """Logistic regression on every fold, the yardstick for everything after it.
+
+    Config: it trains on the search's cap (``cfg.search.max_train_rows``), like the models it is
+    compared with.
+    """
+    log.info("baseline: logistic regression on %d folds", len(plan.folds))
+    return cross_validate(
+        data, plan, Fitting.from_config(cfg), kind="logistic", max_train_rows=cfg.search.max_train_rows
     )
+
+
+# ------------------------------------------------------------------------------- 2. imbalance
+
+
+@dataclass
+class ImbalanceChoice:
+    """Every treatment's fold run and the one chosen."""
+
+    runs: dict[str, FoldRun]
+    choice: str
+
+
+def imbalance_stage(data: ModelData, plan: SplitPlan, cfg: ChurnConfig) -> ImbalanceChoice:
+    """Default LightGBM under each treatment; the simplest one close enough to the best is chosen.
+
+    Config: ``cfg.imbalance`` (methods, tolerance, max_train_rows and the resampling ratios).
+    """
+    settings = cfg.imbalance
+    fitting = Fitting.from_config(cfg)
+    runs = {}
+    for method in settings.methods:
+        log.info("imbalance: %s", method)
+        runs[method] = cross_validate(
+            data, plan, fitting, kind="lgbm", imbalance=method, max_train_rows=settings.max_train_rows
+        )
+    return ImbalanceChoice(runs, choose_imbalance(runs, settings.tolerance))
 
 
 def choose_imbalance(runs: dict[str, FoldRun], tolerance: float) -> str:
@@ -200,11 +288,9 @@ def choose_imbalance(runs: dict[str, FoldRun], tolerance: float) -> str:
     Simplicity order: none, class_weight, undersample, smote. A more complex treatment has to earn
     its place by beating every simpler one by more than the tolerance.
     """
-    from level2_churn.imbalance import METHODS
-
     means = {m: r.mean() for m, r in runs.items()}
     best = max(means.values())
-    order = [m for m in METHODS if m in means] + [m for m in means if m not in METHODS]
+    order = [m for m in IMBALANCE_METHODS if m in means] + [m for m in means if m not in IMBALANCE_METHODS]
     return next(m for m in order if means[m] >= best - tolerance)
 
 
@@ -225,34 +311,78 @@ def imbalance_table(runs: dict[str, FoldRun]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method")
 
 
+# ------------------------------------------------------------------------------- 3. selection
+
+
+@dataclass
+class SelectionChoice:
+    """Selection inside each fold, the all-vs-selected comparison, and whether selection is used."""
+
+    per_fold: dict[str, SelectionResult]
+    table: pd.DataFrame
+    used: bool
+
+    @property
+    def fold_features(self) -> dict[str, list[str]]:
+        """Each fold's kept features when selection is used (empty: every fold uses every feature)."""
+        return {name: sel.kept for name, sel in self.per_fold.items()} if self.used else {}
+
+
+def selection_stage(data: ModelData, plan: SplitPlan, cfg: ChurnConfig, imbalance: str) -> SelectionChoice:
+    """Select features inside every fold's training window; use them if they cost no PR-AUC.
+
+    Config: ``cfg.selection`` (enabled, tolerance, and the settings `select_features` reads).
+    """
+    settings = cfg.selection
+    if not settings.enabled:
+        return SelectionChoice({}, pd.DataFrame(), used=False)
+    log.info("feature selection inside %d folds", len(plan.folds))
+    per_fold, table = fold_selection(data, plan, cfg, imbalance)
+    gain = float(table["pr_auc_selected"].mean() - table["pr_auc_all"].mean())
+    return SelectionChoice(per_fold, table, used=gain >= -settings.tolerance)
+
+
+def _select_in_window(
+    data: ModelData, idx: np.ndarray, cfg: ChurnConfig, imbalance: str
+) -> tuple[np.ndarray, SelectionResult]:
+    """Selection fitted on one training window (capped at ``cfg.selection.max_train_rows``).
+
+    Returns:
+        The (capped) training rows used and the selection.
+    """
+    train_idx = capped(idx, cfg.selection.max_train_rows, cfg.seed, y=data.y(idx))
+    y = data.y(train_idx)
+    fitting = Fitting.from_config(cfg)
+    selection = select_features(
+        data.X(train_idx),
+        y,
+        cfg=cfg.selection,
+        inner_valid=inner_split_mask(data.dates(train_idx), y, seed=cfg.seed),
+        imbalance=imbalance,
+        seed=fitting.seed,
+        n_jobs=fitting.n_jobs,
+    )
+    return train_idx, selection
+
+
 def fold_selection(
     data: ModelData, plan: SplitPlan, cfg: ChurnConfig, imbalance: str
 ) -> tuple[dict[str, SelectionResult], pd.DataFrame]:
     """Run selection inside every fold's training window and compare against all features."""
+    fitting = Fitting.from_config(cfg)
     results: dict[str, SelectionResult] = {}
     rows = []
     for fold in plan.folds:
-        train_idx = capped(fold.train_idx, cfg.selection.max_train_rows, cfg.seed, y=data.y(fold.train_idx))
-        X_tr, y_tr = data.X(train_idx), data.y(train_idx)
-        mask = inner_split_mask(data.dates(train_idx), y_tr, seed=cfg.seed)
         t0 = time.perf_counter()
-        sel = select_features(
-            X_tr,
-            y_tr,
-            cfg=cfg.selection,
-            inner_valid=mask,
-            imbalance=imbalance,
-            seed=cfg.seed,
-            n_jobs=cfg.search.n_jobs,
-        )
+        train_idx, sel = _select_in_window(data, fold.train_idx, cfg, imbalance)
         select_s = time.perf_counter() - t0
         results[fold.name] = sel
-        y_va = data.y(fold.valid_idx)
+        y_tr, y_va = data.y(train_idx), data.y(fold.valid_idx)
         scores = {}
         fit_s = {}
         for name, feats in (("all", data.features), ("selected", sel.kept)):
             t0 = time.perf_counter()
-            model = _fit("lgbm", data.X(train_idx, feats), y_tr, cfg, None, imbalance)
+            model = fitting.fit("lgbm", data.X(train_idx, feats), y_tr, imbalance=imbalance)
             fit_s[name] = time.perf_counter() - t0
             scores[name] = pr_auc(y_va, positive_scores(model, data.X(fold.valid_idx, feats)))
         rows.append(
@@ -268,6 +398,9 @@ def fold_selection(
             }
         )
     return results, pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------- 4. search
 
 
 SEARCHED = (
@@ -294,13 +427,50 @@ def suggest_params(trial: optuna.Trial, n_estimators_max: int) -> dict[str, Any]
     }
 
 
+@dataclass
+class SearchOutcome:
+    """The Optuna study, its best parameters and the best trial's fold run."""
+
+    study: optuna.Study
+    best_params: dict[str, Any]
+    best: FoldRun
+
+
+def search_stage(
+    data: ModelData,
+    plan: SplitPlan,
+    cfg: ChurnConfig,
+    *,
+    imbalance: str,
+    fold_features: dict[str, list[str]],
+    baseline: FoldRun,
+    tracker: MlflowTracker | None,
+    show_progress: bool = True,
+) -> SearchOutcome:
+    """The Optuna search, inside one MLflow ``search`` run (its trials nested under it).
+
+    Config: ``cfg.search`` (trials, timeout, start-up trials, trees, training cap, threads).
+    """
+    log.info("Optuna search: %d trials", cfg.search.n_trials)
+    parent = tracker.start_run("search") if tracker is not None else contextlib.nullcontext()
+    with parent:
+        study, best = search(data, plan, cfg, imbalance, fold_features, tracker, show_progress=show_progress)
+        best_params = dict(study.best_params)
+        if tracker is not None:
+            tracker.log_params({f"best_{k}": v for k, v in best_params.items()} | {"imbalance": imbalance})
+            tracker.log_metrics(
+                {"best_pr_auc_mean": float(study.best_value), "baseline_pr_auc_mean": baseline.mean()}
+            )
+    return SearchOutcome(study, best_params, best)
+
+
 def search(
     data: ModelData,
     plan: SplitPlan,
     cfg: ChurnConfig,
     imbalance: str,
     fold_features: dict[str, list[str]],
-    tracker: Tracker | None,
+    tracker: MlflowTracker | None,
     *,
     show_progress: bool = True,
 ) -> tuple[optuna.Study, FoldRun]:
@@ -309,24 +479,26 @@ def search(
     Returns:
         The study and the fold run (metrics and out-of-fold scores) of the best trial.
     """
+    settings = cfg.search
+    fitting = Fitting.from_config(cfg)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.search.n_startup_trials)
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=settings.n_startup_trials)
     # Pruning starts after the second fold: the value reported is the running mean over folds, so
     # two folds of evidence (not one, whose difficulty varies most) judge a trial against the median
     # of earlier trials; a poor trial then costs two fits instead of three.
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=cfg.search.n_startup_trials, n_warmup_steps=1)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.n_startup_trials, n_warmup_steps=1)
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner, study_name="lgbm")
     # The first trial is the default configuration, so the search can only improve on it.
     study.enqueue_trial(
         {k: LGBM_DEFAULTS[k] for k in SEARCHED if k in LGBM_DEFAULTS}
-        | {"n_estimators": min(LGBM_DEFAULTS["n_estimators"], cfg.search.n_estimators_max)}
+        | {"n_estimators": min(LGBM_DEFAULTS["n_estimators"], settings.n_estimators_max)}
     )
     best: dict[str, Any] = {"value": -np.inf, "run": None}
     # Every trial trains on the same fold samples: slice them once, not once per trial.
     fold_data = []
     for fold in plan.folds:
         feats = fold_features.get(fold.name, data.features)
-        train_idx = capped(fold.train_idx, cfg.search.max_train_rows, cfg.seed, y=data.y(fold.train_idx))
+        train_idx = capped(fold.train_idx, settings.max_train_rows, cfg.seed, y=data.y(fold.train_idx))
         fold_data.append(
             (
                 feats,
@@ -338,11 +510,11 @@ def search(
         )
 
     def objective(trial: optuna.Trial) -> float:
-        params = suggest_params(trial, cfg.search.n_estimators_max)
+        params = suggest_params(trial, settings.n_estimators_max)
         rows, oofs, fit_s = [], [], 0.0
         for step, (fold, (feats, X_tr, y_tr, X_va, y)) in enumerate(zip(plan.folds, fold_data, strict=True)):
             t0 = time.perf_counter()
-            model = _fit("lgbm", X_tr, y_tr, cfg, params, imbalance)
+            model = fitting.fit("lgbm", X_tr, y_tr, params=params, imbalance=imbalance)
             fit_s += time.perf_counter() - t0
             scores = positive_scores(model, X_va)
             rows.append({"fold": fold.name, **classification_metrics(y, scores), "n_features": len(feats)})
@@ -361,11 +533,11 @@ def search(
         return value
 
     with make_progress(disable=not show_progress) as progress:
-        task = progress.add_task("Optuna search", total=cfg.search.n_trials)
+        task = progress.add_task("Optuna search", total=settings.n_trials)
         study.optimize(
             objective,
-            n_trials=cfg.search.n_trials,
-            timeout=cfg.search.timeout_s,
+            n_trials=settings.n_trials,
+            timeout=settings.timeout_s,
             callbacks=[lambda s, t: progress.advance(task)],
         )
     if best["run"] is None:
@@ -373,13 +545,18 @@ def search(
     return study, best["run"]
 
 
-def _log_trial(tracker: Tracker | None, number: int, params: dict, rows: list[dict], state: str) -> None:
+def _log_trial(
+    tracker: MlflowTracker | None, number: int, params: dict, rows: list[dict], state: str
+) -> None:
+    """One nested MLflow run per Optuna trial: its parameters, per-fold PR-AUC and final state."""
     if tracker is None:
         return
     metrics = {f"pr_auc_{r['fold']}": r["pr_auc"] for r in rows}
     metrics["pr_auc_mean"] = float(np.mean([r["pr_auc"] for r in rows]))
     metrics["folds_completed"] = float(len(rows))
-    tracker.log_trial(number, params, metrics, state)
+    with tracker.start_run(f"trial-{number:03d}", nested=True, tags={"optuna_state": state}):
+        tracker.log_params(params)
+        tracker.log_metrics(metrics)
 
 
 def trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -400,6 +577,47 @@ def trials_table(study: optuna.Study) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# ------------------------------------------------------------------------------- 5. calibration
+
+
+@dataclass
+class CalibrationChoice:
+    """The calibration method and fitted calibrator, and the campaign threshold chosen on validation."""
+
+    method: str
+    table: pd.DataFrame
+    calibrator: Calibrator
+    threshold: float
+    validation_campaign: dict[str, float]
+
+
+def calibration_stage(tuned: FoldRun, plan: SplitPlan, cfg: ChurnConfig) -> CalibrationChoice:
+    """Choose the calibration on folds the calibrator never saw, then the threshold that pays best.
+
+    The calibrator itself is fitted on every out-of-fold score of the best trial. Config: the
+    campaign economics (``cfg.campaign``) decide the threshold.
+    """
+    econ = economics(cfg)
+    time_ordered = plan.kind == "walk_forward"
+    fold_order = [f.name for f in plan.folds]
+    method, table = choose_calibration(tuned.oof, fold_order, time_ordered)
+    val_probs = cross_fitted_probs(tuned.oof, fold_order, method, time_ordered)
+    threshold, k, profit = best_threshold(val_probs["prob"].to_numpy(), val_probs["y"].to_numpy(), econ)
+    return CalibrationChoice(
+        method=method,
+        table=table,
+        calibrator=Calibrator(method).fit(tuned.oof["score"].to_numpy(), tuned.oof["y"].to_numpy()),
+        threshold=threshold,
+        validation_campaign={"threshold": threshold, "k": k, "profit": profit, "rows": len(val_probs)},
+    )
+
+
+def _calibration_folds(fold_order: list[str], k: int, time_ordered: bool) -> list[str]:
+    """Folds a calibrator for fold `k` may be fitted on: earlier ones (walk-forward) or all others."""
+    name = fold_order[k]
+    return fold_order[:k] if time_ordered else [f for f in fold_order if f != name]
+
+
 def choose_calibration(
     oof: pd.DataFrame, fold_order: list[str], time_ordered: bool
 ) -> tuple[str, pd.DataFrame]:
@@ -410,17 +628,8 @@ def choose_calibration(
     """
     rows = []
     for method in ("none", "platt", "isotonic"):
-        ys, ps = [], []
-        for k, name in enumerate(fold_order):
-            fit_folds = fold_order[:k] if time_ordered else [f for f in fold_order if f != name]
-            if not fit_folds:
-                continue
-            fit = oof[oof["fold"].isin(fit_folds)]
-            target = oof[oof["fold"] == name]
-            cal = Calibrator(method).fit(fit["score"].to_numpy(), fit["y"].to_numpy())
-            ys.append(target["y"].to_numpy())
-            ps.append(cal.transform(target["score"].to_numpy()))
-        y, p = np.concatenate(ys), np.clip(np.concatenate(ps), 1e-6, 1 - 1e-6)
+        probs = cross_fitted_probs(oof, fold_order, method, time_ordered)
+        y, p = probs["y"].to_numpy(), np.clip(probs["prob"].to_numpy(), 1e-6, 1 - 1e-6)
         m = classification_metrics(y, p)
         rows.append({"method": method, "brier": m["brier"], "log_loss": m["log_loss"], "pr_auc": m["pr_auc"]})
     table = pd.DataFrame(rows).set_index("method")
@@ -436,7 +645,7 @@ def cross_fitted_probs(
     """Calibrated out-of-fold probabilities, each fold calibrated on other (earlier) folds only."""
     parts = []
     for k, name in enumerate(fold_order):
-        fit_folds = fold_order[:k] if time_ordered else [f for f in fold_order if f != name]
+        fit_folds = _calibration_folds(fold_order, k, time_ordered)
         if not fit_folds:
             continue
         fit = oof[oof["fold"].isin(fit_folds)]
@@ -447,186 +656,227 @@ def cross_fitted_probs(
     return pd.concat(parts, ignore_index=True)
 
 
-def run_modelling(
+# ------------------------------------------------------------------------------- 6. final model
+
+
+@dataclass
+class FinalModel:
+    """The saved model and its one evaluation on the test window, next to the logistic baseline's."""
+
+    selection: SelectionResult
+    model: ChurnModel
+    y_test: np.ndarray
+    test_raw: np.ndarray
+    test_probs: np.ndarray
+    test_metrics: dict[str, float]
+    baseline_probs: np.ndarray
+    baseline_metrics: dict[str, float]
+    campaign: dict[str, float]
+    X_test: pd.DataFrame
+
+
+def final_stage(
     data: ModelData,
     plan: SplitPlan,
     cfg: ChurnConfig,
     *,
-    tracker: Tracker | None = None,
-    oracle: np.ndarray | None = None,
-    show_progress: bool = True,
-    source: str = "simulator",
-) -> ModellingResult:
-    """All modelling stages; see the module docstring for the order and what each one decides."""
-    timings: dict[str, float] = {}
-    econ = Economics(cfg.campaign.contact_cost, cfg.campaign.save_rate, cfg.campaign.clv)
-    time_ordered = plan.kind == "walk_forward"
-    fold_order = [f.name for f in plan.folds]
-    for fold in [*plan.folds, plan.test]:
-        y_tr = data.y(fold.train_idx)
-        if len(fold.valid_idx) == 0 or y_tr.sum() == 0:
-            raise DataError(f"{fold.name}: no rows to validate on or no churners to train on")
+    imbalance: str,
+    selection_used: bool,
+    best_params: dict[str, Any],
+    calibration: CalibrationChoice,
+    source: str,
+) -> FinalModel:
+    """Fit the final model on the whole training window before the test window and evaluate it once.
 
-    t0 = time.perf_counter()
-    log.info("baseline: logistic regression on %d folds", len(plan.folds))
-    baseline = cross_validate(data, plan, kind="logistic", cfg=cfg)
-    timings["baseline"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    imbalance_runs = {}
-    for method in cfg.imbalance.methods:
-        log.info("imbalance: %s", method)
-        imbalance_runs[method] = cross_validate(
-            data, plan, kind="lgbm", cfg=cfg, imbalance=method, max_train_rows=cfg.imbalance.max_train_rows
-        )
-    choice = choose_imbalance(imbalance_runs, cfg.imbalance.tolerance)
-    timings["imbalance"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    if cfg.selection.enabled:
-        log.info("feature selection inside %d folds", len(plan.folds))
-        selections, selection_tab = fold_selection(data, plan, cfg, choice)
-        gain = float(selection_tab["pr_auc_selected"].mean() - selection_tab["pr_auc_all"].mean())
-        selection_used = gain >= -cfg.selection.tolerance
-    else:
-        selections, selection_tab, selection_used = {}, pd.DataFrame(), False
-    fold_features = {k: v.kept for k, v in selections.items()} if selection_used else {}
-    timings["selection"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    log.info("Optuna search: %d trials", cfg.search.n_trials)
-    parent = tracker.start_run("search") if tracker is not None else None
-    try:
-        if parent is not None:
-            parent.__enter__()
-        study, tuned = search(data, plan, cfg, choice, fold_features, tracker, show_progress=show_progress)
-        best_params = dict(study.best_params)
-        if parent is not None:
-            import mlflow
-
-            mlflow.log_params({f"best_{k}": v for k, v in best_params.items()} | {"imbalance": choice})
-            mlflow.log_metrics(
-                {"best_pr_auc_mean": float(study.best_value), "baseline_pr_auc_mean": baseline.mean()}
-            )
-    finally:
-        if parent is not None:
-            parent.__exit__(None, None, None)
-    timings["search"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    cal_method, cal_table = choose_calibration(tuned.oof, fold_order, time_ordered)
-    val_probs = cross_fitted_probs(tuned.oof, fold_order, cal_method, time_ordered)
-    threshold, val_k, val_profit = best_threshold(
-        val_probs["prob"].to_numpy(), val_probs["y"].to_numpy(), econ
-    )
-    validation_campaign = {"threshold": threshold, "k": val_k, "profit": val_profit, "rows": len(val_probs)}
-
-    # The final model: selection refitted on the final training window, best parameters, chosen treatment.
+    Selection (if used) is refitted on that window; the estimator gets the search's best parameters
+    and the chosen treatment, the calibrator and threshold come from validation. The logistic
+    baseline is refitted on the search's cap of the same window. Config: ``cfg.selection``,
+    ``cfg.search.max_train_rows`` (baseline only) and ``cfg.campaign``.
+    """
+    fitting = Fitting.from_config(cfg)
+    econ = economics(cfg)
     test = plan.test
-    X_final_all, y_final = data.X(test.train_idx), data.y(test.train_idx)
     if selection_used:
-        sel_idx = capped(test.train_idx, cfg.selection.max_train_rows, cfg.seed, y=y_final)
-        y_sel = data.y(sel_idx)
-        mask = inner_split_mask(data.dates(sel_idx), y_sel, seed=cfg.seed)
-        final_sel = select_features(
-            data.X(sel_idx),
-            y_sel,
-            cfg=cfg.selection,
-            inner_valid=mask,
-            imbalance=choice,
-            seed=cfg.seed,
-            n_jobs=cfg.search.n_jobs,
-        )
+        _, selection = _select_in_window(data, test.train_idx, cfg, imbalance)
     else:
-        final_sel = SelectionResult(kept=list(data.features))
-    feats = final_sel.kept
-    estimator = _fit("lgbm", X_final_all[feats], y_final, cfg, best_params, choice)
-    calibrator = Calibrator(cal_method).fit(tuned.oof["score"].to_numpy(), tuned.oof["y"].to_numpy())
+        selection = SelectionResult(kept=list(data.features))
+    feats = selection.kept
+    X_train, y_train = data.X(test.train_idx), data.y(test.train_idx)
+    estimator = fitting.fit("lgbm", X_train[feats], y_train, params=best_params, imbalance=imbalance)
     model = ChurnModel(
         features=feats,
-        categories=category_levels(X_final_all[feats]),
+        categories=category_levels(X_train[feats]),
         estimator=estimator,
-        calibrator=calibrator,
-        threshold=threshold,
+        calibrator=calibration.calibrator,
+        threshold=calibration.threshold,
         metadata={
             "params": best_params,
-            "imbalance": choice,
-            "calibration": cal_method,
+            "imbalance": imbalance,
+            "calibration": calibration.method,
             "source": source,
             "seed": cfg.seed,
         },
     )
-    X_test = data.X(test.valid_idx)
-    y_test = data.y(test.valid_idx)
+    X_test, y_test = data.X(test.valid_idx), data.y(test.valid_idx)
     test_raw = model.raw_scores(X_test)
     test_probs = model.predict_proba(X_test)
     test_metrics = classification_metrics(y_test, test_probs)
     test_metrics["pr_auc_uncalibrated"] = pr_auc(y_test, test_raw)
     # The baseline trains on the search's cap, as it did in the folds: a linear model on ~50 features
     # gains nothing from a million rows, and lbfgs on all of them took over a minute.
-    base_idx = capped(test.train_idx, cfg.search.max_train_rows, cfg.seed, y=y_final)
-    base_model = _fit("logistic", data.X(base_idx), data.y(base_idx), cfg, None, "none")
+    base_idx = capped(test.train_idx, cfg.search.max_train_rows, cfg.seed, y=y_train)
+    base_model = fitting.fit("logistic", data.X(base_idx), data.y(base_idx))
     baseline_probs = positive_scores(base_model, X_test)
-    baseline_test_metrics = classification_metrics(y_test, baseline_probs)
-    campaign = evaluate_campaign(test_probs, y_test, threshold, econ).as_dict()
+    campaign = evaluate_campaign(test_probs, y_test, calibration.threshold, econ).as_dict()
     campaign["breakeven_probability"] = econ.breakeven_probability
-    timings["final"] = time.perf_counter() - t0
+    return FinalModel(
+        selection=selection,
+        model=model,
+        y_test=y_test,
+        test_raw=test_raw,
+        test_probs=test_probs,
+        test_metrics=test_metrics,
+        baseline_probs=baseline_probs,
+        baseline_metrics=classification_metrics(y_test, baseline_probs),
+        campaign=campaign,
+        X_test=X_test,
+    )
 
-    t0 = time.perf_counter()
-    shap_pair = None
+
+def shap_summary(final: FinalModel, seed: int) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """SHAP values of the final model on up to 2,000 test rows, or ``None`` when SHAP fails."""
+    feats = final.model.features
     try:
-        sample = X_test[feats].sample(n=min(2000, len(X_test)), random_state=cfg.seed)
-        shap_pair = (shap_values(estimator.booster_, sample), sample.reset_index(drop=True))
+        sample = final.X_test[feats].sample(n=min(2000, len(final.X_test)), random_state=seed)
+        return shap_values(final.model.estimator.booster_, sample), sample.reset_index(drop=True)
     except Exception as exc:  # SHAP is a report figure; its failure must not lose the model
         log.warning("SHAP summary skipped: %s", exc)
-    timings["shap"] = time.perf_counter() - t0
+        return None
 
-    oracle_folds, oracle_test, test_oracle = None, None, None
-    if oracle is not None:
-        oracle = np.asarray(oracle, dtype=float)
-        rows = []
-        for fold in plan.folds:
-            rows.append(
-                {"fold": fold.name, **classification_metrics(data.y(fold.valid_idx), oracle[fold.valid_idx])}
-            )
-        oracle_folds = pd.DataFrame(rows)
-        test_oracle = oracle[test.valid_idx]
-        oracle_test = classification_metrics(y_test, test_oracle)
-        oracle_test["campaign_profit"] = evaluate_campaign(
-            test_oracle, y_test, econ.breakeven_probability, econ
-        ).profit
 
+@dataclass
+class OracleComparison:
+    """The true hazard scored like a model: per fold, on the test window, and its campaign profit."""
+
+    folds: pd.DataFrame
+    test: dict[str, float]
+    test_probs: np.ndarray
+
+
+def oracle_comparison(
+    oracle: np.ndarray, data: ModelData, plan: SplitPlan, y_test: np.ndarray, cfg: ChurnConfig
+) -> OracleComparison:
+    """Score the true churn probabilities (the simulator's hidden hazard) on the folds and test window."""
+    econ = economics(cfg)
+    oracle = np.asarray(oracle, dtype=float)
+    rows = [
+        {"fold": fold.name, **classification_metrics(data.y(fold.valid_idx), oracle[fold.valid_idx])}
+        for fold in plan.folds
+    ]
+    test_probs = oracle[plan.test.valid_idx]
+    test = classification_metrics(y_test, test_probs)
+    test["campaign_profit"] = evaluate_campaign(test_probs, y_test, econ.breakeven_probability, econ).profit
+    return OracleComparison(pd.DataFrame(rows), test, test_probs)
+
+
+# ------------------------------------------------------------------------------- all stages
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - t0
+
+
+def _check_windows(data: ModelData, plan: SplitPlan) -> None:
+    for fold in [*plan.folds, plan.test]:
+        if len(fold.valid_idx) == 0 or data.y(fold.train_idx).sum() == 0:
+            raise DataError(f"{fold.name}: no rows to validate on or no churners to train on")
+
+
+def run_modelling(
+    data: ModelData,
+    plan: SplitPlan,
+    cfg: ChurnConfig,
+    *,
+    tracker: MlflowTracker | None = None,
+    oracle: np.ndarray | None = None,
+    show_progress: bool = True,
+    source: str = "simulator",
+) -> ModellingResult:
+    """All modelling stages; see the module docstring for the order and what each one decides."""
+    _check_windows(data, plan)
+    timings: dict[str, float] = {}
+    with _timed(timings, "baseline"):
+        baseline = baseline_stage(data, plan, cfg)
+    with _timed(timings, "imbalance"):
+        imbalance = imbalance_stage(data, plan, cfg)
+    with _timed(timings, "selection"):
+        selection = selection_stage(data, plan, cfg, imbalance.choice)
+    with _timed(timings, "search"):
+        searched = search_stage(
+            data,
+            plan,
+            cfg,
+            imbalance=imbalance.choice,
+            fold_features=selection.fold_features,
+            baseline=baseline,
+            tracker=tracker,
+            show_progress=show_progress,
+        )
+    with _timed(timings, "calibration"):
+        calibration = calibration_stage(searched.best, plan, cfg)
+    with _timed(timings, "final"):
+        final = final_stage(
+            data,
+            plan,
+            cfg,
+            imbalance=imbalance.choice,
+            selection_used=selection.used,
+            best_params=searched.best_params,
+            calibration=calibration,
+            source=source,
+        )
+    with _timed(timings, "shap"):
+        shap_pair = shap_summary(final, cfg.seed)
+    compared = None if oracle is None else oracle_comparison(oracle, data, plan, final.y_test, cfg)
     return ModellingResult(
         plan=plan,
         baseline=baseline,
-        imbalance_runs=imbalance_runs,
-        imbalance_choice=choice,
-        selection_table=selection_tab,
-        fold_features=fold_features,
-        selection_used=selection_used,
-        final_selection=final_sel,
-        trials=trials_table(study),
-        best_params=best_params,
-        tuned=tuned,
-        calibration_table=cal_table,
-        calibration_method=cal_method,
-        threshold=threshold,
-        validation_campaign=validation_campaign,
-        model=model,
-        test_index=test.valid_idx,
-        y_test=y_test,
-        test_probs=test_probs,
-        test_raw=test_raw,
-        baseline_test_probs=baseline_probs,
-        test_metrics=test_metrics,
-        baseline_test_metrics=baseline_test_metrics,
-        campaign=campaign,
+        imbalance_runs=imbalance.runs,
+        imbalance_choice=imbalance.choice,
+        selection_table=selection.table,
+        fold_features=selection.fold_features,
+        selection_used=selection.used,
+        final_selection=final.selection,
+        trials=trials_table(searched.study),
+        best_params=searched.best_params,
+        tuned=searched.best,
+        calibration_table=calibration.table,
+        calibration_method=calibration.method,
+        threshold=calibration.threshold,
+        validation_campaign=calibration.validation_campaign,
+        model=final.model,
+        test_index=plan.test.valid_idx,
+        y_test=final.y_test,
+        test_probs=final.test_probs,
+        test_raw=final.test_raw,
+        baseline_test_probs=final.baseline_probs,
+        test_metrics=final.test_metrics,
+        baseline_test_metrics=final.baseline_metrics,
+        campaign=final.campaign,
         shap=shap_pair,
         timings=timings,
-        oracle_folds=oracle_folds,
-        oracle_test=oracle_test,
-        test_oracle_probs=test_oracle,
+        oracle_folds=None if compared is None else compared.folds,
+        oracle_test=None if compared is None else compared.test,
+        test_oracle_probs=None if compared is None else compared.test_probs,
     )
+
+
+def economics(cfg: ChurnConfig) -> Economics:
+    """The campaign economics of ``cfg.campaign``."""
+    return Economics(cfg.campaign.contact_cost, cfg.campaign.save_rate, cfg.campaign.clv)
 
 
 def summary_metrics(res: ModellingResult) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import pytest
 from level2_churn.config import ChurnConfig
 from level2_churn.splits import walk_forward
 from level2_churn.tests.helpers import PANEL_FEATURES, synthetic_panel
-from level2_churn.tracking import Tracker
 from level2_churn.train import ModelData, run_modelling
 from shared.config import load_config
 from shared.runtime import mlflow_sqlite_uri
+from shared.tracking import MlflowTracker
 
 # Prefect's ephemeral server logs its shutdown after pytest has closed the captured streams.
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -47,7 +47,7 @@ def panel_run(panel, tiny_cfg, mlflow_store):
     frame, oracle = panel
     data = ModelData(frame, PANEL_FEATURES, id_col="customer_id", date_col="snapshot_date")
     plan = walk_forward(frame["snapshot_date"], n_folds=4, gap_periods=1, test_periods=1)
-    tracker = Tracker(mlflow_store[0], "panel-test", mlflow_store[1])
+    tracker = MlflowTracker(mlflow_store[0], "panel-test", mlflow_store[1])
     with tracker.active():
         res = run_modelling(data, plan, tiny_cfg, tracker=tracker, oracle=oracle, show_progress=False)
     return res, tracker, data

@@ -10,8 +10,9 @@ import pytest
 
 from level2_churn.splits import walk_forward
 from level2_churn.tests.helpers import PANEL_FEATURES, synthetic_panel
-from level2_churn.tracking import Tracker, load_registered
+from level2_churn.tracking import load_registered, register_churn_model
 from level2_churn.train import ModelData, run_modelling
+from shared.tracking import MlflowTracker
 
 pytestmark = pytest.mark.services
 
@@ -49,13 +50,13 @@ def test_trials_and_registry_on_postgres(pg_uri, tiny_cfg, tmp_path) -> None:
             "search": tiny_cfg.search.model_copy(update={"n_trials": 3, "n_startup_trials": 2}),
         }
     )
-    tracker = Tracker(pg_uri, "pg-test", (tmp_path / "artifacts").as_uri())
+    tracker = MlflowTracker(pg_uri, "pg-test", (tmp_path / "artifacts").as_uri())
     with tracker.active():
         res = run_modelling(data, plan, cfg, tracker=tracker, show_progress=False)
         runs = mlflow.search_runs(experiment_ids=[tracker.experiment_id])
         path = tmp_path / "model.joblib"
         joblib.dump(res.model, path)
-        info = tracker.register(path, name="pg-churn", alias="champion", metrics={}, params={})
+        info = register_churn_model(tracker, path, name="pg-churn", alias="champion", metrics={}, params={})
     assert (runs["tags.mlflow.runName"].str.startswith("trial-")).sum() == cfg.search.n_trials
     loaded = load_registered(pg_uri, "pg-churn", "champion")
     assert loaded.metadata.run_id == info["run_id"]

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from level2_churn.tracking import load_registered
+from level2_churn.tracking import load_registered, register_churn_model
 from level2_churn.train import FoldRun, choose_imbalance, summary_metrics
 
 
@@ -94,10 +94,12 @@ def test_registry_alias_round_trip(panel_run, tmp_path) -> None:
     path = tmp_path / "model.joblib"
     joblib.dump(res.model, path)
     with tracker.active():
-        info = tracker.register(
-            path, name="panel-churn", alias="champion", metrics={"pr_auc": 0.5}, params={}
+        info = register_churn_model(
+            tracker, path, name="panel-churn", alias="champion", metrics={"pr_auc": 0.5}, params={}
         )
-        again = tracker.register(path, name="panel-churn", alias="champion", metrics={}, params={})
+        again = register_churn_model(
+            tracker, path, name="panel-churn", alias="champion", metrics={}, params={}
+        )
     assert int(again["version"]) == int(info["version"]) + 1
     loaded = load_registered(tracker.tracking_uri, "panel-churn", "champion")
     assert loaded.metadata.run_id == again["run_id"]
