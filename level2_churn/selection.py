@@ -68,6 +68,8 @@ def select_features(
     params: dict | None = None,
     seed: int = 0,
     n_jobs: int = 1,
+    undersample_ratio: float = 0.25,
+    smote_ratio: float = 0.25,
 ) -> SelectionResult:
     """Select features using only the rows given (one training window).
 
@@ -81,6 +83,8 @@ def select_features(
         params: LightGBM parameters of the importance model.
         seed: Seed.
         n_jobs: LightGBM threads.
+        undersample_ratio: Positives/negatives after undersampling (when `imbalance` is ``undersample``).
+        smote_ratio: Positives/negatives after SMOTE (when `imbalance` is ``smote``).
     """
     y = np.asarray(y).astype(int)
     dropped = constant_and_duplicates(
@@ -99,6 +103,8 @@ def select_features(
         imbalance=imbalance,
         seed=seed,
         n_jobs=n_jobs,
+        undersample_ratio=undersample_ratio,
+        smote_ratio=smote_ratio,
     )
     result = permutation_importance(
         model,

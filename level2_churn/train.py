@@ -361,6 +361,8 @@ def _select_in_window(
         imbalance=imbalance,
         seed=fitting.seed,
         n_jobs=fitting.n_jobs,
+        undersample_ratio=fitting.undersample_ratio,
+        smote_ratio=fitting.smote_ratio,
     )
     return train_idx, selection
 

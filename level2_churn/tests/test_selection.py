@@ -50,3 +50,32 @@ def test_selection_cannot_see_the_validation_window(panel) -> None:
     after = run(scrambled)
     assert before.kept == after.kept
     assert np.allclose(before.importance.to_numpy(), after.importance.to_numpy())
+
+
+def test_selection_fits_with_the_configured_resampling_ratios(panel, tiny_cfg, monkeypatch) -> None:
+    """The importance model inside selection undersamples to ``cfg.imbalance.undersample_ratio``."""
+    import level2_churn.selection as selection
+    from level2_churn.train import ModelData, _select_in_window
+
+    seen: list[dict] = []
+    real_fit = selection.fit_estimator
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(selection, "fit_estimator", spy)
+    frame, _ = panel
+    cfg = tiny_cfg.model_copy(
+        update={
+            "imbalance": tiny_cfg.imbalance.model_copy(
+                update={"undersample_ratio": 0.37, "smote_ratio": 0.41}
+            )
+        }
+    )
+    data = ModelData(frame, PANEL_FEATURES, id_col="customer_id", date_col="snapshot_date")
+    fold = walk_forward(frame["snapshot_date"], n_folds=4).folds[0]
+    _select_in_window(data, fold.train_idx, cfg, "undersample")
+    assert [(k["imbalance"], k["undersample_ratio"], k["smote_ratio"]) for k in seen] == [
+        ("undersample", 0.37, 0.41)
+    ]
