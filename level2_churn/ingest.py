@@ -44,8 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +61,7 @@ from level2_churn.validate import (
     check_structure,
     split_valid,
 )
-from shared.atomic import atomic_write_json
+from shared.atomic import atomic_dir, atomic_write_json
 from shared.errors import EmptyDataError, InputFileError, SchemaError
 from shared.progress import track
 
@@ -555,64 +553,60 @@ def load_and_clean(
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
         raise InputFileError(f"raw data folder not found: {raw_dir}")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    ledger = _Ledger(tmp)
-    try:
-        customers, n_cust_in = _clean_customers(raw_dir, ledger)
-        customers.to_parquet(tmp / "customers.parquet", index=False)
-        max_num = int(customers["customer_num"].max())
-        known = np.zeros(max_num + 1, bool)
-        known[customers["customer_num"].to_numpy()] = True
-        ids = np.full(max_num + 1, None, dtype=object)
-        ids[customers["customer_num"].to_numpy()] = customers["customer_id"].to_numpy()
-        sources = {
-            "billing": (_clean_billing, _files(raw_dir, "billing", "*.parquet")),
-            "support": (_clean_support, _files(raw_dir, "support", "*.jsonl")),
-            "usage": (_clean_usage, _files(raw_dir, "usage", "**/*.parquet")),
-        }
-        events: dict[str, _Events] = {}
-        for source, (fn, files) in sources.items():
-            ev = _Events(source, ledger, known, ids, tmp, bucket_customers)
-            for path in track(files, f"ingest {source}", disable=not progress):
-                fn(ev, path, str(path.relative_to(raw_dir / source)))
-            events[source] = ev
-        ledger.close()
-        starts = [e.min_event for e in events.values() if e.min_event is not None]
-        ends = [events[s].max_loaded for s in ("billing", "usage") if events[s].max_loaded is not None]
-        if not starts or not ends:
-            raise EmptyDataError("no valid billing or usage events left after cleaning")
-        data_start = min(starts).normalize()
-        data_end = max(ends).normalize() + pd.Timedelta(days=1)
-        dq = ledger.frame()
-        rows_in = {"customers": n_cust_in, **{s: e.rows_in for s, e in events.items()}}
-        rows_out = {"customers": len(customers), **{s: e.rows_out for s, e in events.items()}}
-        quarantined = {s: int(ledger.quarantined.get(s, 0)) for s in SOURCES}
-        report = {
-            "sources": {
-                s: {"rows_in": rows_in[s], "rows_out": rows_out[s], "quarantined": quarantined[s]}
-                for s in SOURCES
-            },
-            "rules": dq.to_dict(orient="records"),
-        }
-        atomic_write_json(tmp / "dq_report.json", report)
-        meta = {
-            "data_start": str(data_start.date()),
-            "data_end": str(data_end.date()),
-            "bucket_customers": bucket_customers,
-            "n_buckets": int((max_num - 1) // bucket_customers + 1),
-            "customers": len(customers),
-        }
-        atomic_write_json(tmp / "meta.json", meta)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        for w in ledger.writers.values():
-            with contextlib.suppress(Exception):
-                w.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(out_dir) as tmp:
+        ledger = _Ledger(tmp)
+        try:
+            customers, n_cust_in = _clean_customers(raw_dir, ledger)
+            customers.to_parquet(tmp / "customers.parquet", index=False)
+            max_num = int(customers["customer_num"].max())
+            known = np.zeros(max_num + 1, bool)
+            known[customers["customer_num"].to_numpy()] = True
+            ids = np.full(max_num + 1, None, dtype=object)
+            ids[customers["customer_num"].to_numpy()] = customers["customer_id"].to_numpy()
+            sources = {
+                "billing": (_clean_billing, _files(raw_dir, "billing", "*.parquet")),
+                "support": (_clean_support, _files(raw_dir, "support", "*.jsonl")),
+                "usage": (_clean_usage, _files(raw_dir, "usage", "**/*.parquet")),
+            }
+            events: dict[str, _Events] = {}
+            for source, (fn, files) in sources.items():
+                ev = _Events(source, ledger, known, ids, tmp, bucket_customers)
+                for path in track(files, f"ingest {source}", disable=not progress):
+                    fn(ev, path, str(path.relative_to(raw_dir / source)))
+                events[source] = ev
+            ledger.close()
+            starts = [e.min_event for e in events.values() if e.min_event is not None]
+            ends = [events[s].max_loaded for s in ("billing", "usage") if events[s].max_loaded is not None]
+            if not starts or not ends:
+                raise EmptyDataError("no valid billing or usage events left after cleaning")
+            data_start = min(starts).normalize()
+            data_end = max(ends).normalize() + pd.Timedelta(days=1)
+            dq = ledger.frame()
+            rows_in = {"customers": n_cust_in, **{s: e.rows_in for s, e in events.items()}}
+            rows_out = {"customers": len(customers), **{s: e.rows_out for s, e in events.items()}}
+            quarantined = {s: int(ledger.quarantined.get(s, 0)) for s in SOURCES}
+            report = {
+                "sources": {
+                    s: {"rows_in": rows_in[s], "rows_out": rows_out[s], "quarantined": quarantined[s]}
+                    for s in SOURCES
+                },
+                "rules": dq.to_dict(orient="records"),
+            }
+            atomic_write_json(tmp / "dq_report.json", report)
+            meta = {
+                "data_start": str(data_start.date()),
+                "data_end": str(data_end.date()),
+                "bucket_customers": bucket_customers,
+                "n_buckets": int((max_num - 1) // bucket_customers + 1),
+                "customers": len(customers),
+            }
+            atomic_write_json(tmp / "meta.json", meta)
+        except BaseException:
+            # Parquet writers hold open files in the folder atomic_dir is about to remove.
+            for w in ledger.writers.values():
+                with contextlib.suppress(Exception):
+                    w.close()
+            raise
     return CleanResult(
         out_dir=out_dir,
         dq=dq,

@@ -53,8 +53,6 @@ orphan            billing, support, usage                     rows whose custome
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -65,7 +63,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.atomic import atomic_write_json
+from shared.atomic import atomic_dir, atomic_write_json
 from shared.errors import DataError, InputFileError
 from shared.progress import track
 
@@ -1094,9 +1092,7 @@ def generate(cfg: SimulatorConfig, out_dir: Path, *, progress: bool = True) -> S
         Row counts, monthly churn rates and the mess injected per source and kind.
     """
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for sub in ("billing", "support", "usage", "_truth/hazard"):
             (tmp / sub).mkdir(parents=True, exist_ok=True)
         ms = month_starts(cfg.start, cfg.months)
@@ -1130,12 +1126,6 @@ def generate(cfg: SimulatorConfig, out_dir: Path, *, progress: bool = True) -> S
         )
         atomic_write_json(tmp / "_truth" / "summary.json", json.loads(summary.model_dump_json()))
         atomic_write_json(tmp / "_truth" / "config.json", json.loads(cfg.model_dump_json()))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 

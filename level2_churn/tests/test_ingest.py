@@ -4,7 +4,9 @@ sources stop the run with one clear message, and the normalisers give known answ
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 
 import numpy as np
 import pandas as pd
@@ -112,6 +114,20 @@ def _break_and_expect(raw, tmp_path, error, *words):
 def test_tiny_raw_ingests(raw_copy, tmp_path):
     res = load_and_clean(raw_copy, tmp_path / "clean")
     assert res.rows_out["customers"] == 300
+
+
+def test_clean_folder_replaces_the_old_one_with_normal_permissions(raw_copy, tmp_path):
+    out = tmp_path / "out" / "clean"
+    out.mkdir(parents=True)
+    (out / "stale.parquet").write_text("from an earlier run")
+    old_mask = os.umask(0o022)
+    try:
+        load_and_clean(raw_copy, out)
+    finally:
+        os.umask(old_mask)
+    assert not (out / "stale.parquet").exists() and (out / "dq_report.json").is_file()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755  # not mkdtemp's 0700: other users can read it
+    assert [p.name for p in out.parent.iterdir()] == ["clean"]  # no temporary or old folder left
 
 
 def test_missing_file(raw_copy, tmp_path):

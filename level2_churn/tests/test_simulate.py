@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from datetime import date
 from pathlib import Path
 
@@ -42,6 +44,20 @@ def test_same_seed_same_files_other_seed_other_files(tmp_path):
     assert a.model_dump(exclude={"out_dir"}) == b.model_dump(exclude={"out_dir"})
     assert da["customers.csv"] != dc["customers.csv"]
     assert a.rows != c.rows
+
+
+def test_generate_replaces_the_folder_with_normal_permissions(tmp_path):
+    out = tmp_path / "raw"
+    out.mkdir()
+    (out / "stale.csv").write_text("from an earlier run")
+    old_mask = os.umask(0o027)
+    try:
+        generate(TINY, out, progress=False)
+    finally:
+        os.umask(old_mask)
+    assert not (out / "stale.csv").exists() and (out / "customers.csv").is_file()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750  # the umask's, not mkdtemp's 0700
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]  # no temporary or old folder left
 
 
 def test_layout_and_chunking():
