@@ -14,9 +14,12 @@ from sklearn import metrics as skm
 from sklearn.pipeline import Pipeline
 
 from level1_eda.features import feature_names
+from level1_eda.results import Evaluation
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from level1_eda.train import Split, Trained
 
 
 def classification_metrics(y_true: pd.Series, y_pred: np.ndarray) -> dict[str, float]:
@@ -82,6 +85,29 @@ def coefficients(model: Pipeline) -> pd.DataFrame:
     table.index.name = "feature"
     order = table.abs().max(axis=1).sort_values(ascending=False).index
     return table.loc[order]
+
+
+def evaluate_test(trained: Trained, split: Split, task: str) -> Evaluation:
+    """Score the model fitted on the training rows, and the baseline, on the held-out test rows.
+
+    Args:
+        trained: The model and baseline fitted on ``split``'s training rows only.
+        split: Train and test rows; only the test rows are scored.
+        task: ``classification`` or ``regression``.
+    """
+    y_pred = trained.model.predict(split.X_test)
+    base_pred = trained.baseline.predict(split.X_test)
+    test = task_metrics(task, split.y_test, y_pred)
+    baseline_test = task_metrics(task, split.y_test, base_pred)
+    if task == "classification":
+        labels = list(trained.model.named_steps["model"].classes_)
+        per_class = per_class_table(split.y_test, y_pred)
+        confusion = confusion_table(split.y_test, y_pred, labels)
+    else:
+        per_class = confusion = pd.DataFrame()
+    return Evaluation(
+        test, baseline_test, split.y_test, y_pred, per_class, confusion, coefficients(trained.model)
+    )
 
 
 # ---------------------------------------------------------------------------- figures

@@ -122,9 +122,9 @@ trained.model
 # ## 8. Evaluate on the held-out test rows
 
 # %%
-from level1_eda.pipeline import evaluate
+from level1_eda.evaluate import evaluate_test
 
-ev = evaluate(trained, split, schema.task)
+ev = evaluate_test(trained, split, schema.task)
 print("test accuracy:", round(ev.test["accuracy"], 4), "| baseline:", round(ev.baseline_test["accuracy"], 4))
 ev.confusion
 
