@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 
 from level1_eda import report as rpt
 from level1_eda.config import L1Config
-from level1_eda.data import LoadedCSV, load_csv, penguins_csv
-from level1_eda.profile import Profile, profile_frame
-from level1_eda.schema import Schema, clean_target, coerce_types, infer_schema
+from level1_eda.data import load_csv, penguins_csv
+from level1_eda.profile import profile_frame
+from level1_eda.results import Evaluation, Explored, RunResult
+from level1_eda.schema import clean_target, coerce_types, infer_schema
 from shared.atomic import atomic_path, atomic_write_json
 from shared.metrics import write_metrics
 from shared.paths import LevelPaths
@@ -31,43 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 PATHS = LevelPaths.for_package(__file__)
-
-
-@dataclass
-class Explored:
-    """A loaded, typed and profiled data set."""
-
-    dataset: str
-    loaded: LoadedCSV
-    frame: pd.DataFrame
-    schema: Schema
-    profile: Profile
-    warnings: list[str]
-    timings: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass
-class Evaluation:
-    """Test-set results of the model and the baseline."""
-
-    test: dict[str, float]
-    baseline_test: dict[str, float]
-    y_test: pd.Series
-    y_pred: np.ndarray
-    per_class: pd.DataFrame
-    confusion: pd.DataFrame
-    coefficients: pd.DataFrame
-
-
-@dataclass
-class RunResult:
-    """Where a run wrote its outputs and its headline number."""
-
-    run_dir: Path
-    report: Path
-    metrics: dict[str, Any]
-    model: Path | None = None
-    warnings: list[str] = field(default_factory=list)
 
 
 def resolve_csv(csv: Path | None) -> tuple[Path, str]:
@@ -96,25 +58,6 @@ def explore_csv(csv: Path, cfg: L1Config, *, dataset: str | None = None) -> Expl
     timings["profile_s"] = time.perf_counter() - t
     warnings = [*loaded.warnings, *type_warnings, *schema.warnings]
     return Explored(dataset or Path(csv).stem, loaded, frame, schema, prof, warnings, timings)
-
-
-def evaluate(trained: Trained, split: Split, task: str) -> Evaluation:
-    """Score the fitted model and baseline on the held-out rows."""
-    from level1_eda.evaluate import coefficients, confusion_table, per_class_table, task_metrics
-
-    y_pred = trained.model.predict(split.X_test)
-    base_pred = trained.baseline.predict(split.X_test)
-    test = task_metrics(task, split.y_test, y_pred)
-    baseline_test = task_metrics(task, split.y_test, base_pred)
-    if task == "classification":
-        labels = list(trained.model.named_steps["model"].classes_)
-        per_class = per_class_table(split.y_test, y_pred)
-        confusion = confusion_table(split.y_test, y_pred, labels)
-    else:
-        per_class = confusion = pd.DataFrame()
-    return Evaluation(
-        test, baseline_test, split.y_test, y_pred, per_class, confusion, coefficients(trained.model)
-    )
 
 
 def _run_dir(out: Path | None, dataset: str) -> Path:
@@ -147,6 +90,10 @@ def run_profile(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> 
 def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResult:
     """The whole level: profile, compare missing-value strategies, train, evaluate, save.
 
+    The model is evaluated as fitted on the training rows; the saved model is the
+    same pipeline refitted on every labelled row once the test rows have been scored
+    (``fitted_on_rows`` in ``metrics.json`` and in the saved bundle).
+
     Args:
         csv: A CSV file, or ``None`` for the penguins data.
         cfg: The run's config (target, task, seed, sample sizes).
@@ -159,9 +106,10 @@ def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResul
     import joblib
     import sklearn
 
+    from level1_eda.evaluate import evaluate_test
     from level1_eda.features import feature_names
     from level1_eda.missing import compare_strategies
-    from level1_eda.train import scoring, split_data, train
+    from level1_eda.train import fit_final, scoring, split_data, train
 
     # Every random step (split, folds, samples, solver) takes cfg.seed explicitly, so no global
     # seeding is needed (shared.seeding.seed_everything would also import torch, ~2 s).
@@ -185,7 +133,12 @@ def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResul
     t = time.perf_counter()
     trained = train(split, schema, cfg)
     timings["train_s"] = time.perf_counter() - t
-    ev = evaluate(trained, split, schema.task)
+    ev = evaluate_test(trained, split, schema.task)
+    # The test rows have been scored once; the saved model now learns from every labelled row.
+    t = time.perf_counter()
+    final = fit_final(split, schema, cfg)
+    fitted_on_rows = len(split.X_train) + len(split.X_test)
+    timings["refit_s"] = time.perf_counter() - t
 
     run_dir = _run_dir(out, explored.dataset)
     t = time.perf_counter()
@@ -197,7 +150,7 @@ def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResul
     rpt.add_exploration(report, explored, cfg)
     rpt.add_missing(report, comparison, metric)
     rpt.add_features(report, schema, feature_names(trained.model), split)
-    rpt.add_model(report, trained, ev, schema.task)
+    rpt.add_model(report, trained, ev, schema.task, fitted_on_rows=fitted_on_rows)
     rpt.add_evaluation(report, trained, ev, schema.task)
     timings["report_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - started
@@ -205,11 +158,12 @@ def run(csv: Path | None, cfg: L1Config, *, out: Path | None = None) -> RunResul
 
     model_path = run_dir / "model.joblib"
     bundle = {
-        "pipeline": trained.model,
+        "pipeline": final,
+        "fitted_on_rows": fitted_on_rows,
         "target": schema.target,
         "task": schema.task,
         "features": schema.features,
-        "classes": [str(c) for c in getattr(trained.model.named_steps["model"], "classes_", [])],
+        "classes": [str(c) for c in getattr(final.named_steps["model"], "classes_", [])],
         "dataset": explored.dataset,
         "sklearn_version": sklearn.__version__,
     }
@@ -253,6 +207,7 @@ def _metrics(
         "rows": explored.profile.overview["rows"],
         "train_rows": len(split.X_train),
         "test_rows": len(split.X_test),
+        "fitted_on_rows": len(split.X_train) + len(split.X_test),
         "test": ev.test,
         "baseline": ev.baseline_test,
         "cv": cv,

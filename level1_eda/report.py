@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from level1_eda import explore
-from level1_eda.schema import Schema
+from level1_eda.schema import NEAR_UNIQUE, Schema
 from shared.report import Report, Section
 
 if TYPE_CHECKING:
     from level1_eda.config import L1Config
     from level1_eda.missing import MissingComparison
-    from level1_eda.pipeline import Evaluation, Explored
+    from level1_eda.results import Evaluation, Explored
     from level1_eda.train import Split, Trained
 
 
@@ -252,6 +252,16 @@ def add_features(report: Report, schema: Schema, names: list[str], split: Split)
     dropped = schema.dropped
     if dropped:
         sec.text("Not used: " + ", ".join(f"{c} ({r})" for c, r in dropped.items()) + ".")
+    if schema.near_unique:
+        notes = ", ".join(
+            f"{c} {schema.columns[c].note.removeprefix(NEAR_UNIQUE).strip()}" for c in schema.near_unique
+        )
+        sec.text(
+            f"Near-unique text, dropped like identifiers: {notes}. Almost every value of such a column "
+            "(a ticket code, a cabin number) sits on one or two rows, so one-hot encoding would keep its "
+            "most frequent values as noise features the model can only memorise, and most new rows would "
+            "hold a value never seen in training."
+        )
     shown = names[:300]
     chips = " ".join(f"<code>{html.escape(n)}</code>" for n in shown)
     more = f" … and {len(names) - len(shown)} more" if len(names) > len(shown) else ""
@@ -265,8 +275,18 @@ def add_features(report: Report, schema: Schema, names: list[str], split: Split)
     return sec
 
 
-def add_model(report: Report, trained: Trained, ev: Evaluation, task: str) -> Section:
-    """Step 7: model vs baseline, test and cross-validation."""
+def add_model(
+    report: Report, trained: Trained, ev: Evaluation, task: str, *, fitted_on_rows: int | None = None
+) -> Section:
+    """Step 7: model vs baseline, test and cross-validation, and what the saved model was fitted on.
+
+    Args:
+        report: The report to add the section to.
+        trained: Model and baseline fitted on the training rows, with their CV scores.
+        ev: Their scores on the test rows.
+        task: ``classification`` or ``regression``.
+        fitted_on_rows: Rows the saved model was refitted on after the test, if it was.
+    """
     metric = trained.cv_model["metric"]
     sec = report.section(
         "Model against baseline",
@@ -294,6 +314,14 @@ def add_model(report: Report, trained: Trained, ev: Evaluation, task: str) -> Se
         index=pd.Index(range(1, trained.cv_model["folds"] + 1), name="fold"),
     )
     _table(sec, folds, f"{metric} per cross-validation fold: the spread shows how much one split can vary")
+    if fitted_on_rows is not None:
+        sec.text(
+            f"The saved model (model.joblib) is this same pipeline refitted on all {fitted_on_rows:,} "
+            f"labelled rows once the {len(ev.y_test):,} test rows had been scored: the test rows have done "
+            "their job, and a model that learns from more rows is expected to do at least as well on new "
+            "data. The scores above are those of the model fitted on the training rows only, the honest "
+            "estimate for the saved one."
+        )
     return sec
 
 
