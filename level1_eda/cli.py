@@ -1,4 +1,10 @@
-"""Command line: `python -m level1_eda run | profile | predict`."""
+"""Command line: `python -m level1_eda run | profile | predict`.
+
+Options are the project's shared ones (`shared.cli`): ``--out`` where a command
+writes, ``--run`` the run folder `predict` reads its model from, ``--profile``,
+``--seed``, ``--config``. Result lines go through `shared.cli.say`; warnings go
+to stderr as ``warning: ...`` lines.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,22 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from level1_eda.config import L1Config
-from shared.cli import handle_user_errors, new_app
-from shared.config import load_config
-from shared.logs import setup_logging
-from shared.runtime import configure_environment
+from shared.cli import (
+    ConfigOpt,
+    OutOpt,
+    ProfileOpt,
+    RunOpt,
+    SeedOpt,
+    handle_user_errors,
+    load_level_config,
+    new_app,
+    say,
+)
+from shared.paths import LevelPaths
 
 app = new_app("level1_eda", "Level 1 — EDA and first models on any CSV (default: Palmer penguins).")
-console = Console()
 
 CsvOpt = Annotated[
     Path | None, typer.Option("--csv", help="CSV file to analyse; default: the Palmer penguins data.")
@@ -24,16 +36,10 @@ TargetOpt = Annotated[str | None, typer.Option(help="Column to predict (default:
 TaskOpt = Annotated[
     str | None, typer.Option(help="classification, regression or auto (inferred from the target).")
 ]
-ProfileOpt = Annotated[str, typer.Option(help="Config profile: quick (CI, samples) or full.")]
-OutOpt = Annotated[Path | None, typer.Option(help="Run folder; default: artifacts/<dataset>-<time>.")]
-ConfigOpt = Annotated[Path | None, typer.Option("--config", help="YAML/TOML file overriding config values.")]
-SeedOpt = Annotated[int | None, typer.Option(help="Seed for splits, samples and models.")]
 
 
 def _config(profile: str, config: Path | None, **overrides: object) -> L1Config:
-    configure_environment()
-    setup_logging("WARNING")
-    return load_config(L1Config, profile=profile, path=config, overrides=overrides)
+    return load_level_config(L1Config, profile, config, overrides)
 
 
 def _check_input(csv: Path | None) -> None:
@@ -60,7 +66,12 @@ def run(
     config: ConfigOpt = None,
     seed: SeedOpt = None,
 ) -> None:
-    """Everything end to end: profile, explore, compare missing-value strategies, train, evaluate, save."""
+    """Everything end to end: profile, explore, compare missing-value strategies, train, evaluate, save.
+
+    The model is scored on held-out test rows; the saved model.joblib is then refitted on every row.
+
+    Writes report.html, metrics.json and model.joblib to --out (default: artifacts/<dataset>-<time>).
+    """
     cfg = _config(profile, config, target=target, task=task, seed=seed)
     _check_input(csv)
     from level1_eda.pipeline import run as run_level
@@ -69,14 +80,14 @@ def run(
     _warn(result.warnings)
     m = result.metrics
     metric = m["headline_metric"]
-    console.print(f"report:  {result.report}")
-    console.print(f"metrics: {result.run_dir / 'metrics.json'}")
-    console.print(f"model:   {result.model}")
-    console.print(
-        f"{metric}: {m['headline_value']:.4f} on {m['test_rows']:,} test rows "
-        f"(baseline {m['baseline'][metric]:.4f}; {m['cv']['folds']}-fold cv "
-        f"{m['cv'][metric + '_mean']:.4f} ± {m['cv'][metric + '_std']:.4f})"
-    )
+    say("report", result.report)
+    say("metrics", result.run_dir / "metrics.json")
+    say("model", f"{result.model} (refitted on all {m['fitted_on_rows']:,} labelled rows after the test)")
+    say(f"test {metric}", m["headline_value"])
+    say(f"baseline test {metric}", m["baseline"][metric])
+    cv = m["cv"]
+    say(f"{cv['folds']}-fold cv {metric}", f"{cv[metric + '_mean']:.4f} ± {cv[metric + '_std']:.4f}")
+    say("test rows", f"{m['test_rows']:,}")
 
 
 @app.command()
@@ -88,9 +99,10 @@ def profile(
     profile: ProfileOpt = "quick",
     out: OutOpt = None,
     config: ConfigOpt = None,
+    seed: SeedOpt = None,
 ) -> None:
     """Read, type and profile a CSV (steps 1-4) and write the report, without training a model."""
-    cfg = _config(profile, config, target=target, task=task)
+    cfg = _config(profile, config, target=target, task=task, seed=seed)
     _check_input(csv)
     from level1_eda.pipeline import run_profile
 
@@ -98,28 +110,39 @@ def profile(
     _warn(result.warnings)
     ov = result.metrics["overview"]
     t = result.metrics["timings"]
-    console.print(f"report: {result.report}")
-    console.print(
-        f"{ov['rows']:,} rows × {ov['columns']} columns, {ov['missing_cells_pct']:.2f}% cells missing, "
-        f"{ov['duplicate_rows']:,} duplicate rows; read {t['read_s']:.2f} s, types {t['types_s']:.2f} s, "
-        f"profile {t['profile_s']:.2f} s, report {t['report_s']:.2f} s"
+    say("report", result.report)
+    say("shape", f"{ov['rows']:,} rows × {ov['columns']} columns")
+    say("missing cells", f"{ov['missing_cells_pct']:.2f}%")
+    say("duplicate rows", f"{ov['duplicate_rows']:,}")
+    say(
+        "seconds",
+        f"read {t['read_s']:.2f}, types {t['types_s']:.2f}, profile {t['profile_s']:.2f}, "
+        f"report {t['report_s']:.2f}",
     )
 
 
 @app.command()
 @handle_user_errors
 def predict(
-    model: Annotated[Path, typer.Option(help="model.joblib written by `run`.")],
     csv: Annotated[Path, typer.Option("--csv", help="CSV with new rows (the target column may be absent).")],
-    out: Annotated[Path, typer.Option(help="Where to write the predictions CSV.")] = Path("predictions.csv"),
+    model: Annotated[Path | None, typer.Option(help="model.joblib written by `run` (or use --run).")] = None,
+    run_dir: RunOpt = None,
+    out: OutOpt = None,
 ) -> None:
-    """Predict every row of a new CSV with a saved model; one output row per input row, in order."""
-    from level1_eda.predict import predict_csv
+    """Predict every row of a new CSV with a saved model; one output row per input row, in order.
 
-    configure_environment()
-    summary = predict_csv(model, csv, out)
+    Model: --model FILE, else model.joblib in --run RUN_FOLDER, else the newest run's.
+
+    Predictions go to --out (default: predictions.csv).
+    """
+    load_level_config(L1Config, "quick")  # runtime and logging only: predicting needs no settings
+    from level1_eda.predict import predict_csv, resolve_model
+
+    model_path = resolve_model(model, run_dir, LevelPaths.for_package(__file__).artifacts)
+    summary = predict_csv(model_path, csv, out or Path("predictions.csv"))
     _warn(summary["warnings"])
-    console.print(f"predictions: {summary['out']} ({summary['rows']:,} rows)")
+    say("model", summary["model"])
+    say("predictions", f"{summary['out']} ({summary['rows']:,} rows)")
     for metric in ("accuracy", "r2"):
         if metric in summary:
-            console.print(f"{metric} on the rows that have a target: {summary[metric]:.4f}")
+            say(f"{metric} (rows with a target)", summary[metric])

@@ -1,4 +1,4 @@
-"""Apply a saved model to new rows: `python -m level1_eda predict --model ... --csv ... --out ...`.
+"""Apply a saved model to new rows: `python -m level1_eda predict --run RUN_FOLDER --csv ... --out ...`.
 
 The saved file holds the whole pipeline (type coercion, imputers, encoder,
 model), so new data goes through exactly the steps the training data went
@@ -20,7 +20,40 @@ from level1_eda.data import load_csv
 from level1_eda.evaluate import task_metrics
 from level1_eda.train import class_labels
 from shared.atomic import atomic_write_with
-from shared.errors import DataError, InputFileError
+from shared.errors import ConfigError, DataError, InputFileError
+
+MODEL_FILE = "model.joblib"
+
+
+def resolve_model(model: Path | None, run_dir: Path | None, artifacts: Path) -> Path:
+    """The model file `predict` uses: ``--model FILE``, else ``--run FOLDER``'s, else the newest run's.
+
+    Args:
+        model: A ``model.joblib`` path given with ``--model``.
+        run_dir: A run folder given with ``--run``; its ``model.joblib`` is used.
+        artifacts: Where runs are written by default (searched when neither is given).
+
+    Raises:
+        ConfigError: Both ``--model`` and ``--run`` given.
+        InputFileError: The run folder has no model, or no run has one yet.
+    """
+    if model is not None and run_dir is not None:
+        raise ConfigError("give either --model FILE or --run RUN_FOLDER, not both")
+    if model is not None:
+        return Path(model)
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise InputFileError(f"run folder not found: {run_dir}")
+        if not (run_dir / MODEL_FILE).is_file():
+            raise InputFileError(f"no {MODEL_FILE} in run folder {run_dir} (was it written by `profile`?)")
+        return run_dir / MODEL_FILE
+    found = sorted(Path(artifacts).glob(f"*/{MODEL_FILE}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise InputFileError(
+            f"no run with a {MODEL_FILE} under {artifacts}; give --model FILE or --run RUN_FOLDER"
+        )
+    return found[-1]
 
 
 def load_model(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -83,7 +116,12 @@ def predict_csv(
     preds, warnings = predict_frame(bundle, loaded.frame)
     out_path = Path(out_path)
     atomic_write_with(out_path, lambda p: preds.to_csv(p, index=False))
-    summary: dict[str, Any] = {"rows": len(preds), "out": out_path, "warnings": [*loaded.warnings, *warnings]}
+    summary: dict[str, Any] = {
+        "model": Path(model_path),
+        "rows": len(preds),
+        "out": out_path,
+        "warnings": [*loaded.warnings, *warnings],
+    }
     target = bundle["target"]
     if target in loaded.frame.columns:
         y = loaded.frame[target].reset_index(drop=True)

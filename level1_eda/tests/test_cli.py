@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from level1_eda.cli import app
+from level1_eda.predict import resolve_model
+from shared.errors import InputFileError
 
 runner = CliRunner()
 
@@ -81,6 +85,28 @@ def test_predict_bad_inputs(tmp_path: Path) -> None:
     junk = _write(tmp_path / "m.joblib", b"garbage")
     result = runner.invoke(app, ["predict", "--model", str(junk), "--csv", str(csv)])
     assert result.exit_code == 2 and "cannot load model" in result.stderr
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path), "--csv", str(csv)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: no model.joblib in run folder {tmp_path}")
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "nope"), "--csv", str(csv)])
+    assert result.exit_code == 2 and result.stderr.startswith("error: run folder not found")
+    result = runner.invoke(app, ["predict", "--model", str(junk), "--run", str(tmp_path), "--csv", str(csv)])
+    assert result.exit_code == 2 and "either --model FILE or --run RUN_FOLDER" in result.stderr
+
+
+def test_predict_model_from_model_file_run_folder_or_newest_run(tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    with pytest.raises(InputFileError, match=r"no run with a model\.joblib under"):
+        resolve_model(None, None, artifacts)
+    older, newer = artifacts / "a-20240101", artifacts / "b-20240102"
+    for i, folder in enumerate((older, newer)):
+        folder.mkdir(parents=True)
+        (folder / "model.joblib").write_bytes(b"x")
+        os.utime(folder / "model.joblib", (1_000_000 + i, 1_000_000 + i))
+    (artifacts / "profile-only").mkdir()  # a `profile` run folder: no model
+    assert resolve_model(None, None, artifacts) == newer / "model.joblib"
+    assert resolve_model(None, older, artifacts) == older / "model.joblib"
+    assert resolve_model(tmp_path / "m.joblib", None, artifacts) == tmp_path / "m.joblib"
 
 
 def test_module_entry_point_reports_user_error_without_traceback(tmp_path: Path) -> None:
@@ -122,17 +148,21 @@ def test_odd_but_valid_file_runs_with_warnings_and_predicts(tmp_path: Path) -> N
     assert "'customer_id' looks like an identifier" in err
     assert "'mostly_gone' is 80% missing" in err
     assert "'size' mixes types" in err
-    assert "accuracy:" in result.stdout and "report:" in result.stdout
+    lines = {line.split(maxsplit=1)[0]: line for line in result.stdout.splitlines() if line.strip()}
+    assert lines["report"].split()[-1] == str(out / "report.html")
+    assert "refitted on all 120 labelled rows" in lines["model"]
+    assert re.search(r"^test accuracy\s+[01]\.\d{4}$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^3-fold cv accuracy\s+[01]\.\d{4} ± 0\.\d{4}$", result.stdout, re.MULTILINE)
     assert (out / "report.html").exists() and (out / "metrics.json").exists()
 
     new = pd.DataFrame({"size": ["1.5", "-2", None], "région": ["Ouest", "Nord", None]})
     new_csv = tmp_path / "new.csv"
     new.to_csv(new_csv, index=False)
     preds = tmp_path / "preds.csv"
-    result = runner.invoke(
-        app, ["predict", "--model", str(out / "model.joblib"), "--csv", str(new_csv), "--out", str(preds)]
-    )
+    result = runner.invoke(app, ["predict", "--run", str(out), "--csv", str(new_csv), "--out", str(preds)])
     assert result.exit_code == 0, result.output
+    assert re.search(rf"^model\s+{re.escape(str(out / 'model.joblib'))}$", result.stdout, re.MULTILINE)
+    assert re.search(r"^predictions\s+.*preds\.csv \(3 rows\)$", result.stdout, re.MULTILINE)
     table = pd.read_csv(preds)
     assert table["prediction"].tolist()[:2] == ["élevé", "bas"]
     assert list(table.columns) == ["prediction", "proba_bas", "proba_élevé"]
@@ -157,6 +187,7 @@ def test_profile_command_writes_report_and_facts_without_a_model(tmp_path: Path)
         ["profile", "--csv", str(csv), "--target", "t", "--out", str(out), "--config", str(_cfg(tmp_path))],
     )
     assert result.exit_code == 0, result.output
-    assert "63 rows × 3 columns" in result.stdout and "3 duplicate rows" in result.stdout
+    assert re.search(r"^shape\s+63 rows × 3 columns$", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^duplicate rows\s+3$", result.stdout, re.MULTILINE)
     assert (out / "report.html").exists() and (out / "profile.json").exists()
     assert not (out / "model.joblib").exists()
