@@ -24,9 +24,6 @@ lost and how it is reconstructed).
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from level3_recsys.data import ITEM_COL, TIME_COL, USER_COL, WEIGHT_COL, InteractionData
+from shared.atomic import atomic_dir
 from shared.errors import DataError, EmptyDataError, InputFileError
 
 ML100K_GENRES = [
@@ -306,12 +304,7 @@ def export_bundled_ml100k(dest: str | Path) -> Path:
     data_text = "".join("\t".join(r[:4]) + "\n" for r in inter)
     user_text = "".join("|".join(r[:5]) + "\n" for r in users)
     target = Path(dest)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the export is an ordinary folder
-    try:
+    with atomic_dir(target) as tmp:
         (tmp / "u.data").write_text(data_text, encoding="ascii")
         (tmp / "u.item").write_bytes(("\n".join(item_lines) + "\n").encode("latin-1"))
         (tmp / "u.user").write_text(user_text, encoding="latin-1")
@@ -322,16 +315,6 @@ def export_bundled_ml100k(dest: str | Path) -> Path:
             "release date and IMDb URL fields are empty.\n",
             encoding="ascii",
         )
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            target.replace(old / target.name)
-            tmp.replace(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.replace(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -16,6 +14,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel
 
 from level3_recsys.data import ITEM_COL, RANK_COL, SCORE_COL, USER_COL, InteractionData
+from shared.atomic import atomic_dir
 from shared.errors import DataError, InputFileError
 
 NEG_INF = np.float32(-np.inf)
@@ -223,26 +222,18 @@ class Recommender(ABC):
         """Write the fitted model to directory `path` (meta.json + model.pkl), atomically."""
         self._check_fitted()
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "name": self.name,
-                "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                "config": self.config.model_dump(mode="json"),
-                "n_users": len(self.user_ids_),
-                "n_items": len(self.item_ids_),
-            }
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "config": self.config.model_dump(mode="json"),
+            "n_users": len(self.user_ids_),
+            "n_items": len(self.item_ids_),
+        }
+        with atomic_dir(target) as tmp:
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
             with open(tmp / "model.pkl", "wb") as fh:
                 pickle.dump(self._state(), fh, protocol=pickle.HIGHEST_PROTOCOL)
-            if target.exists():
-                shutil.rmtree(target)
-            tmp.replace(target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     def _state(self) -> dict[str, Any]:
