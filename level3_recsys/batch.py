@@ -172,7 +172,7 @@ def _batch_task(
 @flow(name="level3-nightly-batch", log_prints=True)
 def nightly_batch_flow(
     tracking_uri: str,
-    artifact_location: str,
+    artifact_location: str | None,
     store_url: str,
     interactions_path: str,
     registered_model: str = "level3_recsys",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,9 @@ from level3_recsys.simulate import SimulatorConfig
 from shared.config import LevelConfig
 from shared.paths import LevelPaths
 from shared.runtime import mlflow_sqlite_uri
+
+if TYPE_CHECKING:  # tracking imports MLflow helpers lazily; the config stays light to import
+    from level3_recsys.tracking import Tracking
 
 PATHS = LevelPaths.for_package(__file__)
 ALL_MODELS = ("popularity", "itemknn", "als", "ease", "two_tower", "two_stage")
@@ -130,7 +133,7 @@ class RecsysConfig(LevelConfig):
         """The simulator config seeded by the level's one seed."""
         return self.simulator.model_copy(update={"seed": self.seed, "show_progress": self.show_progress})
 
-    def tracking_settings(self) -> Any:
+    def tracking_settings(self) -> Tracking:
         """A `tracking.Tracking` with defaults resolved under the artifacts folder."""
         from level3_recsys.tracking import Tracking
 

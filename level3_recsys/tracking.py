@@ -10,16 +10,22 @@ calls `load_recommender` (the nightly batch and the level-3b services do).
 Aliases: after a training round, the best run by the selection metric becomes
 ``champion`` and the runner-up ``challenger`` (the model that the level-3b
 shadow deployment compares against the champion).
+
+The store itself is handled by `shared.tracking.MlflowTracker` (the one tracker of every
+level): it points MLflow at the store only for the length of a block and restores the
+previous tracking URI, logs only finite metrics, and registers a version then moves its
+alias. This module adds what is level 3's own: the pyfunc wrapper, MLflow's spelling of
+metric names, the champion/challenger rule and loading a recommender back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
-import math
 import tempfile
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ from typing import Any
 import pandas as pd
 
 from shared.errors import ConfigError, InputFileError
-from shared.runtime import mlflow_experiment
+from shared.tracking import MlflowTracker, finite_metrics
 
 RECOMMENDER_ARTIFACT = "recommender"
 CLASS_FILE = "recommender_class.json"
@@ -39,37 +45,38 @@ PIP_REQUIREMENTS = ["mlflow", "pandas", "numpy", "scipy", "torch", "implicit", "
 
 @dataclass(frozen=True)
 class Tracking:
-    """Where runs and models go.
+    """Where level 3's runs and models go.
 
     Attributes:
-        tracking_uri: MLflow tracking URI (``sqlite:///...`` by default).
-        artifact_location: Artifact root for the experiment (a ``file://`` URI or a path).
+        tracking_uri: MLflow tracking URI, also the registry (``sqlite:///...`` by default).
+        artifact_location: Artifact root of a new experiment (a ``file://`` URI or a path;
+            None: beside a SQLite store's file).
         experiment: Experiment name.
         registered_model: Registry name for the level's models.
     """
 
     tracking_uri: str
-    artifact_location: str
+    artifact_location: str | None = None
     experiment: str = "level3_recsys"
     registered_model: str = "level3_recsys"
 
+    def tracker(self) -> MlflowTracker:
+        """The shared tracker of this store and experiment."""
+        return MlflowTracker(self.tracking_uri, self.experiment, self.artifact_location)
+
     def client(self) -> Any:
         """An `MlflowClient` bound to this tracking URI (registry included)."""
-        from mlflow import MlflowClient
+        return self.tracker().client()
 
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+    @contextlib.contextmanager
+    def active(self) -> Iterator[MlflowTracker]:
+        """MLflow's fluent API pointed at this store for the block; the previous URI restored after.
 
-    def activate(self) -> str:
-        """Point the fluent MLflow API at this store and return the experiment id.
-
-        MLflow's fluent API is process-global; every entry point calls this
-        first so no run ever lands in ``./mlruns``.
+        Raises:
+            ConfigError: The store cannot be opened.
         """
-        import mlflow
-
-        exp_id = mlflow_experiment(self.tracking_uri, self.experiment, self.artifact_location)
-        mlflow.set_experiment(experiment_id=exp_id)
-        return str(exp_id)
+        with self.tracker().active() as tracker:
+            yield tracker
 
 
 @dataclass(frozen=True)
@@ -114,9 +121,9 @@ def load_saved_recommender(folder: str | Path) -> Any:
 
 
 try:
-    import mlflow.pyfunc as _pyfunc
+    from mlflow.pyfunc.model import PythonModel
 
-    _PythonModel: Any = _pyfunc.PythonModel
+    _PythonModel: Any = PythonModel
 except ImportError:  # pragma: no cover - mlflow is a level-3 dependency
     _PythonModel = object
 
@@ -128,7 +135,7 @@ class RecommenderModel(_PythonModel):  # type: ignore[misc, valid-type]
     ``exclude_seen`` (default True). Output: ``user_id, item_id, rank, score``.
     """
 
-    def load_context(self, context):
+    def load_context(self, context: Any) -> None:
         self.recommender = load_saved_recommender(context.artifacts[RECOMMENDER_ARTIFACT])
 
     def predict(
@@ -146,17 +153,21 @@ def mlflow_key(name: str) -> str:
     return name.replace("@", "_at_")
 
 
-def _mlflow_safe(metrics: Mapping[str, Any]) -> dict[str, float]:
-    # Undefined metrics (None, NaN) and non-numbers are left out rather than logged as fakes.
-    out = {}
-    for key, value in metrics.items():
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(number):
-            out[key] = number
-    return out
+def log_metrics_to_run(tracking: Tracking, run_id: str, metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Add metrics to a finished run (NaN, None and non-numbers left out), spelled for MLflow.
+
+    Returns:
+        The metrics logged, under their original names.
+    """
+    from mlflow.entities import Metric
+
+    finite = finite_metrics(metrics)
+    if finite:
+        now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+        tracking.client().log_batch(
+            run_id, metrics=[Metric(mlflow_key(key), value, now, 0) for key, value in finite.items()]
+        )
+    return finite
 
 
 def log_training_run(
@@ -190,7 +201,6 @@ def log_training_run(
     import mlflow
     from mlflow.models import infer_signature
 
-    tracking.activate()
     name = getattr(model, "name", type(model).__name__)
     example = pd.DataFrame({"user_id": list(sample_users)[:5]})
     output = model.recommend(example["user_id"].tolist(), k=k, exclude_seen=True)
@@ -198,13 +208,14 @@ def log_training_run(
         # ids are integers that are never missing; MLflow's hint about NaN in int columns does not apply
         warnings.simplefilter("ignore", UserWarning)
         signature = infer_signature(example, output, params={"k": k, "exclude_seen": True})
-    clean_metrics = _mlflow_safe(metrics)
-    with tempfile.TemporaryDirectory(prefix="l3-model-") as tmp:
+    clean_metrics = finite_metrics(metrics)
+    run_tags = {"model_name": name, "level": "3", **(tags or {})}
+    with tempfile.TemporaryDirectory(prefix="l3-model-") as tmp, tracking.active() as tracker:
         saved = save_recommender(model, Path(tmp) / "recommender")
-        with mlflow.start_run(run_name=run_name or name) as run:
-            mlflow.set_tags({"model_name": name, "level": "3", **(tags or {})})
-            mlflow.log_params({key: str(value)[:500] for key, value in params.items()})
-            mlflow.log_metrics({mlflow_key(key): value for key, value in clean_metrics.items()})
+        with tracker.start_run(run_name or name, tags=run_tags) as run:
+            # MLflow caps a parameter value at 500 characters (6,000 on some stores).
+            tracker.log_params({key: str(value)[:500] for key, value in params.items()})
+            tracker.log_metrics({mlflow_key(key): value for key, value in clean_metrics.items()})
             for label, path in (artifacts or {}).items():
                 if Path(path).exists():
                     mlflow.log_artifact(str(path), artifact_path=label)
@@ -238,25 +249,22 @@ def register_winner(
     Raises:
         ConfigError: No runs, or the metric is missing from a run.
     """
-    import mlflow
-
     if not runs:
         raise ConfigError("no training runs to register")
     missing = [r.model_name for r in runs if metric not in r.metrics]
     if missing:
         raise ConfigError(f"selection metric {metric!r} missing for {missing}")
-    tracking.activate()
-    client = tracking.client()
     ranked = sorted(runs, key=lambda r: r.metrics[metric], reverse=True)
     aliases: dict[str, str] = {}
-    for alias, run in zip((CHAMPION, CHALLENGER), ranked, strict=False):
-        version = mlflow.register_model(run.model_uri, tracking.registered_model).version
-        client.set_model_version_tag(tracking.registered_model, version, "model_name", run.model_name)
-        client.set_model_version_tag(
-            tracking.registered_model, version, mlflow_key(metric), f"{run.metrics[metric]:.6f}"
-        )
-        client.set_registered_model_alias(tracking.registered_model, alias, version)
-        aliases[alias] = str(version)
+    with tracking.active() as tracker:
+        client = tracker.client()
+        for alias, run in zip((CHAMPION, CHALLENGER), ranked, strict=False):
+            version = tracker.register(run.model_uri, name=tracking.registered_model, alias=alias)["version"]
+            client.set_model_version_tag(tracking.registered_model, version, "model_name", run.model_name)
+            client.set_model_version_tag(
+                tracking.registered_model, version, mlflow_key(metric), f"{run.metrics[metric]:.6f}"
+            )
+            aliases[alias] = version
     return aliases
 
 
@@ -287,7 +295,6 @@ def alias_version(tracking: Tracking, alias: str = CHAMPION) -> Any:
     try:
         if missing_db:  # checking must not create an empty tracking database as a side effect
             raise MlflowException("no tracking database")
-        tracking.activate()
         return tracking.client().get_model_version_by_alias(tracking.registered_model, alias)
     except MlflowException:
         raise InputFileError(
@@ -306,7 +313,8 @@ def load_recommender(tracking: Tracking, alias: str = CHAMPION) -> LoadedModel:
 
     version = alias_version(tracking, alias)
     uri = f"models:/{tracking.registered_model}@{alias}"
-    pyfunc_model = mlflow.pyfunc.load_model(uri)
+    with tracking.active():  # a models:/ URI resolves through the fluent API's registry URI
+        pyfunc_model = mlflow.pyfunc.load_model(uri)
     recommender = pyfunc_model.unwrap_python_model().recommender
     model_name = (version.tags or {}).get("model_name", getattr(recommender, "name", ""))
     return LoadedModel(recommender, tracking.registered_model, str(version.version), alias, model_name, uri)

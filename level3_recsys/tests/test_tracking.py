@@ -53,13 +53,13 @@ def test_champion_round_trip_gives_identical_recommendations(registry) -> None:
     import mlflow
 
     trk: Tracking = registry["tracking"]
-    trk.activate()
     champion_name = trk.client().get_model_version_by_alias(trk.registered_model, CHAMPION).tags["model_name"]
     original = registry["models"][champion_name]
     users = registry["train"].interactions["user_id"].unique()[:25]
     expected = original.recommend(users, k=7, exclude_seen=True).reset_index(drop=True)
 
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{trk.registered_model}@{CHAMPION}")
+    with trk.active():  # what a user does with mlflow.set_tracking_uri(...)
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{trk.registered_model}@{CHAMPION}")
     got = pyfunc.predict(pd.DataFrame({"user_id": users}), params={"k": 7})
     pd.testing.assert_frame_equal(got.reset_index(drop=True), expected, check_dtype=False)
 
@@ -91,3 +91,36 @@ def test_mlflow_writes_only_under_the_given_folder(registry, tmp_path: Path) -> 
     assert uri.startswith("sqlite:///") and "mlflow.db" in uri
     assert not (Path.cwd() / "mlruns").exists()
     assert np.isfinite(registry["table"]["ndcg@10"]).all()
+
+
+def test_logging_restores_the_previous_tracking_uri_and_skips_undefined_metrics(
+    registry, tracking: Tracking, tmp_path: Path
+) -> None:
+    import mlflow
+
+    from level3_recsys.tracking import log_metrics_to_run, log_training_run
+
+    elsewhere = f"sqlite:///{tmp_path / 'someone-elses.db'}"
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        model = registry["models"]["popularity"]
+        sample = registry["train"].interactions["user_id"].unique()[:3].tolist()
+        logged = log_training_run(
+            model,
+            tracking=tracking,
+            params={"model": "popularity"},
+            metrics={"ndcg@10": 0.25, "cold_ndcg@10": float("nan"), "note": "text"},
+            sample_users=sample,
+        )
+        assert mlflow.get_tracking_uri() == elsewhere  # the caller's store, not the level's
+        assert logged.metrics == {"ndcg@10": 0.25}
+        later = log_metrics_to_run(tracking, logged.run_id, {"recall@10": 0.5, "map": None})
+        assert later == {"recall@10": 0.5}
+        assert mlflow.get_tracking_uri() == elsewhere
+    finally:
+        mlflow.set_tracking_uri(previous or "")  # "" is MLflow's "not set"
+    run = tracking.client().get_run(logged.run_id)
+    assert run.data.metrics == {"ndcg_at_10": 0.25, "recall_at_10": 0.5}
+    experiment = tracking.client().get_experiment_by_name(tracking.experiment)
+    assert run.info.experiment_id == experiment.experiment_id
