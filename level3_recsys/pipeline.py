@@ -5,54 +5,57 @@ previous stage's files):
 
 1. ``generate``  simulate the platform -> ``data/raw`` (items, users, impressions, the hidden world)
 2. ``split``     clicks as implicit feedback, cut in time -> ``data/interim`` (train/test interactions)
-3. ``features``  model inputs -> ``data/processed`` (train/test/items/users + item content features)
-4. ``train``     fit each model, save it in the run folder, log it to MLflow
-5. ``evaluate``  offline metrics per model (+ expected CTR vs oracle on the simulator),
-                 metrics on the MLflow runs, winner registered as ``champion``/``challenger``
-6. ``batch``     the champion's top-K for every active user, written atomically to the store
-7. ``report``    ``report.html`` and ``metrics.json``
+3. ``features``  model inputs -> ``data/processed`` (`features.py`: train/test/items/users + item
+                 content features)
+4. ``train``     fit each model, save it in the run folder, log it to MLflow (`train.py`)
+5. ``evaluate``  offline metrics per model (+ expected CTR vs oracle on the simulator), logged on
+                 the models' MLflow runs
+6. ``register``  the winner registered as ``champion``, the runner-up as ``challenger``
+7. ``batch``     the champion's top-K for every active user, written atomically to the store
+8. ``report``    ``report.html`` and ``metrics.json``
 
-`level3_flow` runs 1-7 in one process for ``python -m level3_recsys run``.
+`level3_flow` runs 1-8 in one process for ``python -m level3_recsys run``.
 """
 
 from __future__ import annotations
 
-import json
 import pickle
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from level3_recsys.config import RecsysConfig
 from level3_recsys.data import InteractionData
-from shared.atomic import atomic_path, atomic_write_json
+from level3_recsys.features import build_features, read_dataset, write_dataset, write_parquet
+from level3_recsys.train import TrainedModels, train_models
+from shared.atomic import atomic_path
 from shared.errors import DataError, InputFileError
 from shared.seeding import seed_everything
-from shared.timing import Timer
+
+__all__ = [
+    "RunSummary",
+    "TrainedModels",
+    "attach_evaluation",
+    "evaluate",
+    "features",
+    "generate",
+    "level3_flow",
+    "log_evaluation",
+    "log_run_metrics",
+    "read_dataset",
+    "read_world",
+    "register",
+    "split",
+    "train_models",
+    "write_dataset",
+]
 
 RAW_TABLES = ("items", "users", "impressions")
 WORLD_FILE = "world.pkl"
-RUN_FILE = "run.json"
-
-
-# ---------------------------------------------------------------------- file helpers
-def write_parquet(df: pd.DataFrame, path: Path) -> Path:
-    """Write a DataFrame to Parquet atomically."""
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-    return path
-
-
-def read_parquet(path: Path, what: str) -> pd.DataFrame:
-    """Read a Parquet file a previous stage wrote, with a hint when it is missing."""
-    if not path.is_file():
-        raise InputFileError(f"{what} not found at {path}; run the previous stage first")
-    return pd.read_parquet(path)
 
 
 # ---------------------------------------------------------------------- 1. generate
@@ -77,7 +80,11 @@ def generate(cfg: RecsysConfig, out_dir: Path | None = None) -> tuple[Any, Path]
 
 
 def read_world(raw_dir: Path) -> Any:
-    """Load the simulated world written by `generate`."""
+    """Load the simulated world written by `generate`.
+
+    Raises:
+        InputFileError: `generate` has not written the folder.
+    """
     path = raw_dir / WORLD_FILE
     if not path.is_file():
         raise InputFileError(f"no simulated world at {path}; run `python -m level3_recsys generate` first")
@@ -97,152 +104,10 @@ def split(cfg: RecsysConfig, world: Any) -> tuple[InteractionData, InteractionDa
     )
 
 
-def write_dataset(train: InteractionData, test: InteractionData, out: Path) -> Path:
-    """Write train/test interactions plus the shared catalogue and user table."""
-    out.mkdir(parents=True, exist_ok=True)
-    write_parquet(train.interactions, out / "train.parquet")
-    write_parquet(test.interactions, out / "test.parquet")
-    write_parquet(train.items, out / "items.parquet")
-    write_parquet(train.users, out / "users.parquet")
-    return out
-
-
-def read_dataset(folder: Path, name: str = "") -> tuple[InteractionData, InteractionData]:
-    """Read what `write_dataset` wrote (train and test share one catalogue and index)."""
-    items = read_parquet(folder / "items.parquet", "item catalogue")
-    users = read_parquet(folder / "users.parquet", "user table")
-    train = InteractionData.from_frames(
-        read_parquet(folder / "train.parquet", "training interactions"), items, users, name=name
-    )
-    test = train.with_interactions(read_parquet(folder / "test.parquet", "test interactions"))
-    return train, test
-
-
-# ---------------------------------------------------------------------- 3. features
-def features(train: InteractionData, test: InteractionData, out: Path) -> dict[str, Any]:
-    """Write the model inputs: the dataset, the item content matrix and dataset statistics.
-
-    The content encoder is fitted on the catalogue only (no interactions), so it
-    cannot leak the test period. The two-tower and two-stage models refit the
-    same encoder inside ``fit`` so a saved model stays self-contained; this
-    stage's matrix is what DVC versions and what the report summarises.
-    """
-    import scipy.sparse as sp
-
-    from level3_recsys.models.content import ContentEncoder
-
-    write_dataset(train, test, out)
-    encoder = ContentEncoder().fit(train.items)
-    matrix = encoder.transform(train.items)
-    with atomic_path(out / "item_features.npz") as tmp, open(tmp, "wb") as fh:
-        sp.save_npz(fh, matrix)
-    stats = {
-        "train": train.summary(),
-        "test": test.summary(),
-        "item_features": int(matrix.shape[1]),
-        "cold_items": len(np.setdiff1d(train.item_ids, train.interactions["item_id"].unique())),
-    }
-    atomic_write_json(out / "dataset.json", stats)
-    return stats
-
-
-# ---------------------------------------------------------------------- 4. train
-@dataclass
-class TrainedModels:
-    """Models of one run, their training times and MLflow run ids."""
-
-    models: dict[str, Any]
-    seconds: dict[str, float]
-    mlflow_runs: dict[str, str] = field(default_factory=dict)
-    model_uris: dict[str, str] = field(default_factory=dict)
-
-
-def train_models(
-    cfg: RecsysConfig,
-    train: InteractionData,
-    names: list[str],
-    run_dir: Path,
-    *,
-    log_to_mlflow: bool = True,
-    dataset: str = "simulated",
-) -> TrainedModels:
-    """Fit every named model, save it under ``run_dir/models/<name>`` and log it to MLflow.
-
-    Raises:
-        ConfigError: An unknown model name (raised by ``models.build_model``).
-    """
-    from level3_recsys.models import build_model
-    from level3_recsys.tracking import log_training_run, save_recommender
-
-    built = {name: build_model(name, cfg.model_configs.for_model(name)) for name in names}
-    result = TrainedModels({}, {})
-    tracking = cfg.tracking_settings()
-    sample_users = train.interactions["user_id"].drop_duplicates().head(5).tolist()
-    for name, model in built.items():
-        seed_everything(cfg.seed)
-        with Timer() as t:
-            model.fit(train)
-        result.models[name] = model
-        result.seconds[name] = t.seconds
-        save_recommender(model, run_dir / "models" / name)
-        if log_to_mlflow:
-            params = {"model": name, "dataset": dataset, "seed": cfg.seed, "k": cfg.k}
-            params.update({f"model.{k}": v for k, v in model.config.model_dump().items()})
-            logged = log_training_run(
-                model,
-                tracking=tracking,
-                params=params,
-                metrics={"train_seconds": t.seconds},
-                sample_users=sample_users,
-                k=cfg.k,
-                run_name=name,
-                tags={"run_dir": str(run_dir)},
-            )
-            result.mlflow_runs[name] = logged.run_id
-            result.model_uris[name] = logged.model_uri
-    write_run_file(run_dir, cfg, result, dataset=dataset)
-    return result
-
-
-def write_run_file(run_dir: Path, cfg: RecsysConfig, trained: TrainedModels, *, dataset: str) -> Path:
-    """Record what a run holds (models, MLflow ids, where its data lives) for later commands."""
-    payload = {
-        "dataset": dataset,
-        "models": sorted(trained.models),
-        "train_seconds": trained.seconds,
-        "mlflow_runs": trained.mlflow_runs,
-        "model_uris": trained.model_uris,
-        "config": cfg.model_dump(mode="json"),
-    }
-    return atomic_write_json(run_dir / RUN_FILE, payload)
-
-
-def read_run_file(run_dir: Path) -> dict[str, Any]:
-    """Read a run folder's `run.json`.
-
-    Raises:
-        InputFileError: The folder is missing or is not a training run.
-    """
-    if not run_dir.is_dir():
-        raise InputFileError(f"run folder not found: {run_dir}")
-    path = run_dir / RUN_FILE
-    if not path.is_file():
-        raise InputFileError(
-            f"{run_dir} is not a training run ({RUN_FILE} missing); use a folder `train` wrote"
-        )
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_run_models(run_dir: Path, names: list[str] | None = None) -> dict[str, Any]:
-    """Load the saved models of a run (all, or the named ones)."""
-    from level3_recsys.tracking import load_saved_recommender
-
-    info = read_run_file(run_dir)
-    wanted = names or info["models"]
-    unknown = sorted(set(wanted) - set(info["models"]))
-    if unknown:
-        raise InputFileError(f"run {run_dir} has no model(s) {unknown}; it holds {info['models']}")
-    return {name: load_saved_recommender(run_dir / "models" / name) for name in wanted}
+# ---------------------------------------------------------------------- 3. features, 4. train
+# Both stages live in their own modules (`features.build_features`, `train.train_models`);
+# `features` is the stage's name here, as the other stages' are.
+features = build_features
 
 
 # ---------------------------------------------------------------------- 5. evaluate
@@ -262,41 +127,65 @@ def evaluate(
     return table
 
 
+def evaluated_runs(trained: TrainedModels, table: pd.DataFrame) -> list[Any]:
+    """Each evaluated model's MLflow run with its finite offline metrics (`tracking.LoggedRun`).
+
+    Raises:
+        DataError: No evaluated model has an MLflow run (trained with ``--no-mlflow``).
+    """
+    from level3_recsys.tracking import LoggedRun
+    from shared.tracking import finite_metrics
+
+    runs = [
+        LoggedRun(run_id, trained.model_uris[name], name, finite_metrics(table.loc[name].to_dict()))
+        for name, run_id in trained.mlflow_runs.items()
+        if name in table.index
+    ]
+    if not runs:
+        raise DataError("no evaluated model has an MLflow run (train with MLflow logging on)")
+    return runs
+
+
+def log_run_metrics(cfg: RecsysConfig, trained: TrainedModels, table: pd.DataFrame) -> list[Any]:
+    """Add each model's offline metrics to its MLflow run.
+
+    Returns:
+        The runs with their metrics (`tracking.LoggedRun`), ready for `register`.
+    """
+    from level3_recsys.tracking import log_metrics_to_run
+
+    runs = evaluated_runs(trained, table)
+    tracking = cfg.tracking_settings()
+    for run in runs:
+        log_metrics_to_run(tracking, run.run_id, run.metrics)
+    return runs
+
+
+def register(cfg: RecsysConfig, runs: list[Any]) -> dict[str, str]:
+    """Register the best run by the selection metric as ``champion``, the runner-up ``challenger``.
+
+    Returns:
+        The aliases set: ``{"champion": version, "challenger": version}``.
+    """
+    from level3_recsys.tracking import register_winner
+
+    return register_winner(runs, tracking=cfg.tracking_settings(), metric=cfg.tracking.selection_metric)
+
+
 def log_evaluation(cfg: RecsysConfig, trained: TrainedModels, table: pd.DataFrame) -> dict[str, str]:
     """Add each model's offline metrics to its MLflow run and register the winner.
 
     Returns:
         The aliases set: ``{"champion": version, "challenger": version}``.
     """
-    from level3_recsys.tracking import LoggedRun, mlflow_key, register_winner
-
-    tracking = cfg.tracking_settings()
-    tracking.activate()
-    client = tracking.client()
-    runs = []
-    for name, run_id in trained.mlflow_runs.items():
-        if name not in table.index:
-            continue
-        metrics = {
-            str(k): float(v)
-            for k, v in table.loc[name].items()
-            if isinstance(v, int | float | np.floating | np.integer) and np.isfinite(v)
-        }
-        for key, value in metrics.items():
-            client.log_metric(run_id, mlflow_key(key), value)
-        runs.append(LoggedRun(run_id, trained.model_uris[name], name, metrics))
-    if not runs:
-        raise DataError("no evaluated model has an MLflow run to register")
-    return register_winner(runs, tracking=tracking, metric=cfg.tracking.selection_metric)
+    return register(cfg, log_run_metrics(cfg, trained, table))
 
 
 def attach_evaluation(cfg: RecsysConfig, trained: TrainedModels, paths: list[Path]) -> None:
     """Attach the run's comparison table and report to every model's MLflow run."""
     if not trained.mlflow_runs:
         return
-    tracking = cfg.tracking_settings()
-    tracking.activate()
-    client = tracking.client()
+    client = cfg.tracking_settings().client()
     for run_id in trained.mlflow_runs.values():
         for path in paths:
             if path.is_file():
@@ -328,7 +217,7 @@ def _generate_task(cfg: RecsysConfig) -> Any:
 def _split_features_task(cfg: RecsysConfig, world: Any) -> tuple[InteractionData, InteractionData]:
     train, test = split(cfg, world)
     write_dataset(train, test, cfg.paths().interim)
-    features(train, test, cfg.paths().processed)
+    build_features(train, test, cfg.paths().processed)
     return train, test
 
 
@@ -340,10 +229,14 @@ def _train_task(cfg: RecsysConfig, train: InteractionData, run_dir: Path) -> Tra
 @task(cache_policy=NO_CACHE)
 def _evaluate_task(
     cfg: RecsysConfig, trained: TrainedModels, train: InteractionData, test: InteractionData, world: Any
-) -> tuple[pd.DataFrame, dict[str, str]]:
+) -> tuple[pd.DataFrame, list[Any]]:
     table = evaluate(cfg, trained.models, train, test, world)
-    aliases = log_evaluation(cfg, trained, table)
-    return table, aliases
+    return table, log_run_metrics(cfg, trained, table)
+
+
+@task(cache_policy=NO_CACHE)
+def _register_task(cfg: RecsysConfig, runs: list[Any]) -> dict[str, str]:
+    return register(cfg, runs)
 
 
 @task(cache_policy=NO_CACHE)
@@ -363,15 +256,22 @@ def _batch_task(cfg: RecsysConfig, train: InteractionData) -> dict[str, Any]:
 
 
 @flow(name="level3-recsys", log_prints=True)
-def level3_flow(cfg: RecsysConfig, run_name: str | None = None) -> RunSummary:
-    """Simulate -> split -> features -> train -> evaluate -> register -> batch -> report."""
+def level3_flow(cfg: RecsysConfig, out: Path | None = None) -> RunSummary:
+    """Simulate -> split -> features -> train -> evaluate -> register -> batch -> report.
+
+    Args:
+        cfg: The run's config (data and artifacts folders included).
+        out: The run folder to write (default: a new timestamped folder under the artifacts).
+    """
     from level3_recsys.report import build_report, write_run_metrics
 
-    run_dir = cfg.paths().run_dir(run_name)
+    run_dir = out if out is not None else cfg.paths().run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
     world = _generate_task(cfg)
     train, test = _split_features_task(cfg, world)
     trained = _train_task(cfg, train, run_dir)
-    table, aliases = _evaluate_task(cfg, trained, train, test, world)
+    table, runs = _evaluate_task(cfg, trained, train, test, world)
+    aliases = _register_task(cfg, runs)
     batch_info = _batch_task(cfg, train)
     table.to_csv(run_dir / "comparison.csv")
     metrics_path, best, value = write_run_metrics(

@@ -138,9 +138,13 @@ def build_report(
     batch: dict[str, Any] | None = None,
     dataset: dict[str, Any] | None = None,
     k: int = 10,
+    out: Path | None = None,
 ) -> Path:
-    """Write ``report.html`` for a run and return its path."""
-    report = Report(title, subtitle=str(run_dir))
+    """Write a run's report (``run_dir/report.html`` unless `out` names another file) and return its path.
+
+    The subtitle names the run by its folder name, not by the machine's absolute path.
+    """
+    report = Report(title, subtitle=f"run {run_dir.resolve().name}")
     best = str(pd.to_numeric(table[f"ndcg@{k}"]).idxmax()) if f"ndcg@{k}" in table.columns else ""
     cards: dict[str, Any] = {"best model": best}
     if best:
@@ -178,7 +182,7 @@ def build_report(
             ops.table(pd.Series(aliases, name="version").to_frame())
         if batch:
             ops.table(pd.Series({k: str(v) for k, v in batch.items()}, name="value").to_frame())
-    return report.write(run_dir / "report.html")
+    return report.write(out or run_dir / "report.html")
 
 
 def write_benchmark_report(
