@@ -273,6 +273,7 @@ class TwoStageRecommender(Recommender):
             raise ConfigError("two-stage needs at least one candidate model")
         xs, ys, groups = [], [], []
         rng = np.random.default_rng(cfg.seed)
+        windows_used = 0
         for window in range(cfg.holdout_windows):
             try:
                 fit_part, label_part = self._inner_split(data, window)
@@ -280,6 +281,7 @@ class TwoStageRecommender(Recommender):
                 if window == 0:
                     raise
                 break  # the history is too short for more windows: train on the ones we have
+            windows_used += 1
             bases = self._base_models(fit_part, "inner")
             ctx = _Context(fit_part, user_numeric=tuple(cfg.user_numeric))
             labels = label_part.matrix("binary").tocsr()
@@ -300,6 +302,7 @@ class TwoStageRecommender(Recommender):
         if y_all.sum() == 0:
             raise DataError("two-stage: no held-out interaction is among the candidates; cannot train")
         self.train_rows_ = len(y_all)
+        self.windows_used_ = windows_used
         self.train_positive_rate_ = float(y_all.mean())
         ranker = lgb.LGBMRanker(
             objective="lambdarank",

@@ -148,6 +148,8 @@ def test_itemknn_jaccard_by_hand() -> None:
 
 
 def test_two_stage_uses_fewer_windows_when_history_is_short() -> None:
+    from level3_recsys.data import SECONDS_PER_DAY
+
     _, train, _ = tiny()
     cfg = {
         "show_progress": False,
@@ -157,10 +159,48 @@ def test_two_stage_uses_fewer_windows_when_history_is_short() -> None:
         "n_estimators": 10,
         "min_child_samples": 5,
     }
+    # Windows the history holds: window w labels (end - 4 days, end], end = last - 4w days,
+    # and needs interactions before its cutoff to fit the candidates on.
+    ts = train.interactions["timestamp"].to_numpy()
+    available = 0
+    for w in range(5):
+        end = ts.max() - w * 4 * SECONDS_PER_DAY
+        cutoff = end - 4 * SECONDS_PER_DAY
+        if not ((ts <= cutoff).any() and ((ts > cutoff) & (ts <= end)).any()):
+            break
+        available += 1
+    assert 1 < available < 5, "the tiny world should hold some windows, not all five"
+
     model = build_model("two_stage", cfg).fit(train)
+    assert model.windows_used_ == available
     assert len(model.recommend(train.user_ids[:5], k=3)) == 15
+    # Asking for exactly the windows that exist trains the ranker on the same rows;
+    # one window trains it on fewer.
+    exact = build_model("two_stage", {**cfg, "holdout_windows": available}).fit(train)
+    one = build_model("two_stage", {**cfg, "holdout_windows": 1}).fit(train)
+    assert exact.windows_used_ == available and one.windows_used_ == 1
+    assert model.train_rows_ == exact.train_rows_ > one.train_rows_
     with pytest.raises(DataError, match="holdout"):
         build_model("two_stage", {**cfg, "holdout_days": 100.0}).fit(train)
+
+
+@pytest.mark.parametrize("name", ["popularity", "als"])
+def test_saved_model_folder_is_readable_by_others_and_replaced_whole(name: str, tmp_path: Path) -> None:
+    import os
+
+    model = tiny_models()[name]
+    target = tmp_path / name
+    target.mkdir()
+    (target / "stale.txt").write_text("from an older save")
+    umask = os.umask(0o022)
+    try:
+        model.save(target)
+    finally:
+        os.umask(umask)
+    # published with 0777 & ~umask, not mkdtemp's private 0700 (a container user reads it)
+    assert target.stat().st_mode & 0o777 == 0o755
+    assert sorted(p.name for p in target.iterdir()) == ["meta.json", "model.pkl"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temporary folder left"
 
 
 def test_top_k_matches_exact_reference_with_ties_and_masked_items():
