@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from level3_recsys.batch import (
-    NIGHTLY_CRON,
     active_users,
     nightly_batch_flow,
     nightly_deployment,
@@ -120,19 +119,32 @@ def test_prefect_flow_runs_locally_and_refreshes_the_store(registry, tmp_path) -
 
 
 def test_deployment_definition_runs_nightly_at_two() -> None:
-    deployment = nightly_deployment(
-        {
-            "tracking_uri": "sqlite:///x.db",
-            "artifact_location": "/tmp/a",
-            "store_url": "sqlite:///r.db",
-            "interactions_path": "t.parquet",
-        }
-    )
+    import asyncio
+    from datetime import UTC, datetime
+
+    from prefect.server.schemas.schedules import CronSchedule
+
+    params = {
+        "tracking_uri": "sqlite:///x.db",
+        "artifact_location": "/tmp/a",
+        "store_url": "sqlite:///r.db",
+        "interactions_path": "t.parquet",
+    }
+    deployment = nightly_deployment(params)
     assert deployment.name == "level3-nightly-batch"
-    assert NIGHTLY_CRON == "0 2 * * *"
-    crons = [s.schedule.cron for s in deployment.schedules]
-    assert crons == ["0 2 * * *"]
     assert deployment.parameters["store_url"] == "sqlite:///r.db"
+
+    def fire_times(dep, n: int) -> list[tuple[int, int, int]]:
+        (schedule,) = [s.schedule for s in dep.schedules]
+        cron = CronSchedule(cron=schedule.cron, timezone=schedule.timezone or "UTC")
+        start = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+        dates = asyncio.run(cron.get_dates(n=n, start=start))  # the server's own computation
+        return [(d.day, d.hour, d.minute) for d in dates]
+
+    # what Prefect's scheduler would do with it: once a night, at 02:00
+    assert fire_times(deployment, 3) == [(11, 2, 0), (12, 2, 0), (13, 2, 0)]
+    # another schedule is taken as given, not replaced by the nightly one
+    assert fire_times(nightly_deployment(params, cron="30 * * * *"), 2) == [(10, 12, 30), (10, 13, 30)]
 
 
 def test_batch_stores_the_cold_start_answer_the_model_service_gives(registry, tmp_path) -> None:
