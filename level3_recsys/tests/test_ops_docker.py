@@ -9,12 +9,14 @@ run by `test_ops_container.py` (marked ``container``).
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import yaml
@@ -31,8 +33,48 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------------- Dockerfiles
-def test_there_is_a_dockerfile_per_service():
-    assert {p.name for p in DOCKERFILES} >= {"api.Dockerfile", "model.Dockerfile"}
+def _built_by_compose() -> dict[Path, str]:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    return {
+        (DOCKER / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve(): name
+        for name, svc in services.items()
+        if "build" in svc
+    }
+
+
+def test_each_dockerfile_is_a_compose_service_that_starts_its_entry_point_on_its_port():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    built = _built_by_compose()
+    # no Dockerfile that nothing builds, no service whose Dockerfile is missing
+    assert {p.resolve() for p in DOCKERFILES} == set(built)
+    assert set(built.values()) >= {"api", "model"}
+    ports = {}
+    for dockerfile, service in built.items():
+        ins = _instructions(dockerfile)
+        cmd = json.loads([rest for word, rest in ins if word == "CMD"][-1])  # exec form, no shell
+        # the CMD names `module:attribute`, and that attribute is defined in the copied source
+        target = next(arg for arg in cmd if re.fullmatch(r"[\w.]+:\w+", arg))
+        module, attr = target.split(":")
+        tree = ast.parse((REPO / (module.replace(".", "/") + ".py")).read_text())
+        defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+        assert attr in defined, f"{dockerfile.name} starts {target}, which does not exist"
+        # one port everywhere: what the server binds, EXPOSE, the healthcheck and compose
+        port = cmd[cmd.index("--port") + 1]
+        assert {rest for word, rest in ins if word == "EXPOSE"} == {port}, dockerfile.name
+        healthcheck = [rest for word, rest in ins if word == "HEALTHCHECK"][-1]
+        assert f"//127.0.0.1:{port}/" in healthcheck, dockerfile.name
+        svc = services[service]
+        reachable = [str(p).rsplit(":", 1)[-1] for p in svc.get("ports", [])] + list(
+            map(str, svc.get("expose", []))
+        )
+        assert port in reachable, f"compose service {service} does not publish or expose {port}"
+        ports[service] = port
+    # the API reaches the model service, and Prometheus scrapes both, on the ports they listen on
+    model_urls = {v for v in services["api"]["environment"].values() if str(v).startswith("http://model:")}
+    assert model_urls == {f"http://model:{ports['model']}"}
+    scrape = yaml.safe_load((DOCKER / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    assert {f"api:{ports['api']}", f"model:{ports['model']}"} <= targets
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
