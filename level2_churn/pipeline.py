@@ -1,6 +1,6 @@
 """The level's stages as plain functions, and the Prefect 3 flow that chains them.
 
-``generate → ingest → validate → features → train → evaluate → register → score``
+``generate → ingest → validate → features → train → evaluate → register → report → predict``
 
 Each stage reads and writes files, so the CLI (and DVC) can run one stage at a time, and the flow
 runs them all. I/O stages retry (not on a user error: a wrong column stays wrong); the expensive
@@ -10,9 +10,11 @@ goes straight to training. The flow runs locally against Prefect's ephemeral API
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +32,7 @@ from shared.config import load_config
 from shared.errors import DataError, InputFileError, UserError
 from shared.metrics import write_metrics
 from shared.paths import LevelPaths
+from shared.tracking import MlflowTracker
 
 if TYPE_CHECKING:
     from level2_churn.train import ModellingResult
@@ -139,16 +142,17 @@ def train_model(
     artifacts_dir: Path,
     truth_dir: Path | None = None,
     show_progress: bool = True,
+    track: bool = True,
 ) -> dict[str, Any]:
     """All modelling stages on the snapshots; saves ``model.joblib`` and ``modelling.joblib`` in `run_dir`.
 
-    Every Optuna trial is logged to MLflow (``cfg.mlflow``; SQLite under `artifacts_dir` by default).
+    With `track`, every Optuna trial is logged to MLflow (``cfg.mlflow``; SQLite under
+    `artifacts_dir` by default).
     """
     from level2_churn.features import feature_columns
     from level2_churn.simulate import oracle_scores
     from level2_churn.splits import walk_forward
     from level2_churn.train import ModelData, run_modelling
-    from shared.tracking import MlflowTracker
 
     df = read_snapshots(snapshots_path)
     data = ModelData(df, feature_columns(df), id_col="customer_id", date_col="snapshot_date")
@@ -164,14 +168,48 @@ def train_model(
     oracle = None
     if truth_dir is not None and (Path(truth_dir) / "hazard").is_dir():
         oracle = oracle_scores(Path(truth_dir), df)
-    uri, artifact_location = cfg.mlflow.resolve(artifacts_dir)
-    tracker = MlflowTracker(uri, cfg.mlflow.experiment, artifact_location)
-    with tracker.active():
+    with _tracking(cfg, artifacts_dir, track) as tracker:
         res = run_modelling(data, plan, cfg, tracker=tracker, oracle=oracle, show_progress=show_progress)
+    return _save_training(res, run_dir, tracker)
+
+
+def train_telco(
+    cfg: ChurnConfig, csv: Path, run_dir: Path, *, artifacts_dir: Path, track: bool = True
+) -> dict[str, Any]:
+    """The modelling stages on a Telco-layout CSV; saves ``model.joblib`` and ``modelling.joblib``.
+
+    With `track`, trials go to the MLflow experiment ``<cfg.mlflow.experiment>-telco``.
+    """
+    from level2_churn.telco import run_telco
+
+    with _tracking(cfg, artifacts_dir, track, experiment_suffix="-telco") as tracker:
+        res = run_telco(csv, cfg, tracker=tracker)
+    return _save_training(res, run_dir, tracker)
+
+
+@contextlib.contextmanager
+def _tracking(
+    cfg: ChurnConfig, artifacts_dir: Path, track: bool, *, experiment_suffix: str = ""
+) -> Iterator[MlflowTracker | None]:
+    """The MLflow tracker of ``cfg.mlflow``, active for the block (``None`` when not tracking)."""
+    if not track:
+        yield None
+        return
+    uri, artifact_location = cfg.mlflow.resolve(artifacts_dir)
+    tracker = MlflowTracker(uri, cfg.mlflow.experiment + experiment_suffix, artifact_location)
+    with tracker.active():
+        yield tracker
+
+
+def _save_training(res: ModellingResult, run_dir: Path, tracker: MlflowTracker | None) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_with(run_dir / "model.joblib", lambda p: joblib.dump(res.model, p))
     atomic_write_with(run_dir / "modelling.joblib", lambda p: joblib.dump(res, p))
-    return {"run_dir": str(run_dir), "pr_auc": res.test_metrics["pr_auc"], "tracking_uri": uri}
+    return {
+        "run_dir": str(run_dir),
+        "pr_auc": res.test_metrics["pr_auc"],
+        "tracking_uri": tracker.tracking_uri if tracker is not None else None,
+    }
 
 
 def load_result(run_dir: Path) -> ModellingResult:
@@ -182,38 +220,60 @@ def load_result(run_dir: Path) -> ModellingResult:
     return joblib.load(path)
 
 
-def evaluate_run(
-    cfg: ChurnConfig, run_dir: Path, *, clean_dir: Path | None = None, dataset: str = "simulator"
-) -> dict[str, Any]:
-    """Write ``metrics.json`` and ``report.html`` (with every curve) for a trained run."""
-    from level2_churn.report import build_report
+def evaluate_run(cfg: ChurnConfig, run_dir: Path) -> dict[str, Any]:
+    """Write ``metrics.json`` for a trained run: test window at the top level, folds under ``cv``."""
     from level2_churn.train import summary_metrics
 
     res = load_result(run_dir)
-    econ = Economics(cfg.campaign.contact_cost, cfg.campaign.save_rate, cfg.campaign.clv)
     metrics = summary_metrics(res)
-    registry = _read_json(run_dir / "registry.json")
+    source = res.model.metadata.get("data_file")
     write_metrics(
         run_dir / "metrics.json",
         level=2,
-        dataset=dataset,
+        dataset=_dataset(res),
         headline_metric="pr_auc",
         headline_value=metrics["pr_auc"],
         profile=cfg.profile,
         seed=cfg.seed,
+        **({"source": source} if source else {}),
         **metrics,
     )
-    data_sections = _data_sections(clean_dir) if clean_dir is not None else []
+    return {
+        "metrics": str(run_dir / "metrics.json"),
+        "baseline_pr_auc": metrics["baseline_test"]["pr_auc"],
+        **_headline(metrics),
+    }
+
+
+def report_run(cfg: ChurnConfig, run_dir: Path, *, clean_dir: Path | None = None) -> dict[str, Any]:
+    """Write ``report.html`` (and ``figures/``) for a trained run: every curve, choice and table.
+
+    Args:
+        cfg: Config (campaign economics for the profit curves).
+        run_dir: The trained run.
+        clean_dir: Clean simulator data, for the data-quality section (Telco runs have none).
+    """
+    from level2_churn.report import build_report
+
+    res = load_result(run_dir)
+    dataset = _dataset(res)
+    data_file = res.model.metadata.get("data_file")
+    telco = dataset == "telco"
     report = build_report(
         res,
         run_dir=run_dir,
-        econ=econ,
-        title="Level 2 — customer churn",
-        subtitle=f"{dataset}, profile {cfg.profile}, seed {cfg.seed}",
-        data_sections=data_sections,
-        registry=registry,
+        econ=Economics(cfg.campaign.contact_cost, cfg.campaign.save_rate, cfg.campaign.clv),
+        title="Level 2 — Telco churn" if telco else "Level 2 — customer churn",
+        subtitle=f"{dataset}{f' ({data_file})' if data_file else ''}, profile {cfg.profile}, seed {cfg.seed}",
+        data_sections=_data_sections(clean_dir) if clean_dir is not None and not telco else [],
+        registry=_read_json(run_dir / "registry.json"),
     )
-    return {"metrics": str(run_dir / "metrics.json"), "report": str(report), **_headline(metrics)}
+    return {"report": str(report)}
+
+
+def _dataset(res: ModellingResult) -> str:
+    """Where a run's data came from: ``simulator`` or ``telco`` (recorded in the model)."""
+    return str(res.model.metadata.get("source", "simulator"))
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
@@ -238,7 +298,8 @@ def _data_sections(clean_dir: Path) -> list[tuple[str, str, list[Any]]]:
     if not path.is_file():
         return []
     report = json.loads(path.read_text(encoding="utf-8"))
-    sources = pd.DataFrame(report["sources"]).T
+    # Plain columns, no index: the reader sees source and rule names, not pandas row numbers.
+    sources = pd.DataFrame(report["sources"]).T.rename_axis("source").reset_index()
     rules = pd.DataFrame(report.get("rules", []))
     return [
         (
@@ -254,7 +315,6 @@ def register_model(cfg: ChurnConfig, run_dir: Path, *, artifacts_dir: Path) -> d
     """Register the run's model in the MLflow registry and point the configured alias at it."""
     from level2_churn.tracking import register_churn_model
     from level2_churn.train import summary_metrics
-    from shared.tracking import MlflowTracker
 
     res = load_result(run_dir)
     uri, artifact_location = cfg.mlflow.resolve(artifacts_dir)
@@ -276,7 +336,7 @@ def register_model(cfg: ChurnConfig, run_dir: Path, *, artifacts_dir: Path) -> d
     return info
 
 
-def score_customers(
+def predict_customers(
     cfg: ChurnConfig, clean_dir: Path, model_path: Path, out_csv: Path, *, snapshot: str = "latest"
 ) -> dict[str, Any]:
     """Rank the customers active at a snapshot date by churn probability; write the retention list CSV.
@@ -406,8 +466,13 @@ def train_task(cfg_json: str, snapshots: str, run_dir: str, artifacts: str, trut
 
 
 @task(name="evaluate")
-def evaluate_task(cfg_json: str, run_dir: str, clean_dir: str) -> dict[str, Any]:
-    return evaluate_run(ChurnConfig.model_validate_json(cfg_json), Path(run_dir), clean_dir=Path(clean_dir))
+def evaluate_task(cfg_json: str, run_dir: str) -> dict[str, Any]:
+    return evaluate_run(ChurnConfig.model_validate_json(cfg_json), Path(run_dir))
+
+
+@task(name="report")
+def report_task(cfg_json: str, run_dir: str, clean_dir: str) -> dict[str, Any]:
+    return report_run(ChurnConfig.model_validate_json(cfg_json), Path(run_dir), clean_dir=Path(clean_dir))
 
 
 @task(name="register", **IO)
@@ -417,9 +482,11 @@ def register_task(cfg_json: str, run_dir: str, artifacts: str) -> dict[str, Any]
     )
 
 
-@task(name="score", **IO)
-def score_task(cfg_json: str, clean_dir: str, model: str, out: str) -> dict[str, Any]:
-    return score_customers(ChurnConfig.model_validate_json(cfg_json), Path(clean_dir), Path(model), Path(out))
+@task(name="predict", **IO)
+def predict_task(cfg_json: str, clean_dir: str, model: str, out: str) -> dict[str, Any]:
+    return predict_customers(
+        ChurnConfig.model_validate_json(cfg_json), Path(clean_dir), Path(model), Path(out)
+    )
 
 
 def _cached(task_fn: Any, check: Any, **kwargs: Any) -> str:
@@ -455,16 +522,16 @@ def churn_flow(
     root: str | None = None,
     config_path: str | None = None,
     overrides: dict[str, Any] | None = None,
-    run_name: str | None = None,
+    run_dir: str | None = None,
 ) -> dict[str, Any]:
-    """Generate → ingest → validate → features → train → evaluate → register → score.
+    """Generate → ingest → validate → features → train → evaluate → register → report → predict.
 
     Args:
         profile: ``quick`` or ``full``.
         root: Level root holding ``data/`` and ``artifacts/`` (default: the package folder).
         config_path: Optional YAML/TOML config file.
         overrides: Explicit config values (highest precedence).
-        run_name: Name of the run folder under ``artifacts/`` (default: a timestamp).
+        run_dir: The run folder to write (default: a new ``artifacts/<timestamp>``).
 
     Returns:
         Paths and headline numbers of the run.
@@ -490,16 +557,19 @@ def churn_flow(
         out=str(lay.snapshots),
         cfg_json=cfg_json,
     )
-    run_dir = lay.paths.run_dir(run_name)
-    trained = train_task(cfg_json, snaps, str(run_dir), str(lay.artifacts), str(Path(raw) / "_truth"))
-    evaluated = evaluate_task(cfg_json, str(run_dir), clean)
-    registry = register_task(cfg_json, str(run_dir), str(lay.artifacts))
-    scored = score_task(cfg_json, clean, str(run_dir / "model.joblib"), str(run_dir / "retention_list.csv"))
+    run = Path(run_dir) if run_dir else lay.paths.run_dir()
+    trained = train_task(cfg_json, snaps, str(run), str(lay.artifacts), str(Path(raw) / "_truth"))
+    evaluated = evaluate_task(cfg_json, str(run))
+    registry = register_task(cfg_json, str(run), str(lay.artifacts))
+    # After register, so the report names the registered version.
+    reported = report_task(cfg_json, str(run), clean)
+    predicted = predict_task(cfg_json, clean, str(run / "model.joblib"), str(run / "retention_list.csv"))
     return {
         **evaluated,
+        **reported,
         "run_dir": trained["run_dir"],
         "registry": registry,
-        "score": scored,
+        "predict": predicted,
         "quality": quality,
     }
 

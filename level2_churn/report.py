@@ -68,7 +68,8 @@ def build_report(
         econ: Campaign economics (for the profit curves).
         title: Report title.
         subtitle: One line under the title (data set, profile).
-        data_sections: Extra leading sections: ``(title, intro, [DataFrame | str, ...])``.
+        data_sections: Extra leading sections: ``(title, intro, [DataFrame | str, ...])``; tables are
+            shown without their index (give meaningful row labels as a column).
         registry: What was registered in MLflow (name, version, alias).
     """
     fig_dir = run_dir / "figures"
@@ -93,7 +94,7 @@ def build_report(
         sec = rep.section(sec_title, intro)
         for block in blocks:
             if isinstance(block, pd.DataFrame):
-                sec.table(block)
+                sec.table(block, index=False)
             else:
                 sec.text(str(block))
 

@@ -175,7 +175,9 @@ def run_telco(
         test_size=cfg.telco_test_size,
         seed=cfg.seed,
     )
-    return run_modelling(data, plan, cfg, tracker=tracker, show_progress=show_progress, source="telco")
+    res = run_modelling(data, plan, cfg, tracker=tracker, show_progress=show_progress, source="telco")
+    res.model.metadata["data_file"] = Path(path).name  # named in metrics.json and the report
+    return res
 
 
 def save_model(model: ChurnModel, path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,11 +13,6 @@ from level2_churn.train import ModelData, run_modelling
 from shared.config import load_config
 from shared.runtime import mlflow_sqlite_uri
 from shared.tracking import MlflowTracker
-
-# Prefect's ephemeral server logs its shutdown after pytest has closed the captured streams.
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-# On a busy 2-core machine the ephemeral API server can take longer than Prefect's default 20 s to start.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 TINY = {
     "search": {"n_trials": 6, "n_startup_trials": 3, "n_estimators_max": 150, "n_jobs": 1},

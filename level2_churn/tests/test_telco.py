@@ -1,4 +1,4 @@
-"""The Telco layout: cleaning quirks, the telco / telco-predict commands, and every bad input."""
+"""The Telco layout: cleaning quirks, run/train/predict --telco-csv (and the old names), every bad input."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def telco_run(telco_csv: Path, tmp_path_factory) -> Path:
     out = base / "out"
     uri = f"sqlite:///{base / 'mlflow.db'}"
     result = runner.invoke(
-        app, ["telco", "--csv", str(telco_csv), "--out", str(out), "--config", str(cfg), "--mlflow-uri", uri]
+        app,
+        ["run", "--telco-csv", str(telco_csv), "--out", str(out), "--config", str(cfg), "--mlflow-uri", uri],
     )
     assert result.exit_code == 0, result.output
     return out
@@ -54,6 +55,7 @@ def test_clean_handles_blank_total_charges_and_yes_no() -> None:
 def test_telco_trains_saves_and_reports(telco_run: Path) -> None:
     metrics = json.loads((telco_run / "metrics.json").read_text())
     assert metrics["level"] == 2 and metrics["dataset"] == "telco" and metrics["headline_metric"] == "pr_auc"
+    assert metrics["source"] == "telco.csv"  # the file's name, not a path of this machine
     assert metrics["roc_auc"] > 0.68  # the generated file has a real churn mechanism
     assert metrics["pr_auc"] > 1.5 * metrics["test"]["base_rate"]
     assert metrics["campaign_profit"] > metrics["profit_random_k"]
@@ -65,7 +67,7 @@ def test_telco_trains_saves_and_reports(telco_run: Path) -> None:
     assert model.metadata["source"] == "telco"
 
 
-def test_telco_predict_writes_probabilities(telco_run: Path, tmp_path: Path) -> None:
+def test_predict_telco_csv_writes_probabilities(telco_run: Path, tmp_path: Path) -> None:
     new = synthetic_telco(400, seed=11, churn=False)
     assert "Churn" not in new.columns
     new.loc[0, "TotalCharges"] = " "
@@ -74,8 +76,7 @@ def test_telco_predict_writes_probabilities(telco_run: Path, tmp_path: Path) -> 
     new.to_csv(csv, index=False)
     out = tmp_path / "preds.csv"
     result = runner.invoke(
-        app,
-        ["telco-predict", "--model", str(telco_run / "model.joblib"), "--csv", str(csv), "--out", str(out)],
+        app, ["predict", "--run", str(telco_run), "--telco-csv", str(csv), "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     preds = pd.read_csv(out)
@@ -122,7 +123,7 @@ def test_telco_bad_input_one_line_exit_2(
     elif content is not None:
         csv.write_text(content)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["telco", "--csv", str(csv), "--out", str(out), "--no-mlflow"])
+    result = runner.invoke(app, ["train", "--telco-csv", str(csv), "--out", str(out), "--no-mlflow"])
     assert result.exit_code == 2, result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -144,7 +145,7 @@ def test_telco_predict_bad_inputs(telco_run: Path, tmp_path: Path) -> None:
     pd.DataFrame({"customerID": ["a"], "tenure": [1]}).to_csv(wrong, index=False)
     cases.append(([str(telco_run / "model.joblib"), str(wrong)], "missing columns"))
     for (model, data), message in cases:
-        result = runner.invoke(app, ["telco-predict", "--model", model, "--csv", data, "--out", str(out)])
+        result = runner.invoke(app, ["predict", "--model", model, "--telco-csv", data, "--out", str(out)])
         assert result.exit_code == 2, (message, result.output)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and message in lines[0], result.stderr
@@ -156,3 +157,44 @@ def test_read_telco_accepts_the_exact_layout(telco_csv: Path) -> None:
     assert list(df.columns) == COLUMNS
     assert (df["TotalCharges"].str.strip() == "").sum() == (df["tenure"] == "0").sum()
     assert np.isclose((df["Churn"] == "Yes").mean(), 0.26, atol=0.06)  # about the real file's churn rate
+
+
+def test_train_telco_csv_then_evaluate_and_report_the_run(telco_csv: Path, tmp_path: Path) -> None:
+    """The stage verbs work on a Telco run as on a simulator run: train, then evaluate and report it."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_YAML | {"imbalance": {"methods": ["none"]}}))
+    out = tmp_path / "run"
+    trained = runner.invoke(
+        app, ["train", "--telco-csv", str(telco_csv), "--out", str(out), "--config", str(cfg), "--no-mlflow"]
+    )
+    assert trained.exit_code == 0, trained.output
+    assert (out / "model.joblib").is_file() and not (out / "metrics.json").exists()
+    for verb, written in (("evaluate", "metrics.json"), ("report", "report.html")):
+        result = runner.invoke(app, [verb, "--run", str(out), "--config", str(cfg)])
+        assert result.exit_code == 0, result.output
+        assert str(out / written) in result.output
+    assert json.loads((out / "metrics.json").read_text())["dataset"] == "telco"
+    html = (out / "report.html").read_text()
+    assert "Level 2 — Telco churn" in html and "Data quality" not in html
+
+
+def test_old_telco_command_names_still_work(telco_run: Path, telco_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "preds.csv"
+    result = runner.invoke(
+        app,
+        [
+            "telco-predict",
+            "--model",
+            str(telco_run / "model.joblib"),
+            "--csv",
+            str(telco_csv),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == len(pd.read_csv(telco_csv))
+    bad = runner.invoke(app, ["telco", "--csv", str(tmp_path / "none.csv"), "--no-mlflow"])
+    assert bad.exit_code == 2 and "Telco CSV not found" in bad.stderr
+    hidden = {c.name for c in app.registered_commands if c.hidden}
+    assert {"telco", "telco-predict"} <= hidden  # run/train/predict --telco-csv are the verbs
