@@ -73,6 +73,67 @@ def _bar(ax: Any, values: pd.Series, title: str, color: str) -> None:
     ax.margins(x=0.18)
 
 
+def _label_points(ax: Any, names: list[str], xs: np.ndarray, ys: np.ndarray, marker_pt: float = 4.5) -> None:
+    """Name each point of a scatter plot so that no label covers another label or a point.
+
+    Greedy placement, densest first: each label tries beside its point (right, left, above,
+    below), then further up or down with a thin leader line back to the point, and takes the
+    first place that is inside the axes and clear of every point and every label placed so
+    far. Models with near-equal coverage and novelty (ALS, EASE and the two-stage ranker
+    usually are) stay readable.
+    """
+    fig = ax.figure
+    fig.canvas.draw()  # text sizes are only known once there is a renderer
+    renderer = fig.canvas.get_renderer()
+    px_per_pt = fig.dpi / 72.0
+    points = ax.transData.transform(np.column_stack([xs, ys]).astype(float))
+    r = marker_pt * px_per_pt
+    gap = 3.0 * px_per_pt
+    obstacles = [(x - r, y - r, x + r, y + r) for x, y in points]
+    frame = ax.get_window_extent(renderer)
+
+    def clear(box: tuple[float, float, float, float]) -> bool:
+        inside = box[0] >= frame.x0 and box[2] <= frame.x1 and box[1] >= frame.y0 and box[3] <= frame.y1
+        return inside and all(
+            box[2] <= o[0] or o[2] <= box[0] or box[3] <= o[1] or o[3] <= box[1] for o in obstacles
+        )
+
+    # the point with the most close neighbours picks first, while every side is still free
+    crowd = [int(np.sum(np.hypot(*(points - pt).T) < 60 * px_per_pt)) for pt in points]
+    for i in sorted(range(len(names)), key=lambda j: (-crowd[j], j)):
+        probe = ax.text(0, 0, names[i], fontsize=9)
+        box = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = box.width, box.height
+        x, y = points[i]
+        side = r + gap
+        candidates = [(side + w / 2, 0.0), (-side - w / 2, 0.0), (0.0, side + h / 2), (0.0, -side - h / 2)]
+        for step in range(1, 8):
+            for sign in (1, -1):
+                dy = sign * step * (h + gap)
+                candidates += [(side + w / 2, dy), (-side - w / 2, dy)]
+        cx, cy = candidates[0]
+        for dx, dy in candidates:
+            cand = (x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2)
+            if clear(cand):
+                cx, cy = dx, dy
+                break
+        obstacles.append((x + cx - w / 2, y + cy - h / 2, x + cx + w / 2, y + cy + h / 2))
+        leader = cx != 0.0 and cy != 0.0  # moved off its row: draw a line back to the point
+        ax.annotate(
+            names[i],
+            (xs[i], ys[i]),
+            textcoords="offset points",
+            xytext=(cx / px_per_pt, cy / px_per_pt),
+            ha="center",
+            va="center",
+            fontsize=9,
+            arrowprops={"arrowstyle": "-", "color": "0.45", "lw": 0.7, "shrinkA": 2, "shrinkB": marker_pt}
+            if leader
+            else None,
+        )
+
+
 def figures(table: pd.DataFrame, k: int = 10) -> dict[str, Any]:
     """The report's matplotlib figures, by caption (only those the table has data for)."""
     import matplotlib.pyplot as plt
@@ -94,12 +155,15 @@ def figures(table: pd.DataFrame, k: int = 10) -> dict[str, Any]:
     if coverage is not None and nov is not None:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         ax.scatter(coverage, nov, s=80, color=PALETTE[2])
-        for name in table.index:
-            ax.annotate(str(name), (coverage[name], nov[name]), textcoords="offset points", xytext=(6, 4))
         ax.set_xlabel("catalogue coverage (share of items recommended to someone)")
         ax.set_ylabel("novelty (mean self-information, bits)")
         ax.set_title("Coverage vs novelty")
+        # room for labels beside the outermost points; coverage is a share, so the axis starts near 0
+        span = float(coverage.max() - coverage.min()) or 0.1
+        ax.set_xlim(max(float(coverage.min()) - 0.08 * span, -0.02), float(coverage.max()) + 0.3 * span)
+        ax.margins(y=0.15)
         fig.tight_layout()
+        _label_points(ax, [str(n) for n in table.index], coverage.to_numpy(), nov.to_numpy())
         out["Coverage against novelty: up and to the right means less popularity-driven lists."] = fig
     cold = _num(table, f"cold_ndcg@{k}")
     if cold is not None:
