@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -11,9 +10,6 @@ import pandas as pd
 import pytest
 
 from level3_recsys.tracking import Tracking
-
-# Prefect's temporary API server (started by flow tests) needs more than 20 s on a busy machine.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def long_recs(n_users: int, k: int, *, offset: int = 0, seed: int = 0) -> pd.DataFrame:

@@ -139,7 +139,6 @@ def test_dvc_repro_push_and_metrics_diff(tmp_path: Path) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(PATHS.root.parent)
-    env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"] = "180"
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     subprocess.run(["git", "config", "user.email", "t@example.com"], cwd=work, check=True)
     subprocess.run(["git", "config", "user.name", "test"], cwd=work, check=True)
