@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from level3_recsys.serving import cli as serving_cli
+from level3_recsys.serving.cli import app as serving_app
 from shared.cli import (
     ConfigOpt,
     OutOpt,
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
     from level3_recsys.config import RecsysConfig
 
 app = new_app("level3_recsys", "Level 3: media recommendations — simulate, train, evaluate, register, batch.")
-# `python -m level3_recsys serve ...`: the serving engineer's Typer app, mounted as it is.
-app.add_typer(getattr(serving_cli, "app", None) or serving_cli.serving_app, name="serve")
+# `python -m level3_recsys serve all|api|model|reference`: the serving app (serving/cli.py) as it is.
+app.add_typer(serving_app, name="serve")
 
 COMPARISON_FILE = "comparison.csv"
 
