@@ -10,7 +10,8 @@ import pytest
 
 from level1_eda.config import L1Config
 from level1_eda.data import penguins_csv
-from level1_eda.pipeline import RunResult, run
+from level1_eda.pipeline import run
+from level1_eda.results import RunResult
 
 
 def small_cfg(**overrides: object) -> L1Config:

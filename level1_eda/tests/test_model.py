@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from level1_eda.pipeline import RunResult, run
+from level1_eda.pipeline import run
 from level1_eda.predict import load_model, predict_csv
+from level1_eda.results import RunResult
 from level1_eda.schema import infer_schema
 from level1_eda.train import split_data, train
 from shared.errors import DataError, InputFileError
