@@ -145,4 +145,4 @@ def predict(
     say("predictions", f"{summary['out']} ({summary['rows']:,} rows)")
     for metric in ("accuracy", "r2"):
         if metric in summary:
-            say(f"{metric} (rows with a target)", summary[metric])
+            say(f"{metric}, labelled rows", summary[metric])  # rows of the file that have the target
