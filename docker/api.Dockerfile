@@ -30,13 +30,13 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     OPENBLAS_NUM_THREADS=1 \
-    L3_SERVING_MODEL_SERVICE_URL=http://model:3000
+    L3__SERVING__MODEL_SERVICE_URL=http://model:3000
 WORKDIR /app
 USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-# Settings come from L3_SERVING_* variables (level3_recsys/serving/settings.py); one worker
+# Settings come from L3__SERVING__* variables (level3_recsys/serving/settings.py); one worker
 # per container: scale with replicas, so the breaker and metrics stay per process.
 CMD ["uvicorn", "--factory", "level3_recsys.serving.api:create_app", \
      "--host", "0.0.0.0", "--port", "8000", "--no-access-log", "--timeout-graceful-shutdown", "10"]

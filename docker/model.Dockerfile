@@ -37,12 +37,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     OPENBLAS_NUM_THREADS=1 \
     BENTOML_HOME=/home/bentoml \
     BENTOML_DO_NOT_TRACK=true \
-    L3_MODEL_MODEL_URI=models:/level3_recsys@champion
+    L3__MODEL_SERVICE__MODEL_URI=models:/level3_recsys@champion
 WORKDIR /app
 USER 10001
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=2)"]
-# L3_MODEL_TRACKING_URI must name the MLflow registry (a mounted SQLite file or a server).
+# L3__MODEL_SERVICE__TRACKING_URI must name the MLflow registry (a mounted SQLite file or a server).
 CMD ["bentoml", "serve", "level3_recsys.serving.model_service:RecommenderService", \
      "--host", "0.0.0.0", "--port", "3000"]

@@ -5,7 +5,7 @@ API key, no validation beyond the path, no metrics, no store reads per request (
 loaded into memory at startup and serialised once). Whatever the real API does on top of this
 costs throughput; the load test reports ours / this. Run it with::
 
-    L3_CEILING_STORE_URL=sqlite:///.../recs.db uvicorn --factory \
+    L3__LOAD__CEILING_STORE_URL=sqlite:///.../recs.db uvicorn --factory \
         level3_recsys.loadtest.ceiling:create_ceiling_app --port 8090
 """
 
@@ -16,9 +16,10 @@ import os
 
 from fastapi import FastAPI, Response
 
+from level3_recsys.serving.settings import LOAD_ENV_PREFIX
 from level3_recsys.store import open_store
 
-STORE_ENV = "L3_CEILING_STORE_URL"
+STORE_ENV = f"{LOAD_ENV_PREFIX}CEILING_STORE_URL"
 
 
 def precompute(store_url: str) -> tuple[dict[str, bytes], bytes]:
@@ -57,7 +58,7 @@ def precompute(store_url: str) -> tuple[dict[str, bytes], bytes]:
 
 
 def create_ceiling_app(store_url: str | None = None) -> FastAPI:
-    """The ceiling app (store from `store_url` or the ``L3_CEILING_STORE_URL`` variable)."""
+    """The ceiling app (store from `store_url` or the ``L3__LOAD__CEILING_STORE_URL`` variable)."""
     answers, default = precompute(store_url or os.environ[STORE_ENV])
     app = FastAPI(title="ceiling: precomputed recommendations")
 

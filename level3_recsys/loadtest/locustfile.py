@@ -12,13 +12,15 @@ not say), so
 one run gives the latency of cached, on-demand and fallback answers separately. Non-2xx
 answers and answers without items count as failures.
 
-Configured by environment variables (the load-test runner sets them)::
+Configured by environment variables (the load-test runner sets them), ``L3__LOAD__<NAME>``::
 
-    L3_LOAD_USERS_FILE   JSON list of known user ids        L3_LOAD_API_KEY      X-API-Key value
-    L3_LOAD_ZIPF_S       Zipf exponent (1.1)                 L3_LOAD_COLD_SHARE   share of cold users (0.1)
-    L3_LOAD_FEEDBACK     share of answers with feedback (0.2)  L3_LOAD_CTR          click probability (0.1)
-    L3_LOAD_K            list length (10)                    L3_LOAD_SEED         seed (0)
-    L3_LOAD_RATE_PER_CLIENT  requests/s of each client, Poisson arrivals (0: back to back)
+    USERS_FILE        JSON list of known user ids            API_KEY      X-API-Key value
+    ZIPF_S            Zipf exponent (1.1)                    COLD_SHARE   share of cold users (0.1)
+    FEEDBACK          share of answers with feedback (0.2)   CTR          click probability (0.1)
+    K                 list length (10)                       SEED         seed (0)
+    RATE_PER_CLIENT   requests/s of each client, Poisson arrivals (0: back to back)
+
+for example ``L3__LOAD__USERS_FILE=users.json L3__LOAD__API_KEY=secret``.
 
 Run by hand: ``locust -f level3_recsys/loadtest/locustfile.py --host http://127.0.0.1:8080``.
 """

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from itertools import accumulate
 from pathlib import Path
 
+from level3_recsys.serving.settings import LOAD_ENV_PREFIX
+
 DEVICES = ("mobile", "desktop", "tv", "tablet")
 DEVICE_WEIGHTS = (0.55, 0.3, 0.1, 0.05)
 
@@ -34,9 +36,13 @@ class TrafficConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TrafficConfig:
-        """Read the ``L3_LOAD_*`` variables."""
+        """Read the ``L3__LOAD__*`` variables (see `locustfile`)."""
         env = os.environ if env is None else env
-        path = env.get("L3_LOAD_USERS_FILE")
+
+        def get(name: str, default: object) -> str:
+            return env.get(f"{LOAD_ENV_PREFIX}{name}", str(default))
+
+        path = env.get(f"{LOAD_ENV_PREFIX}USERS_FILE")
         users = (
             tuple(str(u) for u in json.loads(Path(path).read_text()))
             if path
@@ -44,14 +50,14 @@ class TrafficConfig:
         )
         return cls(
             user_ids=users,
-            zipf_s=float(env.get("L3_LOAD_ZIPF_S", 1.1)),
-            cold_share=float(env.get("L3_LOAD_COLD_SHARE", 0.1)),
-            feedback_share=float(env.get("L3_LOAD_FEEDBACK", 0.2)),
-            ctr=float(env.get("L3_LOAD_CTR", 0.1)),
-            k=int(env.get("L3_LOAD_K", 10)),
-            api_key=env.get("L3_LOAD_API_KEY", ""),
-            seed=int(env.get("L3_LOAD_SEED", 0)),
-            rate_per_client=float(env.get("L3_LOAD_RATE_PER_CLIENT", 0.0)),
+            zipf_s=float(get("ZIPF_S", 1.1)),
+            cold_share=float(get("COLD_SHARE", 0.1)),
+            feedback_share=float(get("FEEDBACK", 0.2)),
+            ctr=float(get("CTR", 0.1)),
+            k=int(get("K", 10)),
+            api_key=get("API_KEY", ""),
+            seed=int(get("SEED", 0)),
+            rate_per_client=float(get("RATE_PER_CLIENT", 0.0)),
         )
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from level3_recsys.serving.settings import MODEL_ENV_PREFIX, SERVING_ENV_PREFIX, without_process_settings
 from shared.atomic import atomic_write_json
 from shared.errors import InputFileError
 
@@ -51,22 +52,22 @@ class ServingWorkspace:
     n_items: int
 
     def model_env(self, alias: str = "champion") -> dict[str, str]:
-        """``L3_MODEL_*`` variables that point a model service at this registry."""
+        """``L3__MODEL_SERVICE__*`` variables that point a model service at this registry."""
         return {
-            "L3_MODEL_TRACKING_URI": self.tracking_uri,
-            "L3_MODEL_ARTIFACT_LOCATION": self.artifact_location,
-            "L3_MODEL_MODEL_URI": f"models:/{self.registered_model}@{alias}",
+            f"{MODEL_ENV_PREFIX}TRACKING_URI": self.tracking_uri,
+            f"{MODEL_ENV_PREFIX}ARTIFACT_LOCATION": self.artifact_location,
+            f"{MODEL_ENV_PREFIX}MODEL_URI": f"models:/{self.registered_model}@{alias}",
         }
 
     def api_env(self, *, api_key: str, model_url: str, with_batch: bool = True) -> dict[str, str]:
-        """``L3_SERVING_*`` variables for an API serving this workspace."""
+        """``L3__SERVING__*`` variables for an API serving this workspace."""
         env = {
-            "L3_SERVING_API_KEY": api_key,
-            "L3_SERVING_MODEL_SERVICE_URL": model_url,
-            "L3_SERVING_REFERENCE_PATH": self.reference_path,
+            f"{SERVING_ENV_PREFIX}API_KEY": api_key,
+            f"{SERVING_ENV_PREFIX}MODEL_SERVICE_URL": model_url,
+            f"{SERVING_ENV_PREFIX}REFERENCE_PATH": self.reference_path,
         }
         if with_batch:
-            env["L3_SERVING_STORE_URL"] = self.store_url
+            env[f"{SERVING_ENV_PREFIX}STORE_URL"] = self.store_url
         return env
 
 
@@ -76,7 +77,12 @@ def workspace_config(root: Path, *, profile: str = "quick", overrides: dict[str,
     from shared.config import load_config
 
     base = {"data_dir": str(root / "data"), "artifacts_dir": str(root / "artifacts"), "show_progress": False}
-    return load_config(RecsysConfig, profile=profile, overrides={**base, **(overrides or {})})
+    return load_config(
+        RecsysConfig,
+        profile=profile,
+        overrides={**base, **(overrides or {})},
+        environ=without_process_settings(),  # L3__SERVING__ & co. are no sections of RecsysConfig
+    )
 
 
 def prepare_workspace(

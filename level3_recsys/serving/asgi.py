@@ -160,7 +160,8 @@ class RecommendationFastPath:
         if parsed is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = self._recommend_route()  # the metrics middleware labels by route template
+        # the metrics middleware labels by route template; found once, then an attribute read
+        scope["route"] = self._route if self._route is not None else self._recommend_route()
         body = await self.answer(*parsed)
         await send(
             {

@@ -5,7 +5,7 @@ Same routes and JSON as `model_service.RecommenderService` (``POST /recommend``,
 integration tests can start, kill and freeze (SIGSTOP) a real model process in a second, and
 the load test can run without BentoML's supervisor. Run it with::
 
-    L3_MODEL_TRACKING_URI=sqlite:///.../mlflow.db uvicorn --factory \
+    L3__MODEL_SERVICE__TRACKING_URI=sqlite:///.../mlflow.db uvicorn --factory \
         level3_recsys.serving.model_app:create_model_app --host 127.0.0.1 --port 3001
 """
 
@@ -40,5 +40,5 @@ def build_model_app(runner: ModelRunner) -> FastAPI:
 
 
 def create_model_app() -> FastAPI:
-    """Factory for ``uvicorn --factory``: loads the model named by ``L3_MODEL_*`` variables."""
+    """Factory for ``uvicorn --factory``: loads the model named by ``L3__MODEL_SERVICE__*`` variables."""
     return build_model_app(load_runner(ModelServiceSettings()))

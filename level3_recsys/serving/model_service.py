@@ -1,13 +1,14 @@
 """The registry's champion as a BentoML service: typed top-K for a user with context.
 
 One ``@bentoml.service`` class loads ``models:/<name>@<alias>`` from the MLflow registry in
-``__init__`` (settings from ``L3_MODEL_*`` variables) and exposes ``POST /recommend``; every
-piece of model logic lives in `scoring` (shared with the plain FastAPI twin `model_app`).
+``__init__`` (settings from ``L3__MODEL_SERVICE__*`` variables) and exposes ``POST
+/recommend``; every piece of model logic lives in `scoring` (shared with the plain FastAPI
+twin `model_app`).
 BentoML adds ``/readyz``, ``/livez`` and ``/healthz``.
 
 Serve it from the repository root::
 
-    L3_MODEL_TRACKING_URI=sqlite:///$PWD/level3_recsys/artifacts/mlflow/mlflow.db \
+    L3__MODEL_SERVICE__TRACKING_URI=sqlite:///$PWD/level3_recsys/artifacts/mlflow/mlflow.db \
         bentoml serve level3_recsys.serving.model_service:RecommenderService --port 3000
 
 and package it with ``bentoml build -f level3_recsys/serving/bentofile.yaml .``.
@@ -32,7 +33,7 @@ SERVICE_NAME = "level3_recommender"
     workers=1,
 )
 class RecommenderService:
-    """Top-K recommendations from the registered model named by ``L3_MODEL_MODEL_URI``."""
+    """Top-K recommendations from the registered model named by ``L3__MODEL_SERVICE__MODEL_URI``."""
 
     def __init__(self) -> None:
         self.runner = load_runner(ModelServiceSettings())

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from level3_recsys.serving.settings import ModelServiceSettings
+from level3_recsys.serving.settings import MODEL_ENV_PREFIX, ModelServiceSettings
 from shared.errors import ConfigError
 from shared.runtime import sqlite_artifact_root
 
@@ -164,7 +164,9 @@ def load_runner(settings: ModelServiceSettings) -> ModelRunner:
     from level3_recsys.tracking import Tracking, load_recommender
 
     if not settings.tracking_uri:
-        raise ConfigError("the model service needs L3_MODEL_TRACKING_URI (the MLflow tracking/registry URI)")
+        raise ConfigError(
+            f"the model service needs {MODEL_ENV_PREFIX}TRACKING_URI (the MLflow tracking/registry URI)"
+        )
     name, alias = parse_model_uri(settings.model_uri)
     tracking = Tracking(
         tracking_uri=settings.tracking_uri,

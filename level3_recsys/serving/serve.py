@@ -1,12 +1,14 @@
-"""`make serve-level3`: the model service(s) and the recommendation API on 127.0.0.1.
+"""`make serve-level3` (``python -m level3_recsys serve all``): the model service(s) and the API.
 
 `main` needs a trained registry (``python -m level3_recsys run --profile quick`` first). It
 
 1. loads the registry's champion once to write the serving reference (popularity fallback and
    training distributions for drift) under ``artifacts/serving/reference.json``;
 2. starts the champion's model service (BentoML by default) and, when the registry has a
-   ``challenger`` alias, the challenger's, each in its own process group;
+   ``challenger`` alias, the challenger's, each in a session of its own;
 3. runs the API in this process with uvicorn until Ctrl-C, then stops the model services.
+
+`run_api` and `run_model_service` start one of the two alone (``serve api``, ``serve model``).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 
 import pandas as pd
 
-from level3_recsys.serving.processes import start_model_service, stop, wait_ready
+from level3_recsys.serving.processes import start_model_service
 from level3_recsys.serving.reference import ServingReference, build_reference
-from level3_recsys.serving.settings import ServingSettings
-from shared.errors import InputFileError
+from level3_recsys.serving.settings import SERVING_ENV_PREFIX, ServingSettings
+from shared.errors import ConfigError, InputFileError
+from shared.process import stop_process_tree, wait_http_ready
 
 DEFAULT_API_PORT = 8080
 DEFAULT_MODEL_PORT = 3000
@@ -79,6 +82,22 @@ def _has_alias(tracking: Any, alias: str) -> bool:
     return True
 
 
+def _require_alias(tracking: Any, alias: str) -> None:
+    if not _has_alias(tracking, alias):
+        raise InputFileError(
+            f"no {alias} in the registry at {tracking.tracking_uri}; "
+            "run `python -m level3_recsys run --profile quick` first"
+        )
+
+
+def _batch_store_url(cfg: Any) -> str | None:
+    """The level's batch store, None while a SQLite store has not been written yet."""
+    store_url: str = cfg.store_url()
+    if store_url.startswith("sqlite:///") and not Path(store_url[len("sqlite:///") :]).is_file():
+        return None  # no batch yet: the model service answers everything
+    return store_url
+
+
 def plan(cfg: Any) -> ServePlan:
     """Resolve what `main` will serve; writes the reference.
 
@@ -86,17 +105,11 @@ def plan(cfg: Any) -> ServePlan:
         InputFileError: No registered champion yet.
     """
     tracking = cfg.tracking_settings()
-    if not _has_alias(tracking, "champion"):
-        raise InputFileError(
-            f"no champion in the registry at {tracking.tracking_uri}; "
-            "run `python -m level3_recsys run --profile quick` first"
-        )
+    _require_alias(tracking, "champion")
     folder = cfg.paths().artifacts / "serving"
     reference_path = folder / "reference.json"
     write_reference(cfg, reference_path)
-    store_url = cfg.store_url()
-    if store_url.startswith("sqlite:///") and not Path(store_url[len("sqlite:///") :]).is_file():
-        store_url = None  # no batch yet: the model service answers everything
+    store_url = _batch_store_url(cfg)
     return ServePlan(
         tracking_uri=tracking.tracking_uri,
         artifact_location=tracking.artifact_location,
@@ -127,7 +140,7 @@ def main(
         model_port: Port of the champion's model service.
         challenger_port: Port of the challenger's model service (shadow traffic).
         engine: ``bentoml`` or ``uvicorn`` for the model services.
-        api_key: API key (default: ``L3_SERVING_API_KEY`` or a random one, printed).
+        api_key: API key (default: ``L3__SERVING__API_KEY`` or a random one, printed).
         shadow: Mirror traffic to the challenger when the registry has one.
         ready_timeout_s: How long to wait for each model service to come up.
     """
@@ -137,7 +150,7 @@ def main(
 
     p = plan(cfg)
     logs = p.reference_path.parent
-    key = api_key or os.environ.get("L3_SERVING_API_KEY") or secrets.token_urlsafe(16)
+    key = api_key or os.environ.get(f"{SERVING_ENV_PREFIX}API_KEY") or secrets.token_urlsafe(16)
     procs = []
     try:
         champion = start_model_service(
@@ -149,7 +162,7 @@ def main(
             log_path=logs / "model_service.log",
         )
         procs.append(champion)
-        wait_ready(f"http://127.0.0.1:{model_port}", champion, ready_timeout_s)
+        wait_http_ready(f"http://127.0.0.1:{model_port}/readyz", proc=champion, timeout_s=ready_timeout_s)
         challenger_url = None
         if shadow and p.has_challenger:
             challenger = start_model_service(
@@ -161,7 +174,9 @@ def main(
                 log_path=logs / "challenger_service.log",
             )
             procs.append(challenger)
-            wait_ready(f"http://127.0.0.1:{challenger_port}", challenger, ready_timeout_s)
+            wait_http_ready(
+                f"http://127.0.0.1:{challenger_port}/readyz", proc=challenger, timeout_s=ready_timeout_s
+            )
             challenger_url = f"http://127.0.0.1:{challenger_port}"
         settings = ServingSettings(
             api_key=key,
@@ -182,4 +197,72 @@ def main(
         uvicorn.run(create_app(settings), host="127.0.0.1", port=api_port, log_level="warning")
     finally:
         for proc in procs:
-            stop(proc)
+            stop_process_tree(proc)
+
+
+def run_api(cfg: Any, *, port: int = DEFAULT_API_PORT) -> None:
+    """Run the recommendation API alone on 127.0.0.1 until Ctrl-C.
+
+    Settings come from the ``L3__SERVING__*`` variables; the batch store and the serving
+    reference default to the level's own (``artifacts/store``, ``artifacts/serving``) when
+    those variables do not name them.
+
+    Raises:
+        ConfigError: A setting is invalid.
+    """
+    import uvicorn
+    from pydantic import ValidationError
+
+    from level3_recsys.serving.api import create_app
+
+    defaults = {
+        "store_url": _batch_store_url(cfg),
+        "reference_path": str(cfg.paths().artifacts / "serving" / "reference.json"),
+    }
+    unset = {k: v for k, v in defaults.items() if f"{SERVING_ENV_PREFIX}{k.upper()}" not in os.environ}
+    try:
+        settings = ServingSettings(**unset)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid {SERVING_ENV_PREFIX}* settings: {problems}") from None
+    base = f"http://127.0.0.1:{port}"
+    print(f"API: {base}  docs: {base}/docs  model service: {settings.model_service_url}")
+    print(f"batch store: {settings.store_url or 'none'}  reference: {settings.reference_path}")
+    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+
+
+def run_model_service(
+    cfg: Any,
+    *,
+    alias: str = "champion",
+    port: int = DEFAULT_MODEL_PORT,
+    engine: str = "bentoml",
+    ready_timeout_s: float = 120.0,
+) -> None:
+    """Run the registry's model under `alias` as a model service on 127.0.0.1 until Ctrl-C.
+
+    Raises:
+        InputFileError: The registry has no model under `alias`.
+    """
+    tracking = cfg.tracking_settings()
+    _require_alias(tracking, alias)
+    log = cfg.paths().artifacts / "serving" / f"{alias}_service.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = start_model_service(
+        engine,
+        port,
+        tracking_uri=tracking.tracking_uri,
+        model_uri=f"models:/{tracking.registered_model}@{alias}",
+        artifact_location=tracking.artifact_location,
+        log_path=log,
+    )
+    try:
+        wait_http_ready(f"http://127.0.0.1:{port}/readyz", proc=proc, timeout_s=ready_timeout_s)
+        print(f"model service ({alias}, {engine}): http://127.0.0.1:{port}  logs: {log}", flush=True)
+        proc.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_process_tree(proc)

@@ -1,22 +1,60 @@
 """Settings of the serving layer, read from the environment (pydantic-settings).
 
-Two groups, one per process:
+Two groups, one per process, named by the level's convention ``L3__SECTION__FIELD``:
 
-* `ServingSettings` (prefix ``L3_SERVING_``): the recommendation API.
-* `ModelServiceSettings` (prefix ``L3_MODEL_``): the model service (BentoML or `model_app`).
+* `ServingSettings` (``L3__SERVING__*``): the recommendation API.
+* `ModelServiceSettings` (``L3__MODEL_SERVICE__*``): the model service (BentoML or `model_app`).
 
-Every field can be set as an environment variable, e.g. ``L3_SERVING_API_KEY=secret`` or
-``L3_SERVING_MODEL_TIMEOUT_S=0.2``; containers and compose files configure the services that way.
+Every field can be set as an environment variable, e.g. ``L3__SERVING__API_KEY=secret`` or
+``L3__SERVING__MODEL_TIMEOUT_S=0.2``; containers and compose files configure the services that
+way. (The load test's traffic reads ``L3__LOAD__*``: `level3_recsys.loadtest.traffic`.) The
+names before this convention (``L3_SERVING_*``, ``L3_MODEL_*``) are refused with the new name,
+so a deployment still using them fails at start instead of running on defaults.
 """
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 API_KEY_HEADER = "X-API-Key"
-SERVING_ENV_PREFIX = "L3_SERVING_"
-MODEL_ENV_PREFIX = "L3_MODEL_"
+SERVING_ENV_PREFIX = "L3__SERVING__"
+MODEL_ENV_PREFIX = "L3__MODEL_SERVICE__"
+LOAD_ENV_PREFIX = "L3__LOAD__"
+# Sections of the L3__ namespace that configure the serving processes, not `RecsysConfig`.
+PROCESS_ENV_PREFIXES = (SERVING_ENV_PREFIX, MODEL_ENV_PREFIX, LOAD_ENV_PREFIX)
+_RENAMED = {"L3_SERVING_": SERVING_ENV_PREFIX, "L3_MODEL_": MODEL_ENV_PREFIX, "L3_LOAD_": LOAD_ENV_PREFIX}
+
+
+def renamed_variables(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Variables set under a name from before the ``L3__SECTION__FIELD`` convention, with their new name."""
+    environ = os.environ if environ is None else environ
+    return {
+        key: new + key[len(old) :]
+        for key in environ
+        for old, new in _RENAMED.items()
+        if key.upper().startswith(old)
+    }
+
+
+def without_process_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`environ` without the serving processes' own sections (``L3__SERVING__`` ...).
+
+    They share the level's ``L3__`` prefix but are not fields of the level config, which
+    rejects unknown sections.
+    """
+    environ = os.environ if environ is None else environ
+    return {k: v for k, v in environ.items() if not k.upper().startswith(PROCESS_ENV_PREFIXES)}
+
+
+def _refuse_renamed(prefix: str) -> None:
+    old = {k: v for k, v in renamed_variables().items() if v.startswith(prefix)}
+    if old:
+        pairs = ", ".join(f"{k} -> {v}" for k, v in sorted(old.items()))
+        raise ValueError(f"environment variables were renamed: {pairs}")
 
 
 class ServingSettings(BaseSettings):
@@ -50,7 +88,9 @@ class ServingSettings(BaseSettings):
         max_model_versions: Distinct model-version label values tracked (bounds metric cardinality).
     """
 
-    model_config = SettingsConfigDict(env_prefix=SERVING_ENV_PREFIX, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=SERVING_ENV_PREFIX, env_nested_delimiter="__", extra="forbid"
+    )
 
     api_key: SecretStr = Field(SecretStr("change-me"), description="value of the X-API-Key header")
     model_service_url: str = "http://127.0.0.1:3000"
@@ -79,6 +119,7 @@ class ServingSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _key_not_empty(self) -> ServingSettings:
+        _refuse_renamed(SERVING_ENV_PREFIX)
         if not self.api_key.get_secret_value():
             raise ValueError("api_key must not be empty")
         return self
@@ -93,8 +134,13 @@ class ModelServiceSettings(BaseSettings):
         model_uri: ``models:/<registered name>@<alias>`` (``champion`` or ``challenger``).
     """
 
-    model_config = SettingsConfigDict(env_prefix=MODEL_ENV_PREFIX, extra="forbid")
+    model_config = SettingsConfigDict(env_prefix=MODEL_ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     tracking_uri: str = ""
     artifact_location: str = ""
     model_uri: str = "models:/level3_recsys@champion"
+
+    @model_validator(mode="after")
+    def _no_renamed_variables(self) -> ModelServiceSettings:
+        _refuse_renamed(MODEL_ENV_PREFIX)
+        return self

@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 
@@ -31,10 +28,12 @@ from fastapi.testclient import TestClient
 
 from level3_recsys.serving import monitoring as mon
 from level3_recsys.serving.api import create_app
+from level3_recsys.serving.processes import start_api
 from level3_recsys.serving.reference import ServingReference
 from level3_recsys.serving.settings import ServingSettings
 from level3_recsys.store import SQLiteStore
-from level3_recsys.tests.ops_helpers import DASHBOARD, DOCKER, PROMETHEUS_DIR, REPO, tool
+from level3_recsys.tests.ops_helpers import DASHBOARD, DOCKER, PROMETHEUS_DIR, tool
+from shared.process import free_port, start_process, stop_process_tree, wait_http_ready
 
 ALERTS = PROMETHEUS_DIR / "alerts.yml"
 KEY = "ops-key"
@@ -270,54 +269,17 @@ def test_api_exposes_every_metric_with_samples(api_metrics_text):
 
 
 # ---------------------------------------------------------------------- real Prometheus
-def _wait_http(url: str, timeout_s: float, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"process for {url} exited with {proc.returncode}"
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout_s}s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.integration
 def test_real_prometheus_scrapes_the_running_api(serving_files, tmp_path):
     prometheus = tool("prometheus")
-    api_port, prom_port = _free_port(), _free_port()
+    api_port, prom_port = free_port(), free_port()
     env = {
-        **os.environ,
-        "L3_SERVING_API_KEY": KEY,
-        "L3_SERVING_STORE_URL": serving_files["store"],
-        "L3_SERVING_REFERENCE_PATH": serving_files["reference"],
-        "L3_SERVING_MODEL_SERVICE_URL": f"http://127.0.0.1:{_free_port()}",  # nobody listens
-        "PYTHONPATH": str(REPO),
+        "L3__SERVING__API_KEY": KEY,
+        "L3__SERVING__STORE_URL": serving_files["store"],
+        "L3__SERVING__REFERENCE_PATH": serving_files["reference"],
+        "L3__SERVING__MODEL_SERVICE_URL": f"http://127.0.0.1:{free_port()}",  # nobody listens
     }
-    api = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "level3_recsys.serving.api:create_app",
-         "--host", "127.0.0.1", "--port", str(api_port), "--log-level", "warning"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "api.log", "wb"),  # noqa: SIM115
-    )  # fmt: skip
+    api = start_api(api_port, env, log_path=tmp_path / "api.log")
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(ALERTS)],
@@ -329,14 +291,14 @@ def test_real_prometheus_scrapes_the_running_api(serving_files, tmp_path):
     prom = None
     try:
         base = f"http://127.0.0.1:{api_port}"
-        _wait_http(f"{base}/healthz", 60, api)
-        prom = subprocess.Popen(
+        wait_http_ready(f"{base}/healthz", proc=api, timeout_s=60)
+        prom = start_process(
             [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
              f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "prometheus.log", "wb"),  # noqa: SIM115
+            cwd=tmp_path, log_path=tmp_path / "prometheus.log",
         )  # fmt: skip
         prom_url = f"http://127.0.0.1:{prom_port}"
-        _wait_http(f"{prom_url}/-/ready", 60, prom)
+        wait_http_ready(f"{prom_url}/-/ready", proc=prom, timeout_s=60)
         for u in ("1", "2", "unknown-user"):  # batch, batch, fallback (model service down)
             r = httpx.get(f"{base}/v1/recommendations/{u}", headers={"X-API-Key": KEY}, timeout=5)
             assert r.status_code == 200
@@ -365,5 +327,5 @@ def test_real_prometheus_scrapes_the_running_api(serving_files, tmp_path):
         assert {r["name"] for r in rules} >= REQUIRED_ALERTS
     finally:
         if prom is not None:
-            _stop(prom)
-        _stop(api)
+            stop_process_tree(prom)
+        stop_process_tree(api)

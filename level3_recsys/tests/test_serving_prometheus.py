@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -15,17 +14,12 @@ import uvicorn
 from level3_recsys.serving import monitoring as mon
 from level3_recsys.serving.api import create_app
 from level3_recsys.tests.serving_helpers import H, reference_path_fixture, settings  # noqa: F401
+from shared.process import free_port
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(shutil.which("prometheus") is None, reason="prometheus binary not installed"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query(base: str, promql: str) -> list[dict]:
