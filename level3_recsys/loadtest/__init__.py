@@ -2,8 +2,12 @@
 
 * `workspace` — a trained registry, a fresh batch and the serving reference in one folder
   (what the API, the model service, the containers and the load test need).
-* `locustfile` — realistic traffic: Zipf-distributed users, a share of cold users, feedback.
+* `traffic`, `locustfile` — realistic traffic: Zipf-distributed users, a share of cold users,
+  feedback (``L3__LOAD__*`` variables).
 * `ceiling` — a plain FastAPI endpoint returning precomputed lists (the throughput ceiling).
-* `run_load` — starts the services on 127.0.0.1, runs Locust headless per scenario and writes
-  ``benchmarks/sections/level3_load.md`` (``make load-test-level3``).
+* `servers` — starting the servers, their CPU and memory, the killed model service, the breaker watch.
+* `locust_run` — Locust headless against one server; `results` — its figures and medians.
+* `scenarios` — what each scenario runs; `report` — the Markdown section.
+* `run_load` — the command line (``make load-test-level3``): writes
+  ``benchmarks/sections/level3_load.md``.
 """

@@ -15,27 +15,18 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from level3_recsys.loadtest.run_load import (
-    LoadPlan,
-    ScenarioResult,
-    Stats,
-    cpu_rows,
-    finish_locust,
-    free_port,
-    median_results,
-    parse_stats,
-    render,
-    start_locust,
-    start_uvicorn,
-    stop,
-    targets,
-    wait_http,
-)
+from level3_recsys.loadtest.ceiling import STORE_ENV
+from level3_recsys.loadtest.locust_run import finish_locust, start_locust
+from level3_recsys.loadtest.report import cpu_rows, render, targets
+from level3_recsys.loadtest.results import ScenarioResult, Stats, finite_median, median_results, parse_stats
+from level3_recsys.loadtest.scenarios import LoadPlan
+from level3_recsys.loadtest.servers import start_server
 from level3_recsys.loadtest.traffic import TrafficConfig, ZipfUsers
 from level3_recsys.loadtest.workspace import ServingWorkspace
 from level3_recsys.serving.reference import ServingReference
 from level3_recsys.store import SQLiteStore
 from shared.errors import ConfigError
+from shared.process import free_port, stop_process_tree, wait_http_ready
 
 
 # ---------------------------------------------------------------------- traffic model
@@ -78,7 +69,12 @@ def test_traffic_config_reads_the_environment(tmp_path):
     users = tmp_path / "users.json"
     users.write_text(json.dumps([5, 6, 7]))
     cfg = TrafficConfig.from_env(
-        {"L3_LOAD_USERS_FILE": str(users), "L3_LOAD_COLD_SHARE": "0.3", "L3_LOAD_RATE_PER_CLIENT": "2.5"}
+        {
+            "L3__LOAD__USERS_FILE": str(users),
+            "L3__LOAD__COLD_SHARE": "0.3",
+            "L3__LOAD__RATE_PER_CLIENT": "2.5",
+            "L3_LOAD_K": "99",  # the name before the L3__SECTION__FIELD convention: not read
+        }
     )
     assert cfg.user_ids == ("5", "6", "7")
     assert cfg.cold_share == 0.3 and cfg.rate_per_client == 2.5 and cfg.k == 10
@@ -194,6 +190,13 @@ def test_cpu_per_request_table_compares_servers_whatever_bounds_locust():
     assert both["cached"].cpu_ms_per_request() == pytest.approx(0.4)
 
 
+def test_finite_median_skips_figures_a_run_could_not_measure():
+    nan = float("nan")
+    assert finite_median([3.0, nan, 1.0, 2.0]) == 2.0
+    assert finite_median([4.0, 1.0, nan, 2.0, 3.0]) == 2.5  # even count: mean of the middle two
+    assert finite_median([nan, nan]) != finite_median([nan, nan])  # NaN: nothing was measured
+
+
 def test_repeated_runs_report_medians_and_the_worst_errors():
     def run(rps, p99, failures, closed_at):
         events = {"killed_s": 20.0, "ready_again_s": 50.0}
@@ -251,33 +254,30 @@ def test_locust_drives_the_server_on_loopback(server, small_store, tmp_path):
     port = free_port()
     store_url = f"sqlite:///{small_store / 'recs.db'}"
     if server == "ceiling":
-        factory, env = (
-            "level3_recsys.loadtest.ceiling:create_ceiling_app",
-            {"L3_CEILING_STORE_URL": store_url},
-        )
+        factory, env = "level3_recsys.loadtest.ceiling:create_ceiling_app", {STORE_ENV: store_url}
     else:
         factory = "level3_recsys.serving.api:create_app"
         env = {
-            "L3_SERVING_API_KEY": "load-key",
-            "L3_SERVING_STORE_URL": store_url,
-            "L3_SERVING_REFERENCE_PATH": str(small_store / "reference.json"),
-            "L3_SERVING_MODEL_SERVICE_URL": f"http://127.0.0.1:{free_port()}",  # down: cold users fall back
+            "L3__SERVING__API_KEY": "load-key",
+            "L3__SERVING__STORE_URL": store_url,
+            "L3__SERVING__REFERENCE_PATH": str(small_store / "reference.json"),
+            "L3__SERVING__MODEL_SERVICE_URL": f"http://127.0.0.1:{free_port()}",  # down: cold users fall back
         }
-    proc = start_uvicorn(factory, port, env, tmp_path / "server.log")
+    proc = start_server(factory, port, env, tmp_path / "server.log")
     try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout_s=60)
+        wait_http_ready(f"http://127.0.0.1:{port}/healthz", proc=proc, timeout_s=60)
         load_env = {
-            "L3_LOAD_USERS_FILE": str(small_store / "users.json"),
-            "L3_LOAD_API_KEY": "load-key",
-            "L3_LOAD_COLD_SHARE": "0.2",
-            "L3_LOAD_FEEDBACK": "0.5",
-            "L3_LOAD_RATE_PER_CLIENT": "40",
+            "L3__LOAD__USERS_FILE": str(small_store / "users.json"),
+            "L3__LOAD__API_KEY": "load-key",
+            "L3__LOAD__COLD_SHARE": "0.2",
+            "L3__LOAD__FEEDBACK": "0.5",
+            "L3__LOAD__RATE_PER_CLIENT": "40",
         }
         prefix = tmp_path / "locust"
         locust = start_locust(f"http://127.0.0.1:{port}", users=2, duration_s=5, prefix=prefix, env=load_env)
         res = finish_locust(locust, prefix, 5, server)
     finally:
-        stop(proc)
+        stop_process_tree(proc)
     assert res.total.requests >= 20  # a loaded CI machine slows everything; the traffic is what counts
     assert res.total.failures == 0, (tmp_path / "locust.log").read_text()[-2000:]
     names = set(res.by_name)
