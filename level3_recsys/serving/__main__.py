@@ -1,7 +1,10 @@
-"""``python -m level3_recsys.serving serve``: start the model service(s) and the API."""
+"""``python -m level3_recsys.serving <command>``: the serving commands on their own.
 
-from level3_recsys.serving.cli import serving_app
+The same app as ``python -m level3_recsys serve <command>`` (see `level3_recsys.serving.cli`).
+"""
+
+from level3_recsys.serving.cli import app
 from shared.cli import run as run_app
 
 if __name__ == "__main__":
-    run_app(serving_app)
+    run_app(app)

@@ -1,63 +1,85 @@
-"""Serving commands: ``python -m level3_recsys.serving serve`` (mountable in the level's CLI).
+"""Serving commands of level 3: ``python -m level3_recsys serve <command>``.
 
-The level's main CLI can mount it with ``app.add_typer(serving_app, name="serving")`` or add
-the command directly with ``app.command("serve")(serve)``.
+The level's CLI mounts this app with ``app.add_typer(serving_app, name="serve")``;
+``python -m level3_recsys.serving <command>`` runs the same app on its own.
+
+* ``serve all`` — the champion's model service, the challenger's (shadow) and the API, on
+  127.0.0.1, until Ctrl-C;
+* ``serve api`` — the API alone, against a model service already running;
+* ``serve model`` — one model service (champion or challenger) alone;
+* ``serve reference`` — write the API's serving reference (popularity fallback, drift reference).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from shared.cli import handle_user_errors, new_app
+from shared.cli import ConfigOpt, OutOpt, ProfileOpt, handle_user_errors, new_app, say
 from shared.errors import ConfigError
 
-serving_app = new_app("serving", "Level 3 serving: model service, recommendation API, shadow, metrics.")
+app = new_app("serve", "Level 3 serving: model service, recommendation API, shadow, metrics.")
+serving_app = app  # the name the level's CLI mounts it under
+
+EngineOpt = Annotated[str, typer.Option(help="Model service engine: bentoml or uvicorn.")]
 
 
-@serving_app.callback()
+@app.callback()
 def _group() -> None:
-    """Level 3 serving commands."""  # keeps `serve` a sub-command even while it is the only one
+    """Level 3 serving: model service, recommendation API, shadow, metrics."""
 
 
-@serving_app.command("serve")
+def _level_config(profile: str, config: Any) -> Any:
+    """The level config, read without the serving processes' own ``L3__SERVING__``-style
+    variables: they share the level's ``L3__`` prefix but are no section of `RecsysConfig`."""
+    from level3_recsys.config import RecsysConfig
+    from level3_recsys.serving.settings import without_process_settings
+    from shared.config import load_config
+    from shared.logs import setup_logging
+    from shared.runtime import configure_environment
+
+    configure_environment()
+    setup_logging("WARNING")
+    return load_config(RecsysConfig, profile=profile, path=config, environ=without_process_settings())
+
+
+def _check_engine(engine: str) -> None:
+    from level3_recsys.serving.processes import ENGINES
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+
+
+def _check_ports(**ports: int) -> None:
+    for name, port in ports.items():
+        if not 1024 <= port <= 65535:
+            raise ConfigError(f"--{name.replace('_', '-')} must be between 1024 and 65535, got {port}")
+    if len(set(ports.values())) < len(ports):
+        raise ConfigError(" and ".join(f"--{n.replace('_', '-')}" for n in ports) + " must differ")
+
+
+@app.command("all")
 @handle_user_errors
-def serve(
-    profile: Annotated[str, typer.Option("--profile", help="Config profile: quick (CI) or full.")] = "quick",
-    config: Annotated[Path | None, typer.Option("--config", help="YAML/TOML/JSON config overrides.")] = None,
+def serve_all(
+    profile: ProfileOpt = "quick",
+    config: ConfigOpt = None,
     api_port: Annotated[int, typer.Option(help="Port of the recommendation API on 127.0.0.1.")] = 8080,
     model_port: Annotated[int, typer.Option(help="Port of the champion's model service.")] = 3000,
     challenger_port: Annotated[int, typer.Option(help="Port of the challenger's model service.")] = 3001,
-    engine: Annotated[str, typer.Option(help="Model service engine: bentoml or uvicorn.")] = "bentoml",
+    engine: EngineOpt = "bentoml",
     api_key: Annotated[
-        str | None, typer.Option(help="API key (default: L3_SERVING_API_KEY or a random one, printed).")
+        str | None, typer.Option(help="API key (default: L3__SERVING__API_KEY or a random one, printed).")
     ] = None,
     shadow: Annotated[bool, typer.Option(help="Mirror traffic to the registry's challenger.")] = True,
 ) -> None:
     """Start the model service(s) and the API on 127.0.0.1 (Ctrl-C stops everything)."""
-    from level3_recsys.config import RecsysConfig
-    from level3_recsys.serving.processes import ENGINES
     from level3_recsys.serving.serve import main
-    from shared.config import load_config
-    from shared.runtime import configure_environment
 
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    for name, port in (
-        ("--api-port", api_port),
-        ("--model-port", model_port),
-        ("--challenger-port", challenger_port),
-    ):
-        if not 1024 <= port <= 65535:
-            raise ConfigError(f"{name} must be between 1024 and 65535, got {port}")
-    if len({api_port, model_port, challenger_port}) < 3:
-        raise ConfigError("--api-port, --model-port and --challenger-port must differ")
-    configure_environment()
-    cfg = load_config(RecsysConfig, profile=profile, path=config)
+    _check_engine(engine)
+    _check_ports(api_port=api_port, model_port=model_port, challenger_port=challenger_port)
     main(
-        cfg,
+        _level_config(profile, config),
         api_port=api_port,
         model_port=model_port,
         challenger_port=challenger_port,
@@ -67,31 +89,64 @@ def serve(
     )
 
 
-@serving_app.command("reference")
+# `python -m level3_recsys.serving serve` before the app was mounted as `serve`: same command
+app.command("serve", hidden=True)(serve_all)
+
+
+@app.command("api")
+@handle_user_errors
+def serve_api(
+    profile: ProfileOpt = "quick",
+    config: ConfigOpt = None,
+    port: Annotated[int, typer.Option(help="Port of the recommendation API on 127.0.0.1.")] = 8080,
+) -> None:
+    """Run the recommendation API alone, against a model service already running.
+
+    Settings come from the L3__SERVING__* variables; the batch store and the serving reference
+    default to the level's own artifacts.
+    """
+    from level3_recsys.serving.serve import run_api
+
+    _check_ports(port=port)
+    run_api(_level_config(profile, config), port=port)
+
+
+@app.command("model")
+@handle_user_errors
+def serve_model(
+    profile: ProfileOpt = "quick",
+    config: ConfigOpt = None,
+    alias: Annotated[str, typer.Option(help="Registry alias to serve: champion or challenger.")] = "champion",
+    port: Annotated[int, typer.Option(help="Port of the model service on 127.0.0.1.")] = 3000,
+    engine: EngineOpt = "bentoml",
+) -> None:
+    """Run one model service alone: the registry's model under --alias (Ctrl-C stops it)."""
+    from level3_recsys.serving.serve import run_model_service
+
+    _check_engine(engine)
+    _check_ports(port=port)
+    run_model_service(_level_config(profile, config), alias=alias, port=port, engine=engine)
+
+
+@app.command("reference")
 @handle_user_errors
 def reference(
-    profile: Annotated[str, typer.Option("--profile", help="Config profile: quick (CI) or full.")] = "quick",
-    config: Annotated[Path | None, typer.Option("--config", help="YAML/TOML/JSON config overrides.")] = None,
-    out: Annotated[
-        Path | None, typer.Option(help="Reference JSON (default: artifacts/serving/reference.json).")
-    ] = None,
+    profile: ProfileOpt = "quick",
+    config: ConfigOpt = None,
+    out: OutOpt = None,
     alias: Annotated[
         str, typer.Option(help="Registry alias whose model defines the reference.")
     ] = "champion",
 ) -> None:
     """Write the API's serving reference (popularity fallback + drift reference) from the registry."""
-    from level3_recsys.config import RecsysConfig
     from level3_recsys.serving.serve import write_reference
-    from shared.config import load_config
-    from shared.runtime import configure_environment
+    from level3_recsys.serving.settings import SERVING_ENV_PREFIX
 
-    configure_environment()
-    cfg = load_config(RecsysConfig, profile=profile, path=config)
+    cfg = _level_config(profile, config)
     target = out or cfg.paths().artifacts / "serving" / "reference.json"
     ref = write_reference(cfg, target, alias=alias)
-    typer.echo(f"reference    {target}")
-    typer.echo(f"model        {ref.model_name} v{ref.model_version}")
-    typer.echo(
-        f"fallback     {len(ref.popular_items)} items; drift features: {', '.join(sorted(ref.features))}"
-    )
-    typer.echo(f"use it with  L3_SERVING_REFERENCE_PATH={target}")
+    say("reference", target)
+    say("model", f"{ref.model_name} v{ref.model_version}")
+    features = ", ".join(sorted(ref.features))
+    say("fallback", f"{len(ref.popular_items)} items; drift features: {features}")
+    say("use it with", f"{SERVING_ENV_PREFIX}REFERENCE_PATH={target}")

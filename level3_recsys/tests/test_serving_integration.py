@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -29,22 +30,24 @@ import numpy as np
 import pytest
 
 from level3_recsys.serving.api import create_app
-from level3_recsys.serving.processes import REPO_ROOT, signal_group, start_model_service, stop, wait_ready
+from level3_recsys.serving.processes import REPO_ROOT, child_env, start_model_service
 from level3_recsys.serving.reference import build_reference
 from level3_recsys.serving.settings import ServingSettings
 from level3_recsys.serving.shadow import overlap_at_k
+from shared.process import (
+    free_port,
+    read_log_tail,
+    signal_tree,
+    start_process,
+    stop_process_tree,
+    wait_http_ready,
+)
 
 pytestmark = pytest.mark.integration
 
 KEY = "integration-key"
 H = {"X-API-Key": KEY}
 BATCH_USERS = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -84,9 +87,9 @@ class Service:
 
     def wait(self, timeout_s: float = 120.0) -> Service:
         try:
-            wait_ready(self.url, self.proc, timeout_s)
+            wait_http_ready(f"{self.url}/readyz", proc=self.proc, timeout_s=timeout_s)
         except RuntimeError:
-            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            tail = read_log_tail(self.log, 3000)
             raise RuntimeError(f"{self.engine} model service failed to start:\n{tail}") from None
         return self
 
@@ -161,7 +164,7 @@ def services(registry) -> Iterator[dict[str, Service]]:
     finally:
         for svc in started.values():
             if svc.proc is not None:
-                stop(svc.proc)
+                stop_process_tree(svc.proc)
 
 
 def serving_settings(registry: Registry, services: dict[str, Service], **kw) -> ServingSettings:
@@ -280,7 +283,7 @@ def test_breaker_with_killed_and_frozen_model_process(registry, services):
         log: dict[str, Any] = {"warm_up_s": await recover(client, app)}  # the model answers first
 
         # 1. kill the process: connection refused -> fallback, then the breaker opens
-        signal_group(champion.proc, signal.SIGKILL)
+        signal_tree(champion.proc, signal.SIGKILL)
         champion.proc.wait(timeout=10)
         answers = [await ask(client) for _ in range(6)]
         log["killed_reasons"] = [b["fallback_reason"] for b, _ in answers]
@@ -293,14 +296,14 @@ def test_breaker_with_killed_and_frozen_model_process(registry, services):
         log["recovered_after_kill_s"] = await recover(client, app)
 
         # 3. freeze it (SIGSTOP): the port accepts connections but never answers
-        signal_group(champion.proc, signal.SIGSTOP)
+        signal_tree(champion.proc, signal.SIGSTOP)
         try:
             answers = [await ask(client) for _ in range(5)]
             log["frozen_reasons"] = [b["fallback_reason"] for b, _ in answers]
             log["frozen_max_s"] = max(t for _, t in answers)
             log["frozen_state"] = breaker.state
         finally:
-            signal_group(champion.proc, signal.SIGCONT)
+            signal_tree(champion.proc, signal.SIGCONT)
         log["recovered_after_freeze_s"] = await recover(client, app)
         log["metrics"] = (await client.get("/metrics")).text
         return log
@@ -345,7 +348,7 @@ def test_killing_a_bentoml_service_frees_its_port(registry):
         assert not _port_free(svc.port)
         tree = psutil.Process(svc.proc.pid).children(recursive=True)
         assert tree, "bentoml serve started no worker process"
-        signal_group(svc.proc, signal.SIGKILL)
+        signal_tree(svc.proc, signal.SIGKILL)
         svc.proc.wait(timeout=10)
         _, alive = psutil.wait_procs(tree, timeout=10)
         assert alive == []
@@ -354,11 +357,11 @@ def test_killing_a_bentoml_service_frees_its_port(registry):
             time.sleep(0.1)
         assert _port_free(svc.port)
     finally:
-        stop(svc.proc)
+        stop_process_tree(svc.proc)
 
-    # the graceful path too: stop() returns only when the port is free again
+    # the graceful path too: stop_process_tree returns only when the port is free again
     svc.start().wait()
-    stop(svc.proc)
+    stop_process_tree(svc.proc)
     assert _port_free(svc.port)
 
 
@@ -432,43 +435,87 @@ def test_serve_plan_writes_reference_and_finds_challenger(tmp_path, registry):
     assert reference.popular_items[:10] == expected.tolist()
 
 
-def test_serve_cli_rejects_bad_options_and_missing_champion(tmp_path, registry):
-    from typer.testing import CliRunner
-
-    from level3_recsys.serving.cli import serving_app
-
-    runner = CliRunner()
-    bad_engine = runner.invoke(serving_app, ["serve", "--engine", "docker"])
-    assert bad_engine.exit_code == 2 and "--engine must be one of" in bad_engine.output
-    same_ports = runner.invoke(serving_app, ["serve", "--api-port", "3000"])
-    assert same_ports.exit_code == 2 and "must differ" in same_ports.output
+def _config_file(tmp_path: Path, registry: Registry, registered_model: str | None = None) -> Path:
     config = tmp_path / "cfg.yaml"
     config.write_text(
         f"artifacts_dir: {tmp_path / 'artifacts'}\ndata_dir: {tmp_path / 'data'}\n"
         f"tracking:\n  tracking_uri: {registry.tracking.tracking_uri}\n"
-        "  registered_model: nothing_registered\n"
+        f"  registered_model: {registered_model or registry.tracking.registered_model}\n"
     )
-    empty = runner.invoke(serving_app, ["serve", "--config", str(config)])
+    return config
+
+
+def test_serve_cli_rejects_bad_options_and_missing_champion(tmp_path, registry):
+    from typer.testing import CliRunner
+
+    from level3_recsys.serving.cli import app
+
+    runner = CliRunner()
+    bad_engine = runner.invoke(app, ["all", "--engine", "docker"])
+    assert bad_engine.exit_code == 2 and "--engine must be one of" in bad_engine.output
+    same_ports = runner.invoke(app, ["all", "--api-port", "3000"])
+    assert same_ports.exit_code == 2 and "must differ" in same_ports.output
+    config = _config_file(tmp_path, registry, "nothing_registered")
+    empty = runner.invoke(app, ["all", "--config", str(config)])
     assert empty.exit_code == 2 and "no champion in the registry" in empty.output
+    no_model = runner.invoke(app, ["model", "--config", str(config), "--alias", "challenger"])
+    assert no_model.exit_code == 2 and "no challenger in the registry" in no_model.output
 
 
 def test_reference_command_writes_the_api_reference(tmp_path, registry):
     from typer.testing import CliRunner
 
-    from level3_recsys.serving.cli import serving_app
+    from level3_recsys.serving.cli import app
     from level3_recsys.serving.reference import ServingReference
 
-    config = tmp_path / "cfg.yaml"
-    config.write_text(
-        f"artifacts_dir: {tmp_path / 'artifacts'}\ndata_dir: {tmp_path / 'data'}\n"
-        f"tracking:\n  tracking_uri: {registry.tracking.tracking_uri}\n"
-        f"  registered_model: {registry.tracking.registered_model}\n"
-    )
+    config = _config_file(tmp_path, registry)
     out = tmp_path / "ref.json"
     result = CliRunner().invoke(
-        serving_app, ["reference", "--config", str(config), "--out", str(out), "--alias", "challenger"]
+        app, ["reference", "--config", str(config), "--out", str(out), "--alias", "challenger"]
     )
     assert result.exit_code == 0, result.output
     assert str(out) in result.output
     ref = ServingReference.load(out)
     assert ref.model_version == "2" and ref.model_name.endswith("/popularity")
+
+
+def test_serve_model_and_serve_api_commands_answer_together(tmp_path, registry):
+    """`serve model` runs the challenger alone; `serve api` answers from it with its reference."""
+    from level3_recsys.serving.serve import write_reference
+
+    config = _config_file(tmp_path, registry)
+    write_reference(_recsys_config(tmp_path, registry), tmp_path / "artifacts" / "serving" / "reference.json")
+    model_port, api_port = free_port(), free_port()
+    serving = [sys.executable, "-m", "level3_recsys.serving"]
+    model = start_process(
+        [*serving, "model", "--config", str(config), "--alias", "challenger", "--engine", "uvicorn",
+         "--port", str(model_port)],
+        env=child_env(), cwd=REPO_ROOT, log_path=tmp_path / "model.log",
+    )  # fmt: skip
+    api = None
+    try:
+        wait_http_ready(f"http://127.0.0.1:{model_port}/readyz", proc=model, timeout_s=120)
+        api = start_process(
+            [*serving, "api", "--config", str(config), "--port", str(api_port)],
+            env=child_env(
+                {
+                    "L3__SERVING__API_KEY": KEY,
+                    "L3__SERVING__MODEL_SERVICE_URL": f"http://127.0.0.1:{model_port}",
+                    "L3__SERVING__MODEL_TIMEOUT_S": "2.0",
+                }
+            ),
+            cwd=REPO_ROOT,
+            log_path=tmp_path / "api.log",
+        )
+        wait_http_ready(f"http://127.0.0.1:{api_port}/readyz", proc=api, timeout_s=60)
+        user = registry.data.user_ids[BATCH_USERS + 1]
+        body = httpx.get(f"http://127.0.0.1:{api_port}/v1/recommendations/{user}?k=5", headers=H).json()
+        ready = httpx.get(f"http://127.0.0.1:{api_port}/readyz").json()
+    finally:
+        for proc in (api, model):
+            if proc is not None:
+                stop_process_tree(proc)
+    # the challenger (popularity, version 2) answered; no batch under this artifacts folder yet
+    assert (body["source"], body["model_version"]) == ("model", "2"), read_log_tail(tmp_path / "api.log")
+    assert [i["item_id"] for i in body["items"]] == top_items(registry.challenger, user, 5)
+    assert ready["batch"] is None and ready["fallback_items"] > 0
