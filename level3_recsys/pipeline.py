@@ -41,6 +41,7 @@ __all__ = [
     "TrainedModels",
     "attach_evaluation",
     "evaluate",
+    "evaluated_runs",
     "features",
     "generate",
     "level3_flow",
