@@ -1,0 +1,1 @@
+"""PyTorch models of level 4: tabular MLP, mixture of experts, card-sequence models, training loops."""
