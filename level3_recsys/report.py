@@ -266,7 +266,11 @@ def write_benchmark_report(
     metrics, best, value = write_run_metrics(
         folder, table.drop(columns=["beats_published"], errors="ignore"), dataset=dataset
     )
-    report = Report("Level 3 — MovieLens benchmark (Microsoft Recommenders protocol)", subtitle=source)
+    # the data folder by name, not by where it sits on this machine
+    report = Report(
+        "Level 3 — MovieLens benchmark (Microsoft Recommenders protocol)",
+        subtitle=f"{dataset} from folder {Path(source).name}",
+    )
     report.section(
         "Protocol",
         "Items stratified 75/25 with seed 42, every rating relevant, top-10 with seen items removed, "

@@ -115,7 +115,8 @@ def test_cli_benchmark_bundled_writes_report_and_metrics(tmp_path: Path) -> None
     # most-popular on this split: far below the personalised models, far above random (~0.01)
     assert 0.2 < metrics["headline_value"] < 0.3
     assert metrics["users"] == 943
-    assert (out / "report.html").is_file()
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert "<p>ml-100k from folder ml-100k</p>" in html and str(tmp_path) not in html
     assert "published (same protocol)" in result.output
 
 
