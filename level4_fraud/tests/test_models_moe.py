@@ -167,7 +167,7 @@ def test_fit_adds_the_models_aux_loss():
     x = np.zeros((64, 1), np.float32)
     y = np.zeros(64, np.float32)
     fit(model, [x], y, TrainConfig(epochs=30, batch_size=64, learning_rate=0.2, weight_decay=0, device="cpu"))
-    assert float(model.w) == pytest.approx(3.0, abs=0.1)
+    assert model.w.item() == pytest.approx(3.0, abs=0.1)
 
 
 def _two_regime_task(n: int, seed: int):
