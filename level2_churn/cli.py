@@ -31,6 +31,7 @@ from shared.errors import ConfigError, InputFileError
 
 if TYPE_CHECKING:
     from level2_churn.config import ChurnConfig
+    from level2_churn.pipeline import Layout
 
 app = new_app(
     "level2_churn",
@@ -62,7 +63,7 @@ def _config(profile: str, config: Path | None, overrides: dict[str, Any] | None 
     return load_level_config(ChurnConfig, profile, config, overrides)
 
 
-def _layout(root: Path | None) -> Any:
+def _layout(root: Path | None) -> Layout:
     from level2_churn.pipeline import Layout
 
     return Layout.at(root)
