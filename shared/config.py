@@ -27,13 +27,16 @@ class LevelConfig(BaseModel):
 
     Subclasses set ``PROFILES`` (name -> partial dict of overrides) and
     ``ENV_PREFIX`` (e.g. ``"L1"``). Unknown keys are rejected so that typos
-    in a config file are caught.
+    in a config file are caught. ``ENV_SECTIONS_ELSEWHERE`` names the sections of the
+    level's ``L<N>__SECTION__FIELD`` variables that belong to other settings objects (a
+    service's own settings, read by pydantic-settings), so the config does not reject them.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "full": {}}
     ENV_PREFIX: ClassVar[str] = ""
+    ENV_SECTIONS_ELSEWHERE: ClassVar[tuple[str, ...]] = ()
 
     profile: str = "quick"
     seed: int = 42
@@ -72,10 +75,13 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def env_overrides(
+    prefix: str, environ: Mapping[str, str] | None = None, *, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Collect ``PREFIX__A__B=value`` variables into ``{"a": {"b": value}}``.
 
     Values are parsed as YAML scalars, so ``5``, ``0.1``, ``true`` and ``[1, 2]`` get their types.
+    Sections named in `skip` (lower case) are left out.
     """
     if not prefix:
         return {}
@@ -86,7 +92,7 @@ def env_overrides(prefix: str, environ: Mapping[str, str] | None = None) -> dict
         if not key.upper().startswith(marker):
             continue
         parts = [p.lower() for p in key[len(marker) :].split("__") if p]
-        if not parts:
+        if not parts or parts[0] in skip:
             continue
         try:
             value = yaml.safe_load(raw)
@@ -120,7 +126,7 @@ def load_config(
         ConfigError: Unknown profile, unreadable file or invalid values (one line per problem).
     """
     file_data = read_config_file(path) if path is not None else {}
-    env_data = env_overrides(cls.ENV_PREFIX, environ)
+    env_data = env_overrides(cls.ENV_PREFIX, environ, skip=cls.ENV_SECTIONS_ELSEWHERE)
     explicit = {k: v for k, v in (overrides or {}).items() if v is not None}
     name = profile or explicit.get("profile") or env_data.get("profile") or file_data.get("profile")
     name = name or "quick"

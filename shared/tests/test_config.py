@@ -69,3 +69,14 @@ def test_bad_yaml(tmp_path):
 def test_helpers():
     assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}}) == {"a": {"b": 1, "c": 3}}
     assert env_overrides("P", {"P__X": "[1, 2]", "P__Y__Z": "true"}) == {"x": [1, 2], "y": {"z": True}}
+
+
+def test_env_sections_elsewhere_are_left_to_their_own_settings():
+    class Cfg(LevelConfig):
+        ENV_PREFIX: ClassVar[str] = "LZ"
+        ENV_SECTIONS_ELSEWHERE: ClassVar[tuple[str, ...]] = ("serving",)
+
+    env = {"LZ__SERVING__API_KEY": "k", "LZ__SEED": "3"}
+    assert load_config(Cfg, environ=env).seed == 3
+    with pytest.raises(ConfigError, match="other"):
+        load_config(Cfg, environ={**env, "LZ__OTHER__X": "1"})
