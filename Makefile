@@ -104,7 +104,7 @@ test-level%: install system-deps
 ## serve-level3: train level 3 if needed, then start its API (8080), champion (3000) and challenger (3001)
 serve-level3: install
 	@ls level3_recsys/artifacts/*/metrics.json >/dev/null 2>&1 || $(PY) scripts/run_levels.py 3
-	$(PY) -m level3_recsys.serving serve --profile quick
+	$(PY) -m level3_recsys serve all --profile quick
 
 ## test-container: build and run the level 3 images with podman (needs root for apt and podman);
 ##   CONTAINER_MARKS="container and not slow" builds only the API image (what CI runs)
