@@ -1,0 +1,570 @@
+"""Level 4's Feast feature store for one run folder: configure, apply, materialise, read, push.
+
+The definitions live in ``level4_fraud/feature_repo/`` (entities, sources, views, on-demand
+views, services). This module gives them a home in a run folder::
+
+    RUN/feature_store/
+        feature_store.yaml     rendered from feature_repo/feature_store.yaml (for the Feast CLI)
+        data/*.parquet         the batch sources (card and terminal windows, card activity, profiles)
+        registry.db            Feast's registry (a local file)
+        online.db              the SQLite online store (unless Redis is configured)
+
+and wraps Feast's API in the calls the level needs:
+
+>>> fs = FraudFeatureStore(run_dir, FeatureStoreConfig())
+>>> fs.write_sources(card_windows=..., terminal_windows=..., card_activity=card_activity_rows(tx))
+>>> fs.apply()
+>>> train = fs.training_set(entity_frame(tx))            # point in time, get_historical_features
+>>> fs.materialize(start, end)                            # offline -> online
+>>> fs.online_features([{"CUSTOMER_ID": 1, "TERMINAL_ID": 7, "TX_AMOUNT": 12.0, "TX_DATETIME": now}])
+>>> fs.push(card_activity_rows(new_tx))                   # streaming update of the online store
+
+Point in time: a training row at time t sees only rows with ``event_timestamp <= t`` and younger
+than the view's TTL. `entity_frame` asks as of one microsecond before each transaction (the
+moment of authorisation, before the transaction is recorded), so a card's own transaction never
+counts as its "previous" one.
+
+Scale-out: ``offline_store="ray"`` and ``batch_engine="ray"`` run retrieval and materialisation
+on Ray (local by default, ``ray_address`` joins a cluster); see README_FEAST.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from level4_fraud.feature_repo import data_sources as ds
+from level4_fraud.feature_repo.feature_views import (
+    CARD_WINDOW_FEATURES,
+    LAST_TX_AMOUNT,
+    LAST_TX_EPOCH_S,
+    TERMINAL_WINDOW_FEATURES,
+)
+from level4_fraud.schema import (
+    CUSTOMER_ID,
+    TERMINAL_ID,
+    TRANSACTION_ID,
+    TX_AMOUNT,
+    TX_DATETIME,
+    X_CUSTOMER,
+    X_TERMINAL,
+    Y_CUSTOMER,
+    Y_TERMINAL,
+)
+from shared.atomic import atomic_path, atomic_write_text
+from shared.errors import ConfigError, InputFileError, SchemaError
+
+EVENT_TIMESTAMP = ds.EVENT_TIMESTAMP
+TEMPLATE = Path(__file__).resolve().parent / "feature_repo" / "feature_store.yaml"
+RAY_ENGINE_TYPE = "level4_fraud.feature_repo.ray_engine.PointInTimeRayComputeEngine"
+DEFAULT_SERVICE = "fraud_features_v1"
+GEO_SERVICE = "fraud_features_geo_v1"
+PUSH_SOURCE = "card_activity_push"
+# Authorisation happens before the transaction is recorded: ask as of just before it.
+BEFORE_EVENT = pd.Timedelta(microseconds=1)
+
+_PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
+
+
+class FeatureStoreConfig(BaseModel):
+    """Where the feature store keeps its data and what runs it.
+
+    Quick and full profiles use the same defaults (SQLite online store, Parquet files read by
+    Feast's file/dask offline store, in-process materialisation). Redis is used when
+    ``redis_url`` is set; Ray when ``offline_store``/``batch_engine`` say "ray".
+
+    Attributes:
+        project: Feast project name (letters, digits, underscores); also the Redis key namespace.
+        online_store: "sqlite" (a file in the run folder) or "redis".
+        redis_url: ``redis://[:password@]host:port[/db]`` (``rediss://`` for TLS) or Feast's own
+            ``host:port[,db=N,password=...]``. Setting it selects Redis unless
+            ``online_store`` is given explicitly.
+        redis_key_ttl_seconds: Expire online keys after this many seconds (None: never).
+        offline_store: "file" (Feast's Parquet/dask store) or "ray" (Feast's Ray offline store).
+        batch_engine: "local" (in process) or "ray" (Feast's Ray compute engine, point-in-time
+            variant `level4_fraud.feature_repo.ray_engine.PointInTimeRayComputeEngine`).
+        ray_address: Address of a Ray cluster (``ray://host:10001`` or ``host:6379``); None runs
+            a local Ray, or uses the one this process already started.
+        ray_max_workers: Ray workers for the engine's transformations (None: Ray decides).
+        ray_write_concurrency: Parallel online-store writers (None: 1 for SQLite, 4 for Redis).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = "level4_fraud"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_url: str | None = None
+    redis_key_ttl_seconds: int | None = Field(default=None, gt=0)
+    offline_store: Literal["file", "ray"] = "file"
+    batch_engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    ray_max_workers: int | None = Field(default=None, gt=0)
+    ray_write_concurrency: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> FeatureStoreConfig:
+        if not _PROJECT_RE.match(self.project):
+            raise ValueError(f"project must be letters, digits and underscores, got {self.project!r}")
+        if self.redis_url and "online_store" not in self.model_fields_set:
+            self.online_store = "redis"
+        if self.online_store == "redis" and not self.redis_url:
+            raise ValueError("online_store 'redis' needs redis_url")
+        if self.redis_url:
+            redis_connection_string(self.redis_url)  # fails early on a malformed URL
+        return self
+
+
+def redis_connection_string(url: str) -> str:
+    """Feast's Redis connection string (``host:port,db=N,password=...,ssl=true``) from a URL.
+
+    A string without a scheme is taken as already in Feast's form.
+
+    Raises:
+        ValueError: The URL has no host or a port that is not a number.
+    """
+    if "://" not in url:
+        if not url.split(",", 1)[0]:
+            raise ValueError(f"redis_url has no host: {url!r}")
+        return url
+    parsed = urlparse(url)
+    if parsed.scheme not in {"redis", "rediss"} or not parsed.hostname:
+        raise ValueError(f"redis_url must look like redis://host:port/db, got {url!r}")
+    try:
+        port = parsed.port or 6379
+    except ValueError as exc:
+        raise ValueError(f"redis_url has a bad port: {url!r}") from exc
+    parts = [f"{parsed.hostname}:{port}"]
+    db = parsed.path.strip("/")
+    if db:
+        if not db.isdigit():
+            raise ValueError(f"redis_url database must be a number, got {db!r}")
+        parts.append(f"db={db}")
+    if parsed.password:
+        parts.append(f"password={unquote(parsed.password)}")
+    if parsed.scheme == "rediss":
+        parts.append("ssl=true")
+    return ",".join(parts)
+
+
+class FeatureStoreLayout:
+    """Paths of a run's feature store folder (``RUN/feature_store``)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir).resolve()
+        self.root = self.run_dir / "feature_store"
+        self.yaml = self.root / "feature_store.yaml"
+        self.registry = self.root / "registry.db"
+        self.online_db = self.root / "online.db"
+        self.ray_storage = self.root / "ray_storage"
+
+    def source(self, relative: str) -> Path:
+        """Absolute path of a batch source given as in data_sources.py (``data/x.parquet``)."""
+        return self.root / relative
+
+
+def render_repo_config(layout: FeatureStoreLayout, cfg: FeatureStoreConfig) -> dict[str, Any]:
+    """The ``feature_store.yaml`` of a run: the template with the configured stores.
+
+    Paths are relative to the feature store folder (Feast's ``repo_path``), so a run folder can be
+    moved; the Ray offline store's staging folder is absolute because Ray workers resolve it.
+    """
+    conf: dict[str, Any] = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+    conf["project"] = cfg.project
+    conf["registry"] = {"registry_type": "file", "path": layout.registry.name}
+    if cfg.online_store == "redis":
+        online: dict[str, Any] = {
+            "type": "redis",
+            "connection_string": redis_connection_string(cfg.redis_url or ""),
+        }
+        if cfg.redis_key_ttl_seconds:
+            online["key_ttl_seconds"] = cfg.redis_key_ttl_seconds
+        conf["online_store"] = online
+    else:
+        conf["online_store"] = {"type": "sqlite", "path": layout.online_db.name}
+    if cfg.offline_store == "ray":
+        offline: dict[str, Any] = {"type": "ray", "storage_path": str(layout.ray_storage)}
+        if cfg.ray_address:
+            offline["ray_address"] = cfg.ray_address
+        conf["offline_store"] = offline
+    else:
+        conf["offline_store"] = {"type": "file"}
+    if cfg.batch_engine == "ray":
+        engine: dict[str, Any] = {"type": RAY_ENGINE_TYPE}
+        if cfg.ray_address:
+            engine["ray_address"] = cfg.ray_address
+        if cfg.ray_max_workers:
+            engine["max_workers"] = cfg.ray_max_workers
+        default_writers = 4 if cfg.online_store == "redis" else 1
+        engine["write_concurrency"] = cfg.ray_write_concurrency or default_writers
+        conf["batch_engine"] = engine
+    else:
+        conf["batch_engine"] = "local"
+    return conf
+
+
+# --- frames for the batch sources ----------------------------------------------------------------
+
+
+def _utc(values: Any) -> pd.Series:
+    """Datetimes as a UTC-aware nanosecond Series with a fresh index (naive ones are UTC)."""
+    if isinstance(values, pd.Series):
+        values = values.array
+    return pd.Series(pd.to_datetime(values, utc=True)).astype("datetime64[ns, UTC]")
+
+
+def _epoch_seconds(when: pd.Series) -> Any:
+    """UTC epoch seconds (float) of aware datetimes."""
+    return (when - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
+
+
+def _require(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise SchemaError(f"{what}: missing column(s) {', '.join(missing)}")
+
+
+def card_activity_rows(tx: pd.DataFrame) -> pd.DataFrame:
+    """The card-activity source (or a push) from transactions: one row per transaction.
+
+    Each row says "as of ``event_timestamp`` this card's last transaction was at
+    ``LAST_TX_EPOCH_S`` for ``LAST_TX_AMOUNT``".
+
+    Args:
+        tx: Transactions with ``CUSTOMER_ID, TX_DATETIME, TX_AMOUNT``.
+    """
+    _require(tx, (CUSTOMER_ID, TX_DATETIME, TX_AMOUNT), "transactions")
+    when = _utc(tx[TX_DATETIME])
+    return pd.DataFrame(
+        {
+            CUSTOMER_ID: tx[CUSTOMER_ID].to_numpy(dtype="int64"),
+            EVENT_TIMESTAMP: when.array,
+            LAST_TX_EPOCH_S: _epoch_seconds(when),
+            LAST_TX_AMOUNT: tx[TX_AMOUNT].to_numpy(dtype="float64"),
+        }
+    )
+
+
+def entity_frame(tx: pd.DataFrame) -> pd.DataFrame:
+    """The entity frame of a training set: one row per transaction, asked just before it.
+
+    Columns: ``TRANSACTION_ID`` (when present), ``CUSTOMER_ID, TERMINAL_ID`` (entities),
+    ``TX_AMOUNT, TX_DATETIME`` (request fields of the on-demand view) and ``event_timestamp`` =
+    ``TX_DATETIME`` minus one microsecond, UTC.
+    """
+    _require(tx, (CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_DATETIME), "transactions")
+    when = _utc(tx[TX_DATETIME])
+    out = pd.DataFrame(index=tx.index)
+    if TRANSACTION_ID in tx.columns:
+        out[TRANSACTION_ID] = tx[TRANSACTION_ID].to_numpy()
+    out[CUSTOMER_ID] = tx[CUSTOMER_ID].to_numpy(dtype="int64")
+    out[TERMINAL_ID] = tx[TERMINAL_ID].to_numpy(dtype="int64")
+    out[TX_AMOUNT] = tx[TX_AMOUNT].to_numpy(dtype="float64")
+    out[TX_DATETIME] = when.array
+    out[EVENT_TIMESTAMP] = (when - BEFORE_EVENT).array
+    return out
+
+
+def profile_rows(table: pd.DataFrame, key: str, x: str, y: str, since: datetime) -> pd.DataFrame:
+    """A profile source (coordinates) from a simulator side table, valid from `since`."""
+    _require(table, (key, x, y), f"{key} table")
+    return pd.DataFrame(
+        {
+            key: table[key].to_numpy(dtype="int64"),
+            x: table[x].to_numpy(dtype="float64"),
+            y: table[y].to_numpy(dtype="float64"),
+            EVENT_TIMESTAMP: _utc([since] * len(table)).array,
+        }
+    )
+
+
+# Columns each batch source must hold (beyond event_timestamp).
+SOURCE_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "card_windows": (ds.CARD_WINDOWS_FILE, (CUSTOMER_ID, *CARD_WINDOW_FEATURES)),
+    "terminal_windows": (ds.TERMINAL_WINDOWS_FILE, (TERMINAL_ID, *TERMINAL_WINDOW_FEATURES)),
+    "card_activity": (ds.CARD_ACTIVITY_FILE, (CUSTOMER_ID, LAST_TX_EPOCH_S, LAST_TX_AMOUNT)),
+    "card_profile": (ds.CARD_PROFILE_FILE, (CUSTOMER_ID, X_CUSTOMER, Y_CUSTOMER)),
+    "terminal_profile": (ds.TERMINAL_PROFILE_FILE, (TERMINAL_ID, X_TERMINAL, Y_TERMINAL)),
+}
+REQUIRED_SOURCES = ("card_windows", "terminal_windows", "card_activity")
+PROFILE_SOURCES = ("card_profile", "terminal_profile")
+_INT_COLUMNS = {CUSTOMER_ID, TERMINAL_ID} | {
+    c for c in (*CARD_WINDOW_FEATURES, *TERMINAL_WINDOW_FEATURES) if "_NB_TX_" in c
+}
+
+
+def _typed_source(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Only the source's columns, with the dtypes its feature view declares, UTC timestamps."""
+    _, columns = SOURCE_COLUMNS[name]
+    _require(df, (*columns, EVENT_TIMESTAMP), name)
+    out = pd.DataFrame({EVENT_TIMESTAMP: _utc(df[EVENT_TIMESTAMP]).array})
+    for col in columns:
+        values = df[col].to_numpy()
+        if col in _INT_COLUMNS:
+            series = pd.Series(values)
+            if series.isna().any():
+                raise SchemaError(f"{name}: column {col} has missing values")
+            out[col] = series.to_numpy(dtype="int64")
+        else:
+            out[col] = pd.to_numeric(pd.Series(values), errors="raise").to_numpy(dtype="float64")
+    return out
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class FraudFeatureStore:
+    """The feature store of one run folder (see the module docstring).
+
+    Args:
+        run_dir: The run folder; the store lives in ``run_dir/feature_store``.
+        config: Stores and engines; SQLite + Parquet + in-process by default.
+    """
+
+    def __init__(self, run_dir: str | Path, config: FeatureStoreConfig | None = None) -> None:
+        self.config = config or FeatureStoreConfig()
+        self.layout = FeatureStoreLayout(run_dir)
+
+    # -- configuration
+
+    def repo_config_dict(self) -> dict[str, Any]:
+        """The rendered ``feature_store.yaml`` content for this run."""
+        return render_repo_config(self.layout, self.config)
+
+    def write_config(self) -> Path:
+        """Write ``feature_store.yaml`` into the run's feature store folder (for the Feast CLI)."""
+        text = yaml.safe_dump(self.repo_config_dict(), sort_keys=False)
+        return atomic_write_text(self.layout.yaml, text)
+
+    @cached_property
+    def store(self) -> Any:
+        """The `feast.FeatureStore` of this run (created on first use)."""
+        from feast import FeatureStore, RepoConfig
+
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        try:
+            repo_config = RepoConfig(repo_path=self.layout.root, **self.repo_config_dict())
+        except Exception as exc:  # pydantic's message names the bad field
+            raise ConfigError(f"feature store config: {exc}".splitlines()[0]) from exc
+        return FeatureStore(config=repo_config)
+
+    # -- data
+
+    def write_sources(self, **frames: pd.DataFrame | None) -> list[Path]:
+        """Write batch sources as Parquet (atomically) under ``feature_store/data``.
+
+        Args:
+            **frames: By source name (`SOURCE_COLUMNS`): ``card_windows``, ``terminal_windows``,
+                ``card_activity``, ``card_profile``, ``terminal_profile``; each with its
+                columns and ``event_timestamp``. None entries are skipped.
+
+        Returns:
+            The files written.
+
+        Raises:
+            SchemaError: An unknown source name, or a frame lacking a column.
+        """
+        written = []
+        for name, df in frames.items():
+            if df is None:
+                continue
+            if name not in SOURCE_COLUMNS:
+                raise SchemaError(f"unknown feature source {name!r}; known: {', '.join(SOURCE_COLUMNS)}")
+            path = self.layout.source(SOURCE_COLUMNS[name][0])
+            typed = _typed_source(name, df)
+            with atomic_path(path) as tmp:
+                typed.to_parquet(tmp, index=False)
+            written.append(path)
+        return written
+
+    def has_source(self, name: str) -> bool:
+        """Whether the batch source `name` has been written."""
+        return self.layout.source(SOURCE_COLUMNS[name][0]).is_file()
+
+    @property
+    def has_geo(self) -> bool:
+        """Whether customer and terminal coordinates were written (distance from home served)."""
+        return all(self.has_source(n) for n in PROFILE_SOURCES)
+
+    # -- Feast operations
+
+    def definitions(self) -> list[Any]:
+        """The Feast objects this run registers (profiles and geo only with coordinates)."""
+        from level4_fraud.feature_repo import entities, feature_services, feature_views, on_demand
+
+        objects: list[Any] = [entities.card, entities.terminal, ds.card_activity_push]
+        objects += list(feature_views.BATCH_VIEWS)
+        objects += [on_demand.transaction_context, feature_services.fraud_features_v1]
+        if self.has_geo:
+            objects += list(feature_views.PROFILE_VIEWS)
+            objects += [on_demand.geo_context, feature_services.fraud_features_geo_v1]
+        return objects
+
+    def apply(self) -> list[str]:
+        """Register the definitions in the run's registry and create the online tables.
+
+        Returns:
+            Names of the registered feature views, on-demand views and services.
+
+        Raises:
+            InputFileError: A required batch source has not been written yet.
+        """
+        missing = [n for n in REQUIRED_SOURCES if not self.has_source(n)]
+        if missing:
+            raise InputFileError(
+                f"feature store {self.layout.root}: write the source(s) {', '.join(missing)} before apply"
+            )
+        objects = self.definitions()
+        self.store.apply(objects)
+        return [o.name for o in objects if not type(o).__name__.endswith(("Entity", "Source"))]
+
+    @property
+    def default_service(self) -> str:
+        """The geo service when coordinates exist, else the base one."""
+        return GEO_SERVICE if self.has_geo else DEFAULT_SERVICE
+
+    def materialize(
+        self, start: datetime, end: datetime, views: list[str] | None = None
+    ) -> None:
+        """Load the newest row per entity with ``start <= event_timestamp < end`` into the online store.
+
+        Args:
+            start: Start of the interval (naive datetimes are UTC).
+            end: End of the interval; with the Ray engine, TTL is measured from here.
+            views: Feature view names (None: every view with a batch source).
+        """
+        self.store.materialize(
+            start_date=_utc([start]).iloc[0].to_pydatetime(),
+            end_date=_utc([end]).iloc[0].to_pydatetime(),
+            feature_views=views,
+        )
+
+    def feature_refs(self, service: str | None = None) -> list[str]:
+        """``view:feature`` references of a feature service (default: `default_service`)."""
+        svc = self.store.get_feature_service(service or self.default_service)
+        return [f"{p.name_to_use()}:{f.name}" for p in svc.feature_view_projections for f in p.features]
+
+    def training_set(
+        self,
+        entity_df: pd.DataFrame,
+        *,
+        service: str | None = None,
+        features: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Point-in-time features for each row of `entity_df` (`entity_frame`), in its order.
+
+        Batch features come from Feast's ``get_historical_features``, asked once per feature
+        view with the unique ``(entity key, event_timestamp)`` pairs and joined back;
+        on-demand features are then computed by Feast's own transformation of each on-demand
+        view. Asking this way works around two defects of feast 0.67's file (dask) offline store, which otherwise
+        (a) drops an entity row whose entity has rows but none valid at its time (instead of
+        returning nulls) and (b) merges entity rows that share keys and timestamp
+        (feast-dev/feast#6787). The result has exactly one row per input row.
+
+        Args:
+            entity_df: ``event_timestamp``, the entity keys (``CUSTOMER_ID``, ``TERMINAL_ID``)
+                and the request fields ``TX_AMOUNT, TX_DATETIME`` when on-demand features are
+                asked; other columns (labels, ids) pass through.
+            service: A feature service name (default: `default_service`).
+            features: ``view:feature`` references instead of a service.
+
+        Returns:
+            `entity_df`'s columns followed by the features (nulls where nothing was known at
+            that time), same row order and index.
+        """
+        _require(entity_df, (EVENT_TIMESTAMP,), "entity frame")
+        refs = features if features is not None else self.feature_refs(service)
+        frame = entity_df.reset_index(drop=True).copy()
+        frame[EVENT_TIMESTAMP] = _utc(frame[EVENT_TIMESTAMP]).array
+
+        by_view: dict[str, list[str]] = {}
+        for ref in refs:
+            view, feature = ref.split(":", 1)
+            by_view.setdefault(view, []).append(feature)
+        registered = {o.name: o for o in self.store.list_on_demand_feature_views()}
+        odfvs = {v: registered[v] for v in by_view if v in registered}
+        wanted = {v: list(f) for v, f in by_view.items() if v not in odfvs}
+        needed = {v: list(f) for v, f in wanted.items()}
+        for odfv in odfvs.values():
+            for proj in odfv.source_feature_view_projections.values():
+                cols = needed.setdefault(proj.name, [])
+                cols += [f.name for f in proj.features if f.name not in cols]
+
+        # One historical query per view, on its unique (keys, timestamp) rows: a view with no
+        # valid row for an entity row must give nulls there, not remove the row for every view.
+        for view, feats in needed.items():
+            keys = [e.name for e in self.store.get_feature_view(view).entity_columns]
+            _require(frame, keys, "entity frame")
+            query = frame.loc[:, [*keys, EVENT_TIMESTAMP]].drop_duplicates(ignore_index=True)
+            refs_view = [f"{view}:{f}" for f in feats]
+            got = self.store.get_historical_features(entity_df=query, features=refs_view).to_df()
+            got[EVENT_TIMESTAMP] = _utc(got[EVENT_TIMESTAMP]).array
+            got = got.loc[:, [*keys, EVENT_TIMESTAMP, *feats]].drop_duplicates([*keys, EVENT_TIMESTAMP])
+            frame = frame.merge(got, on=[*keys, EVENT_TIMESTAMP], how="left", validate="many_to_one")
+
+        if odfvs:
+            import pyarrow as pa
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            for name, odfv in odfvs.items():
+                out = odfv.transform_arrow(table, full_feature_names=False)
+                for col in by_view[name]:
+                    frame[col] = out[col].to_pandas().to_numpy()
+
+        keep = list(entity_df.columns) + [
+            r.split(":", 1)[1] for r in refs if r.split(":", 1)[1] not in entity_df.columns
+        ]
+        frame = frame.loc[:, list(dict.fromkeys(keep))]
+        frame.index = entity_df.index
+        return frame
+
+    def online_features(
+        self,
+        rows: pd.DataFrame | Iterable[Mapping[str, Any]],
+        *,
+        service: str | None = None,
+        features: list[str] | None = None,
+    ) -> pd.DataFrame:
+        """Online features for requests (entities plus ``TX_AMOUNT, TX_DATETIME``), in order."""
+        records = rows.to_dict("records") if isinstance(rows, pd.DataFrame) else [dict(r) for r in rows]
+        refs = features
+        if refs is None:
+            refs = self.store.get_feature_service(service or self.default_service)
+        return self.store.get_online_features(features=refs, entity_rows=records).to_df()
+
+    def push(self, rows: pd.DataFrame, *, offline: bool = False) -> int:
+        """Push card-activity rows (`card_activity_rows`) to the online store (and offline).
+
+        The newest row per card is kept: SQLite's online store keeps the last write, not the
+        newest event, so an unsorted batch could otherwise leave an older value.
+
+        Returns:
+            The number of cards updated.
+        """
+        from feast.data_source import PushMode
+
+        typed = _typed_source("card_activity", rows)
+        newest = typed.sort_values(EVENT_TIMESTAMP, kind="mergesort")
+        newest = newest.drop_duplicates(CUSTOMER_ID, keep="last")
+        mode = PushMode.ONLINE_AND_OFFLINE if offline else PushMode.ONLINE
+        self.store.push(PUSH_SOURCE, newest, to=mode)
+        return len(newest)
+
+    def teardown(self) -> None:
+        """Remove the online tables or keys of this project (Feast's teardown)."""
+        self.store.teardown()
+
+
+def materialize_window(snapshots: pd.DataFrame) -> tuple[datetime, datetime]:
+    """A ``(start, end)`` that covers every row of a source frame (end just after the newest)."""
+    ts = _utc(snapshots[EVENT_TIMESTAMP])
+    return ts.min().to_pydatetime(), (ts.max() + timedelta(seconds=1)).to_pydatetime()
