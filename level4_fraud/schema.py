@@ -136,7 +136,15 @@ SCENARIO_NAMES: dict[int, str] = {s.value: s.name.lower() for s in Scenario}
 
 
 def _fail_first(values: pd.Series) -> str:
-    return repr(values.iloc[0]) if len(values) else "?"
+    """The first offending value as a user reads it (2, 'lots'), not as numpy prints it."""
+    if not len(values):
+        return "?"
+    v = values.iloc[0]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return repr(v)
 
 
 def _coerce_int(df: pd.DataFrame, col: str, source: str) -> None:
