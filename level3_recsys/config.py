@@ -101,6 +101,9 @@ class RecsysConfig(LevelConfig):
     """
 
     ENV_PREFIX: ClassVar[str] = "L3"
+    # L3__SERVING__*, L3__MODEL_SERVICE__*, L3__LOAD__* configure the serving processes
+    # (pydantic-settings in serving/settings.py), not this config.
+    ENV_SECTIONS_ELSEWHERE: ClassVar[tuple[str, ...]] = ("serving", "model_service", "load")
     PROFILES: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {},
         "full": {

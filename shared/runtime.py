@@ -17,6 +17,8 @@ DEFAULTS = {
     # Prefect's ephemeral server must start on a busy 2-core machine (its default is 20 s).
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    # MLflow resets its logger's level when imported; this is the setting it reads.
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
     # Flow runs print their own summaries; Prefect's per-task INFO lines drown them.
     "PREFECT_LOGGING_LEVEL": "WARNING",
 }

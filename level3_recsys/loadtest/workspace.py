@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from level3_recsys.serving.settings import MODEL_ENV_PREFIX, SERVING_ENV_PREFIX, without_process_settings
+from level3_recsys.serving.settings import MODEL_ENV_PREFIX, SERVING_ENV_PREFIX
 from shared.atomic import atomic_write_json
 from shared.errors import InputFileError
 
@@ -81,7 +81,6 @@ def workspace_config(root: Path, *, profile: str = "quick", overrides: dict[str,
         RecsysConfig,
         profile=profile,
         overrides={**base, **(overrides or {})},
-        environ=without_process_settings(),  # L3__SERVING__ & co. are no sections of RecsysConfig
     )
 
 

@@ -12,12 +12,15 @@ The level's CLI mounts this app with ``app.add_typer(serving_app, name="serve")`
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from shared.cli import ConfigOpt, OutOpt, ProfileOpt, handle_user_errors, new_app, say
 from shared.errors import ConfigError
+
+if TYPE_CHECKING:  # the config imports the models; the CLI loads it only when a command runs
+    from level3_recsys.config import RecsysConfig
 
 app = new_app("serve", "Level 3 serving: model service, recommendation API, shadow, metrics.")
 serving_app = app  # the name the level's CLI mounts it under
@@ -30,18 +33,13 @@ def _group() -> None:
     """Level 3 serving: model service, recommendation API, shadow, metrics."""
 
 
-def _level_config(profile: str, config: Any) -> Any:
-    """The level config, read without the serving processes' own ``L3__SERVING__``-style
-    variables: they share the level's ``L3__`` prefix but are no section of `RecsysConfig`."""
+def _level_config(profile: str, config: Any) -> RecsysConfig:
+    """The level config (the serving processes' ``L3__SERVING__``-style variables are not
+    sections of it: `RecsysConfig.ENV_SECTIONS_ELSEWHERE`)."""
     from level3_recsys.config import RecsysConfig
-    from level3_recsys.serving.settings import without_process_settings
-    from shared.config import load_config
-    from shared.logs import setup_logging
-    from shared.runtime import configure_environment
+    from shared.cli import load_level_config
 
-    configure_environment()
-    setup_logging("WARNING")
-    return load_config(RecsysConfig, profile=profile, path=config, environ=without_process_settings())
+    return load_level_config(RecsysConfig, profile, config)
 
 
 def _check_engine(engine: str) -> None:

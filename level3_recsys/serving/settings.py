@@ -24,8 +24,6 @@ API_KEY_HEADER = "X-API-Key"
 SERVING_ENV_PREFIX = "L3__SERVING__"
 MODEL_ENV_PREFIX = "L3__MODEL_SERVICE__"
 LOAD_ENV_PREFIX = "L3__LOAD__"
-# Sections of the L3__ namespace that configure the serving processes, not `RecsysConfig`.
-PROCESS_ENV_PREFIXES = (SERVING_ENV_PREFIX, MODEL_ENV_PREFIX, LOAD_ENV_PREFIX)
 _RENAMED = {"L3_SERVING_": SERVING_ENV_PREFIX, "L3_MODEL_": MODEL_ENV_PREFIX, "L3_LOAD_": LOAD_ENV_PREFIX}
 
 
@@ -38,16 +36,6 @@ def renamed_variables(environ: Mapping[str, str] | None = None) -> dict[str, str
         for old, new in _RENAMED.items()
         if key.upper().startswith(old)
     }
-
-
-def without_process_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`environ` without the serving processes' own sections (``L3__SERVING__`` ...).
-
-    They share the level's ``L3__`` prefix but are not fields of the level config, which
-    rejects unknown sections.
-    """
-    environ = os.environ if environ is None else environ
-    return {k: v for k, v in environ.items() if not k.upper().startswith(PROCESS_ENV_PREFIXES)}
 
 
 def _refuse_renamed(prefix: str) -> None:
