@@ -355,7 +355,9 @@ class FraudFeatureStore:
             repo_config = RepoConfig(repo_path=self.layout.root, **self.repo_config_dict())
         except Exception as exc:  # pydantic's message names the bad field
             raise ConfigError(f"feature store config: {exc}".splitlines()[0]) from exc
-        return FeatureStore(config=repo_config)
+        # Both: Feast resolves the registry against the store's repo_path (cwd when not given)
+        # and the SQLite file against the config's.
+        return FeatureStore(repo_path=str(self.layout.root), config=repo_config)
 
     # -- data
 
@@ -432,9 +434,7 @@ class FraudFeatureStore:
         """The geo service when coordinates exist, else the base one."""
         return GEO_SERVICE if self.has_geo else DEFAULT_SERVICE
 
-    def materialize(
-        self, start: datetime, end: datetime, views: list[str] | None = None
-    ) -> None:
+    def materialize(self, start: datetime, end: datetime, views: list[str] | None = None) -> None:
         """Load the newest row per entity with ``start <= event_timestamp < end`` into the online store.
 
         Args:
@@ -465,10 +465,11 @@ class FraudFeatureStore:
         Batch features come from Feast's ``get_historical_features``, asked once per feature
         view with the unique ``(entity key, event_timestamp)`` pairs and joined back;
         on-demand features are then computed by Feast's own transformation of each on-demand
-        view. Asking this way works around two defects of feast 0.67's file (dask) offline store, which otherwise
-        (a) drops an entity row whose entity has rows but none valid at its time (instead of
-        returning nulls) and (b) merges entity rows that share keys and timestamp
-        (feast-dev/feast#6787). The result has exactly one row per input row.
+        view. Asking this way works around two defects of feast 0.67's file (dask) offline
+        store, which otherwise (a) drops an entity row whose entity has rows but none valid at
+        its time, instead of returning nulls, and with it that row's features from every other
+        view, and (b) merges entity rows that share keys and timestamp (feast-dev/feast#6787).
+        The result has exactly one row per input row.
 
         Args:
             entity_df: ``event_timestamp``, the entity keys (``CUSTOMER_ID``, ``TERMINAL_ID``)
