@@ -69,7 +69,11 @@ class TrainConfig(BaseModel):
 
 @dataclass
 class FitResult:
-    """What a training run did: per-epoch history, the epoch kept, its validation AP, duration."""
+    """What a training run did: per-epoch history, the epoch kept, its validation AP, duration.
+
+    ``best_val_ap`` holds the kept epoch's validation AP, or its ``val_score`` when `fit` was
+    given one.
+    """
 
     history: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
@@ -186,6 +190,7 @@ def fit(
     val: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
     targets: np.ndarray | None = None,
     loss_fn: LossFn | None = None,
+    val_score: Callable[[np.ndarray], float] | None = None,
 ) -> FitResult:
     """Train `model` in place with AdamW on mini-batches, keeping the best validation epoch.
 
@@ -203,6 +208,9 @@ def fit(
         targets: What the loss compares the logits with, if not `y` (e.g. ``(n, 2)`` hard label
             and teacher probability for distillation); sliced like the inputs.
         loss_fn: ``loss_fn(logits, targets_batch)``; defaults to the loss `cfg` names.
+        val_score: ``val_score(val_logits) -> float`` (higher is better) to select epochs by
+            instead of validation AP (e.g. fidelity to a teacher); reported as ``val_ap``'s
+            replacement ``val_score`` in the history.
 
     Returns:
         The training history and the epoch kept.
@@ -254,8 +262,12 @@ def fit(
             record = {"epoch": float(epoch), "train_loss": total / max(batches, 1)}
             if val is not None:
                 v_logits = predict_logits(model, val[0], batch_size=cfg.eval_batch_size, device=device)
-                score = _monitor(np.asarray(val[1]), _sigmoid(v_logits), v_logits)
-                record["val_ap"] = score
+                if val_score is None:
+                    score = _monitor(np.asarray(val[1]), _sigmoid(v_logits), v_logits)
+                    record["val_ap"] = score
+                else:
+                    score = float(val_score(v_logits))
+                    record["val_score"] = score
                 if score > best:
                     best, bad_epochs = score, 0
                     result.best_epoch, result.best_val_ap = epoch, score
