@@ -357,7 +357,12 @@ def save_model(model: nn.Module, folder: str | Path, *, extra: dict[str, Any] | 
         raise TypeError(f"only level4_fraud models can be saved this way, not {name}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    # Edit the state_dict in place: it carries `_metadata` (module versions) that a quantized
+    # model needs to load, and non-tensor entries (packed-parameter dtypes) stay as they are.
+    state = model.state_dict()
+    for k, v in state.items():
+        if isinstance(v, torch.Tensor):
+            state[k] = v.detach().cpu()
     with atomic_path(folder / MODEL_FILE) as tmp:
         torch.save(state, tmp)
     atomic_write_json(
