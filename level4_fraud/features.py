@@ -143,6 +143,37 @@ class _Keyed:
         return np.searchsorted(self.key, entity_rank.astype(np.int64) * self.span + t_ms, side="right")
 
 
+def _scatter(values_sorted: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Values computed in a sorted order, put back in row order."""
+    out = np.empty_like(values_sorted)
+    out[order] = values_sorted
+    return out
+
+
+def _time_order(tx: pd.DataFrame) -> np.ndarray | None:
+    """Positions of `tx` in time order, or None when it is already in time order."""
+    t = tx[schema.TX_DATETIME].to_numpy()
+    ids = tx[schema.TRANSACTION_ID].to_numpy()
+    if len(t) < 2:
+        return None
+    dt = t[1:] - t[:-1]
+    zero = np.timedelta64(0, "ns")
+    if (dt > zero).all() or ((dt >= zero).all() and ((dt > zero) | (ids[1:] > ids[:-1])).all()):
+        return None
+    return np.lexsort((ids, t))
+
+
+def _first_use(entity: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """True where (entity, value) appears for the first time (rows in time order)."""
+    v = value.astype(np.int64)
+    v = v - v.min()
+    # np.unique's return_index is the first occurrence: rows are in time order.
+    _, first = np.unique(entity.astype(np.int64) * (int(v.max()) + 1) + v, return_index=True)
+    out = np.zeros(len(entity), dtype=bool)
+    out[first] = True
+    return out
+
+
 def _time_ms(ts: pd.Series, origin: pd.Timestamp) -> np.ndarray:
     return ((ts - origin) // pd.Timedelta(milliseconds=1)).to_numpy(dtype=np.int64)
 
@@ -289,8 +320,10 @@ def transaction_features(
     """
     if len(tx) == 0:
         return pd.DataFrame(index=tx.index, columns=feature_names(windows), dtype=np.float64)
-    order = np.lexsort((tx[schema.TRANSACTION_ID].to_numpy(), tx[schema.TX_DATETIME].to_numpy()))
-    df = tx.iloc[order]
+    # Work in time order (TX_DATETIME, then TRANSACTION_ID); `back` puts results in tx's order.
+    order = _time_order(tx)
+    df = tx if order is None else tx.iloc[order]
+    n = len(df)
     origin = df[schema.TX_DATETIME].iloc[0].floor("D") - pd.Timedelta(days=max(windows) + delay_days + 1)
     t_ms = _time_ms(df[schema.TX_DATETIME], origin)
     span = int(t_ms.max()) + (max(windows) + delay_days + 2) * _MS_PER_DAY
@@ -301,46 +334,48 @@ def transaction_features(
     hour = dt.hour.to_numpy()
     out["TX_DURING_NIGHT"] = (hour <= 6).astype(np.int8)  # the Handbook: hour <= 6
 
-    # Card windows, current transaction included, later ones excluded (by position).
+    # Card windows, current transaction included, later ones excluded (by position). Computed in
+    # the (card, time) sorted order, where every query is already sorted: binary searches with
+    # sorted needles are several times faster than with random ones.
     cust, cust_index = _ranks(df[schema.CUSTOMER_ID])
     _check_span(len(cust_index), span)
     ck = _Keyed(cust, t_ms, span)
     c_amount = ck.cumsum(amount)
-    me = ck.position + 1
+    me = np.arange(1, n + 1)  # sorted position + 1: the current row included
     for w in windows:
-        lo = ck.upto(cust, t_ms - w * _MS_PER_DAY)
-        n = me - lo
-        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = n.astype(np.int64)
-        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = (c_amount[me] - c_amount[lo]) / n
+        lo = np.searchsorted(ck.key, ck.key - w * _MS_PER_DAY, side="right")
+        cnt = me - lo
+        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = _scatter(cnt.astype(np.int64), ck.order)
+        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = _scatter((c_amount[me] - c_amount[lo]) / cnt, ck.order)
 
     # Terminal delayed windows.
     term, term_index = _ranks(df[schema.TERMINAL_ID])
     _check_span(len(term_index), span)
     label, avail = _labels_and_availability(df, labels, delay_days, origin)
     risk = _TerminalRisk(term, t_ms, label, avail, delay_days * _MS_PER_DAY, span)
+    tk = risk.all
+    term_s, t_s = term[tk.order], t_ms[tk.order]
     for w in windows:
-        nb, r = risk.query(term, t_ms, w)
-        out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = nb
-        out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = r
+        nb, r = risk.query(term_s, t_s, w)
+        out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = _scatter(nb, tk.order)
+        out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = _scatter(r, tk.order)
 
     # Request-time: the card's previous transactions (current excluded) over the longest window.
     w_max = max(windows)
-    lo = ck.upto(cust, t_ms - w_max * _MS_PER_DAY)
+    lo = np.searchsorted(ck.key, ck.key - w_max * _MS_PER_DAY, side="right")
     n_prev = me - 1 - lo
     prev_sum = c_amount[me - 1] - c_amount[lo]
+    amount_s = amount[ck.order]
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_prev = np.where(n_prev > 0, prev_sum / np.maximum(n_prev, 1), np.nan)
-        ratio = np.where((n_prev > 0) & (mean_prev > 0), amount / mean_prev, 1.0)
-    out["AMOUNT_TO_CUSTOMER_MEAN"] = ratio
+        ratio = np.where((n_prev > 0) & (mean_prev > 0), amount_s / mean_prev, 1.0)
+    out["AMOUNT_TO_CUSTOMER_MEAN"] = _scatter(ratio, ck.order)
     sorted_t = t_ms[ck.order]
     sorted_c = cust[ck.order]
-    gap = np.full(len(df), float(SECONDS_CAP))
-    same = np.zeros(len(df), dtype=bool)
-    same[1:] = sorted_c[1:] == sorted_c[:-1]
-    gap_sorted = np.full(len(df), float(SECONDS_CAP))
-    gap_sorted[1:] = np.where(same[1:], (sorted_t[1:] - sorted_t[:-1]) / 1000.0, SECONDS_CAP)
-    gap[ck.order] = np.minimum(gap_sorted, SECONDS_CAP)
-    out["SECONDS_SINCE_LAST_TX"] = gap
+    gap_sorted = np.full(n, float(SECONDS_CAP))
+    same = sorted_c[1:] == sorted_c[:-1]
+    gap_sorted[1:] = np.where(same, (sorted_t[1:] - sorted_t[:-1]) / 1000.0, SECONDS_CAP)
+    out["SECONDS_SINCE_LAST_TX"] = _scatter(np.minimum(gap_sorted, SECONDS_CAP), ck.order)
     out["TX_HOUR"] = hour.astype(np.int8)
 
     distance = customers is not None and terminals is not None
@@ -348,8 +383,8 @@ def transaction_features(
         assert customers is not None and terminals is not None
         c_xy = customers.set_index(schema.CUSTOMER_ID)[[schema.X_CUSTOMER, schema.Y_CUSTOMER]]
         t_xy = terminals.set_index(schema.TERMINAL_ID)[[schema.X_TERMINAL, schema.Y_TERMINAL]]
-        cx = c_xy.reindex(df[schema.CUSTOMER_ID].to_numpy()).to_numpy(dtype=np.float64)
-        tx_ = t_xy.reindex(df[schema.TERMINAL_ID].to_numpy()).to_numpy(dtype=np.float64)
+        cx = c_xy.reindex(cust_index).to_numpy(dtype=np.float64)[cust]
+        tx_ = t_xy.reindex(term_index).to_numpy(dtype=np.float64)[term]
         out[DISTANCE_FEATURE] = np.sqrt(((cx - tx_) ** 2).sum(axis=1))
 
     rich = all(c in df.columns for c in schema.RICH_COLUMNS)
@@ -358,34 +393,37 @@ def transaction_features(
         out["IS_ECOM"] = (channel == "ecom").astype(np.int8)
         out["IS_ATM"] = (channel == "atm").astype(np.int8)
         device = df[schema.DEVICE_ID].to_numpy()
-        ids = df[schema.CUSTOMER_ID].to_numpy()
         # First use by the card (in time order; the data's first day makes everything "new").
-        first_device = ~pd.DataFrame({"c": ids, "d": device}).duplicated().to_numpy()
-        out["NEW_DEVICE"] = (first_device & (device != schema.NO_DEVICE)).astype(np.int8)
-        country = df[schema.COUNTRY].astype(str).to_numpy()
-        out["NEW_COUNTRY"] = (~pd.DataFrame({"c": ids, "k": country}).duplicated().to_numpy()).astype(np.int8)
-        terminal_ids = df[schema.TERMINAL_ID].to_numpy()
-        new_term = ~pd.DataFrame({"c": ids, "t": terminal_ids}).duplicated().to_numpy()
-        out["NEW_TERMINAL"] = new_term.astype(np.int8)
-        lo_h = ck.upto(cust, t_ms - _MS_PER_HOUR)
-        out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = (me - lo_h).astype(np.int64)
+        out["NEW_DEVICE"] = (_first_use(cust, device) & (device != schema.NO_DEVICE)).astype(np.int8)
+        country_code, _ = pd.factorize(df[schema.COUNTRY])
+        out["NEW_COUNTRY"] = _first_use(cust, country_code).astype(np.int8)
+        out["NEW_TERMINAL"] = _first_use(cust, term).astype(np.int8)
+        lo_h = np.searchsorted(ck.key, ck.key - _MS_PER_HOUR, side="right")
+        out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = _scatter((me - lo_h).astype(np.int64), ck.order)
         c_small = ck.cumsum((amount < SMALL_AMOUNT).astype(np.float64))
-        out["SMALL_AMOUNT_BURST_1H"] = (c_small[me] - c_small[lo_h]).astype(np.int64)
+        out["SMALL_AMOUNT_BURST_1H"] = _scatter((c_small[me] - c_small[lo_h]).astype(np.int64), ck.order)
 
     foreign = rich and customers is not None and "home_country" in customers.columns
     if foreign:
         assert customers is not None
         home = customers.set_index(schema.CUSTOMER_ID)["home_country"].astype(str)
-        home_of = home.reindex(df[schema.CUSTOMER_ID].to_numpy()).to_numpy()
+        home_of = home.reindex(cust_index).to_numpy()[cust]
         out[FOREIGN_FEATURE] = (df[schema.COUNTRY].astype(str).to_numpy() != home_of).astype(np.int8)
 
     cats = categoricals and rich
-    result = pd.DataFrame(out, index=df.index)
-    if cats:
-        for col in CATEGORICAL_FEATURES:
-            result[col] = df[col].astype("category")
     names = feature_names(windows, distance=distance, rich=rich, foreign=foreign, categoricals=cats)
-    return result.loc[tx.index, names]
+    back = None if order is None else np.argsort(order)
+    columns: dict[str, object] = {}
+    for name in names:
+        if name in out:
+            columns[name] = out[name] if back is None else out[name][back]
+        else:
+            col = df[name].astype("category")
+            columns[name] = col.to_numpy() if back is None else col.iloc[back].to_numpy()
+    result = pd.DataFrame(columns, index=tx.index)
+    for name in CATEGORICAL_FEATURES if cats else ():
+        result[name] = result[name].astype("category")
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,11 +481,13 @@ def daily_snapshots(
 
     def midnights(entity: np.ndarray, change_days: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         # A value changes during day D -> a snapshot at the midnight ending it, index D + 1.
-        e = np.concatenate([entity] * len(change_days))
-        d = np.concatenate(change_days) + 1
+        e = np.concatenate([entity] * len(change_days)).astype(np.int64)
+        d = np.concatenate(change_days).astype(np.int64) + 1
         keep = d <= n_days_total
-        pairs = np.unique(np.stack([e[keep], d[keep]], axis=1), axis=0)
-        return pairs[:, 0], pairs[:, 1] * _MS_PER_DAY
+        width = n_days_total + 1
+        pairs = np.sort(e[keep] * width + d[keep])  # sorted by (entity, day): sorted queries
+        pairs = pairs[np.concatenate([[True], pairs[1:] != pairs[:-1]])]
+        return pairs // width, (pairs % width) * _MS_PER_DAY
 
     amount = df[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
     cust, cust_index = _ranks(df[schema.CUSTOMER_ID])
