@@ -63,8 +63,8 @@ def run_once(customers: int, months: int, seed: int, work: Path) -> dict:
         str(cfg),
         "--root",
         str(work),
-        "--run-name",
-        "bench",
+        "--out",
+        str(work / "artifacts" / "bench"),
     ]
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect-home")}
     usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -9,6 +9,7 @@ MLflow is imported inside the methods: only the levels that track runs install i
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -145,14 +146,8 @@ class MlflowTracker:
 
 @contextlib.contextmanager
 def _quiet_registry() -> Iterator[None]:
-    # register_model prints "Successfully registered ..." and "Created version ..." through
-    # logging; a CLI prints its own one-line summary instead.
-    import logging
-
-    logger = logging.getLogger("mlflow")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
+    # register_model prints "Successfully registered ..." and "Created version ..." with
+    # MLflow's eprint, which writes to whatever sys.stderr is at the time; a CLI prints its own
+    # one-line summary instead. Errors still raise.
+    with contextlib.redirect_stderr(io.StringIO()):
         yield
-    finally:
-        logger.setLevel(level)

@@ -42,7 +42,7 @@ def test_active_restores_previous_tracking_uri(tmp_path):
     assert [r.data.metrics for r in runs] == [{"auc": 0.7}]
 
 
-def test_register_creates_versions_and_moves_alias(tmp_path):
+def test_register_creates_versions_and_moves_alias(tmp_path, capfd):
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'store.db'}", "exp")
     with tracker.active():
         uris = []
@@ -54,6 +54,7 @@ def test_register_creates_versions_and_moves_alias(tmp_path):
             uris.append(info.model_uri)
         first = tracker.register(uris[0], name="m", alias="champion")
         second = tracker.register(uris[1], name="m", alias="champion")
+    assert "Created version" not in capfd.readouterr().err  # the CLI prints its own summary
     assert (first["version"], second["version"]) == ("1", "2")
     assert second["uri"] == "models:/m@champion"
     assert str(tracker.client().get_model_version_by_alias("m", "champion").version) == "2"
