@@ -124,10 +124,11 @@ class SimulatorConfig(BaseModel):
     grid_size: float = Field(100.0, gt=0)
 
     # The Handbook's scenarios. Handbook mode uses the per-day counts as they are (whole numbers;
-    # its values 2 terminals, 3 cards). The richer mode reads every per-day count (these and the
-    # ones below) as a mean per 5,000 customers (terminals: per 10,000), so the fraud
-    # rate does not depend on the population size; it compromises one terminal a day instead of
-    # two and two cards instead of three, so that the added scenarios keep the total under 1 %.
+    # its values, 2 terminals and 3 cards, are the defaults there). The richer mode reads every
+    # per-day count (these and the ones below) as a mean per 5,000 customers (terminals: per
+    # 10,000), so the fraud rate does not depend on the population size; it compromises one
+    # terminal a day instead of two and two cards instead of three, so that the added scenarios
+    # keep the total under 1 %.
     amount_threshold: float = Field(220.0, gt=0)
     compromised_terminals_per_day: float = Field(1.0, ge=0)
     terminal_compromise_days: int = Field(28, ge=1)
@@ -150,6 +151,14 @@ class SimulatorConfig(BaseModel):
     drift_amount_factor: float = Field(1.1, gt=0, description="Spending shift: amounts x this")
     drift_rate_factor: float = Field(1.15, gt=0, description="Spending shift: tx per day x this")
     drift_ecom_shift: float = Field(0.10, ge=0, le=0.5, description="Spending shift: ecom share +")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _handbook_counts(cls, data: Any) -> Any:
+        # handbook=True means the Handbook's setup: its 2 terminals and 3 cards a day unless given.
+        if isinstance(data, dict) and data.get("handbook"):
+            data = {"compromised_terminals_per_day": 2, "compromised_cards_per_day": 3, **data}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SimulatorConfig:

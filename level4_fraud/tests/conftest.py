@@ -35,14 +35,6 @@ def rich_sim() -> tuple[SimulatorConfig, pd.DataFrame, pd.DataFrame, pd.DataFram
 @pytest.fixture(scope="session")
 def handbook_sim() -> tuple[SimulatorConfig, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The Handbook's pure setup on a smaller population (its three scenarios only)."""
-    cfg = SimulatorConfig(
-        handbook=True,
-        n_customers=400,
-        n_terminals=800,
-        nb_days=50,
-        seed=3,
-        compromised_terminals_per_day=2,
-        compromised_cards_per_day=3,
-    )
+    cfg = SimulatorConfig(handbook=True, n_customers=400, n_terminals=800, nb_days=50, seed=3)
     tx, customers, terminals = simulate(cfg)
     return cfg, tx, customers, terminals

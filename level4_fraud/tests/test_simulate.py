@@ -312,3 +312,13 @@ def test_handbook_mode_rejects_fractional_counts() -> None:
         SimulatorConfig(handbook=True, compromised_terminals_per_day=1.5)
     with pytest.raises(ValueError, match="extra"):
         SimulatorConfig(n_customer=3)  # type: ignore[call-arg]
+
+
+def test_handbook_switch_brings_the_handbooks_daily_counts() -> None:
+    cfg = SimulatorConfig(handbook=True)
+    assert (cfg.compromised_terminals_per_day, cfg.compromised_cards_per_day) == (2, 3)
+    assert SimulatorConfig(handbook=True, compromised_cards_per_day=1).compromised_cards_per_day == 1
+    assert (SimulatorConfig().compromised_terminals_per_day, SimulatorConfig().compromised_cards_per_day) == (
+        1,
+        2,
+    )
