@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,11 @@ class EvaluationConfig(BaseModel):
     fpr: float = Field(0.01, gt=0, lt=1, description="False-positive rate for the recall figure")
     review_cost: float = Field(10.0, ge=0, description="Cost of reviewing one alert (currency units)")
     remove_detected_cards: bool = Field(True, description="CP@k: drop cards caught on earlier days")
+    known_cards: Literal["handbook", "test_start"] = Field(
+        "handbook",
+        description="Known-compromised cards on test day D: 'handbook' = frauds up to D - delay - 1 "
+        "(its get_train_test_set); 'test_start' = every fraud of the training and delay days",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -84,6 +90,7 @@ def train_test_split(
     delta_delay: int = 7,
     delta_test: int = 7,
     number: int = 0,
+    known_cards: Literal["handbook", "test_start"] = "handbook",
 ) -> Fold:
     """The Handbook's ``get_train_test_set``: train, delay, test with known cards removed.
 
@@ -95,6 +102,8 @@ def train_test_split(
         delta_delay: Delay days.
         delta_test: Test days.
         number: The fold's number (kept in the result).
+        known_cards: ``handbook`` (its code: on test day D, frauds up to ``D - delay - 1``) or
+            ``test_start`` (every fraud of the training and delay days, for every test day).
 
     Returns:
         The fold (row labels of `tx`).
@@ -113,7 +122,10 @@ def train_test_split(
         test_day = test_start + pd.Timedelta(days=k)
         # Known by test day D: frauds from the training start up to D - delay - 1 (the Handbook
         # adds delay day k-1 before test day k).
-        known_until = train_end + pd.Timedelta(days=k - 1)
+        if known_cards == "handbook":
+            known_until = train_end + pd.Timedelta(days=k - 1)
+        else:
+            known_until = test_start - pd.Timedelta(days=1)
         known = np.unique(cards[((day >= start) & (day <= known_until)).to_numpy() & labelled & fraud])
         today = (day == test_day).to_numpy()
         drop = today & np.isin(cards, known)
@@ -157,6 +169,7 @@ def prequential_folds(
                 delta_delay=cfg.delta_delay,
                 delta_test=cfg.delta_test,
                 number=k,
+                known_cards=cfg.known_cards,
             )
         )
     if not folds:

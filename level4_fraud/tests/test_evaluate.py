@@ -164,6 +164,10 @@ def test_train_test_split_known_cards_as_the_handbook() -> None:
     test = tx.loc[fold.test_index, ["day", "CUSTOMER_ID"]].values.tolist()
     assert test == [[24, 3], [24, 4], [24, 50], [25, 4], [30, 4], [30, 2]]
     assert fold.removed_known_cards == 4  # card 1 on days 24, 25; card 3 on days 25, 30
+    # every fraud of the training and delay weeks known from the first test day
+    strict = train_test_split(tx, D0 + pd.Timedelta(days=s), known_cards="test_start")
+    assert tx.loc[strict.test_index, ["day", "CUSTOMER_ID"]].values.tolist() == [[24, 50], [30, 2]]
+    assert strict.train_index.equals(fold.train_index)
 
 
 def _handbook_get_train_test_set(
