@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -71,6 +72,7 @@ GEO_SERVICE = "fraud_features_geo_v1"
 PUSH_SOURCE = "card_activity_push"
 # Authorisation happens before the transaction is recorded: ask as of just before it.
 BEFORE_EVENT = pd.Timedelta(microseconds=1)
+_QUERY_ROW = "__query_row__"
 
 _PROJECT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_]*$")
 
@@ -479,8 +481,8 @@ class FraudFeatureStore:
             features: ``view:feature`` references instead of a service.
 
         Returns:
-            `entity_df`'s columns followed by the features (nulls where nothing was known at
-            that time), same row order and index.
+            `entity_df`'s columns followed by the features, same row order and index; stored
+            features are float64 with NaN where nothing valid was known at that time.
         """
         _require(entity_df, (EVENT_TIMESTAMP,), "entity frame")
         refs = features if features is not None else self.feature_refs(service)
@@ -503,13 +505,20 @@ class FraudFeatureStore:
         # One historical query per view, on its unique (keys, timestamp) rows: a view with no
         # valid row for an entity row must give nulls there, not remove the row for every view.
         for view, feats in needed.items():
-            keys = [e.name for e in self.store.get_feature_view(view).entity_columns]
+            fv = self.store.get_feature_view(view)
+            keys = [e.name for e in fv.entity_columns]
             _require(frame, keys, "entity frame")
             query = frame.loc[:, [*keys, EVENT_TIMESTAMP]].drop_duplicates(ignore_index=True)
+            # Matched back by a row number: the Ray store returns timestamps cut to the second.
+            query[_QUERY_ROW] = np.arange(len(query))
             refs_view = [f"{view}:{f}" for f in feats]
-            got = self.store.get_historical_features(entity_df=query, features=refs_view).to_df()
-            got[EVENT_TIMESTAMP] = _utc(got[EVENT_TIMESTAMP]).array
-            got = got.loc[:, [*keys, EVENT_TIMESTAMP, *feats]].drop_duplicates([*keys, EVENT_TIMESTAMP])
+            found = self.store.get_historical_features(entity_df=query, features=refs_view).to_df()
+            found = found.loc[:, [_QUERY_ROW, *feats]].drop_duplicates(_QUERY_ROW)
+            got = query.merge(found, on=_QUERY_ROW, how="left").drop(columns=[_QUERY_ROW])
+            # float64 with NaN for "not known at that time", whatever the store's own types.
+            got[feats] = got[feats].astype("float64")
+            if self.config.offline_store == "ray" and fv.ttl:
+                got = self._apply_ttl(fv, keys, got, feats)
             frame = frame.merge(got, on=[*keys, EVENT_TIMESTAMP], how="left", validate="many_to_one")
 
         if odfvs:
@@ -527,6 +536,34 @@ class FraudFeatureStore:
         frame = frame.loc[:, list(dict.fromkeys(keep))]
         frame.index = entity_df.index
         return frame
+
+    def _apply_ttl(self, fv: Any, keys: list[str], got: pd.DataFrame, feats: list[str]) -> pd.DataFrame:
+        """Null the features of rows whose newest source row is older than the view's TTL.
+
+        feast 0.67's Ray offline store joins with a backward as-of merge and no tolerance: it
+        never applies a feature view's TTL, so it would serve a 30-day-old snapshot as current.
+        The newest source timestamp at or before each entity row comes from the source's key
+        and timestamp columns only.
+        """
+        source = fv.batch_source
+        ts_col = source.timestamp_field
+        path = Path(source.path)
+        path = path if path.is_absolute() else self.layout.root / path
+        seen = pd.read_parquet(path, columns=[*keys, ts_col]).rename(columns={ts_col: "__source_ts__"})
+        seen["__source_ts__"] = _utc(seen["__source_ts__"]).array
+        asked = got.loc[:, [*keys, EVENT_TIMESTAMP]].reset_index()
+        newest = pd.merge_asof(
+            asked.sort_values(EVENT_TIMESTAMP),
+            seen.sort_values("__source_ts__"),
+            left_on=EVENT_TIMESTAMP,
+            right_on="__source_ts__",
+            by=keys,
+            direction="backward",
+        ).set_index("index")["__source_ts__"]
+        stale = (newest.isna() | (newest < got[EVENT_TIMESTAMP] - fv.ttl)).reindex(got.index)
+        got = got.copy()
+        got.loc[stale.to_numpy(), feats] = np.nan
+        return got
 
     def online_features(
         self,
