@@ -52,9 +52,11 @@ class SequenceSet:
 
     @property
     def inputs(self) -> list[np.ndarray]:
+        """``[x, mask]``, the model inputs `fit` and `predict_proba` take."""
         return [self.x, self.mask]
 
     def __len__(self) -> int:
+        """Number of sequences."""
         return len(self.y)
 
 

@@ -153,6 +153,7 @@ class Routing:
 
     @property
     def n_experts(self) -> int:
+        """Number of experts E."""
         return int(self.probs.shape[1])
 
     def dense_weights(self) -> np.ndarray:

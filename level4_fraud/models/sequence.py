@@ -46,6 +46,7 @@ class CardSequences:
 
     @property
     def lengths(self) -> np.ndarray:
+        """Real transactions per sequence."""
         return self.mask.sum(axis=1)
 
 

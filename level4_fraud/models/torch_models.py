@@ -62,6 +62,7 @@ class TabularPreprocessor:
 
     @property
     def fitted(self) -> bool:
+        """Whether `fit` has run."""
         return self.mean_ is not None
 
     def _require(self, frame: pd.DataFrame) -> None:
