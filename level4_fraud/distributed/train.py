@@ -20,7 +20,7 @@ import math
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from level4_fraud.distributed.cluster import RaySession
-from level4_fraud.models.training import TrainConfig
+from level4_fraud.models.training import LossFn, TrainConfig
 
 ModelFactory = Callable[[], nn.Module]
 """Builds the untrained model; it runs inside each Ray worker, so it must pickle (cloudpickle)."""
@@ -109,6 +109,50 @@ def _aux_loss(model: nn.Module) -> torch.Tensor | None:
     return aux if isinstance(aux, torch.Tensor) else None
 
 
+def train_one_epoch(
+    model: nn.Module,
+    batches: Iterable[Sequence[torch.Tensor]],
+    loss_fn: LossFn,
+    opt: torch.optim.Optimizer,
+    *,
+    device: torch.device,
+    grad_clip: float | None,
+    core: nn.Module | None = None,
+) -> tuple[float, int]:
+    """One pass of `models.training.fit`'s step over `batches` (each ``(*inputs, target)``).
+
+    Args:
+        model: The module called on the inputs (a DDP wrapper, or the model itself).
+        batches: Mini-batches; the last tensor of each is the target.
+        loss_fn: ``loss_fn(logits, target)``.
+        opt: The optimiser over the trainable parameters.
+        device: Where the batches go.
+        grad_clip: Gradient-norm bound, or None.
+        core: The unwrapped model, where a mixture of experts leaves its ``aux_loss``.
+
+    Returns:
+        The sum of the batch losses and the number of batches.
+    """
+    core = model if core is None else core
+    params = [p for group in opt.param_groups for p in group["params"]]
+    model.train()
+    total, count = 0.0, 0
+    for *xb, tb in batches:
+        logits = model(*(x.to(device) for x in xb))
+        loss = loss_fn(logits, tb.to(device))
+        aux = _aux_loss(core)
+        if aux is not None:
+            loss = loss + aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # under DDP the gradients are all-reduced (averaged) here
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        opt.step()
+        total += float(loss.detach())
+        count += 1
+    return total, count
+
+
 def _val_score(y_val: np.ndarray, logits: np.ndarray) -> float:
     """Validation AP; minus the BCE when the slice lacks a class (as `models.training.fit` does)."""
     from sklearn.metrics import average_precision_score
@@ -158,21 +202,11 @@ def _train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     best, best_epoch, bad_epochs = -math.inf, 0, 0
     best_state: dict[str, torch.Tensor] | None = None
     for epoch in range(1, tcfg.epochs + 1):
-        model.train()
         sampler.set_epoch(epoch)
-        total = torch.zeros(2, dtype=torch.float64)  # loss sum, batches
-        for *xb, tb in loader:
-            logits = model(*(x.to(device) for x in xb))
-            loss = loss_fn(logits, tb.to(device))
-            aux = _aux_loss(core)
-            if aux is not None:
-                loss = loss + aux
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # DDP all-reduces (averages) the gradients here
-            if tcfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
-            opt.step()
-            total += torch.tensor([float(loss.detach()), 1.0], dtype=torch.float64)
+        loss_sum, batches = train_one_epoch(
+            model, loader, loss_fn, opt, device=device, grad_clip=tcfg.grad_clip, core=core
+        )
+        total = torch.tensor([loss_sum, float(batches)], dtype=torch.float64)
         if world > 1:
             total = total.to(device)
             dist.all_reduce(total)
