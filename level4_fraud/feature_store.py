@@ -552,15 +552,19 @@ class FraudFeatureStore:
         seen = pd.read_parquet(path, columns=[*keys, ts_col]).rename(columns={ts_col: "__source_ts__"})
         seen["__source_ts__"] = _utc(seen["__source_ts__"]).array
         asked = got.loc[:, [*keys, EVENT_TIMESTAMP]].reset_index()
-        newest = pd.merge_asof(
-            asked.sort_values(EVENT_TIMESTAMP),
-            seen.sort_values("__source_ts__"),
-            left_on=EVENT_TIMESTAMP,
-            right_on="__source_ts__",
-            by=keys,
-            direction="backward",
-        ).set_index("index")["__source_ts__"]
-        stale = (newest.isna() | (newest < got[EVENT_TIMESTAMP] - fv.ttl)).reindex(got.index)
+        newest = (
+            pd.merge_asof(
+                asked.sort_values(EVENT_TIMESTAMP),
+                seen.sort_values("__source_ts__"),
+                left_on=EVENT_TIMESTAMP,
+                right_on="__source_ts__",
+                by=keys,
+                direction="backward",
+            )
+            .set_index("index")["__source_ts__"]
+            .reindex(got.index)
+        )
+        stale = newest.isna() | (newest < got[EVENT_TIMESTAMP] - fv.ttl)
         got = got.copy()
         got.loc[stale.to_numpy(), feats] = np.nan
         return got

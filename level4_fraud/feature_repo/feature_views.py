@@ -3,11 +3,16 @@
 Feature names are those of `level4_fraud.features` (the Handbook's), so a model trained on the
 pandas features and one trained on a Feast training set read the same columns.
 
-TTL, the age after which a row no longer counts at a point in time:
-- window snapshots are end-of-day rows, each valid until the next day's (``SNAPSHOT_TTL``);
-  the snapshot source holds a row for every entity with activity in its longest window, so an
-  entity with nothing in 30 days gets nulls (no activity) rather than a stale count;
-- the card's last transaction is kept as long as the longest window (``ACTIVITY_TTL``);
+Sources: ``level4_fraud.features.daily_snapshots`` writes a window row per entity at each
+midnight where one of its values changed (a transaction entered or left a window, a late label
+arrived), so a row holds until the entity's next row, and an entity whose transactions have all
+left the windows has a final row of zeros.
+
+TTL, the age after which a row no longer counts at a point in time (null instead):
+- window snapshots: a year (``SNAPSHOT_TTL``). Rows are change-based, so a short TTL would
+  blank a quiet card's valid (zero) windows; the TTL only stops a feed that stopped from
+  serving year-old state;
+- the card's last transaction: the longest window, 30 days (``ACTIVITY_TTL``);
 - profiles (home and terminal coordinates) never expire (ttl 0 means no limit in Feast).
 """
 
@@ -29,7 +34,7 @@ from level4_fraud.feature_repo.entities import card, terminal
 from level4_fraud.schema import X_CUSTOMER, X_TERMINAL, Y_CUSTOMER, Y_TERMINAL
 
 WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
-SNAPSHOT_TTL = timedelta(days=1)
+SNAPSHOT_TTL = timedelta(days=365)
 ACTIVITY_TTL = timedelta(days=max(WINDOWS_DAYS))
 
 LAST_TX_EPOCH_S = "LAST_TX_EPOCH_S"

@@ -5,7 +5,8 @@ so both see the same code. They are self-contained (imports inside) because Feas
 them into the registry.
 
 - ``transaction_context`` (request + card rows): amount against the card's 30-day mean, hour,
-  night, weekend, seconds since the card's previous transaction.
+  night, weekend, seconds since the card's previous transaction (conventions of
+  `level4_fraud.features`: ratio 1.0 without history, gap capped at 30 days).
 - ``geo_context`` (card and terminal coordinates): distance from the holder's home to the
   terminal; served only where the coordinates exist (simulated data, not the Handbook files).
 """
@@ -49,29 +50,37 @@ DISTANCE_FROM_HOME = "DISTANCE_FROM_HOME"
 def transaction_context(inputs: pd.DataFrame) -> pd.DataFrame:
     """Amount ratio, time of day and week, and the gap since the card's previous transaction.
 
-    Unknown history gives NaN (no 30-day mean, no previous transaction), not an invented value.
-    Times are UTC; night is 00:00-06:59 as in the Handbook (hour <= 6).
+    The conventions of `level4_fraud.features.transaction_features`, so a model trained on
+    either reads the same scale: the ratio is 1.0 without a known 30-day mean, the gap is
+    capped at 30 days and is 30 days for a card with no transaction in that time (Feast's
+    ``card_activity`` ttl). The mean is the card's 30-day mean as of the last midnight (the
+    pandas feature uses every earlier transaction of the last 30 days). Times are UTC; night is
+    00:00-06:59 as in the Handbook (hour <= 6).
     """
     import numpy as np
     import pandas as pd
 
+    cap = 30 * 86_400.0
     when = inputs["TX_DATETIME"]
     if pd.api.types.is_numeric_dtype(when):
         when = pd.to_datetime(when, unit="s", utc=True)
     else:
         when = pd.to_datetime(when, utc=True)
-    amount = pd.to_numeric(inputs["TX_AMOUNT"], errors="coerce").astype("float64")
+    amount = pd.to_numeric(inputs["TX_AMOUNT"], errors="coerce").to_numpy(dtype="float64")
     mean = pd.to_numeric(inputs["CUSTOMER_ID_AVG_AMOUNT_30DAY_WINDOW"], errors="coerce")
-    mean = mean.astype("float64").where(lambda m: m > 0)
-    last = pd.to_numeric(inputs["LAST_TX_EPOCH_S"], errors="coerce").astype("float64")
+    mean = mean.to_numpy(dtype="float64", na_value=np.nan)
+    last = pd.to_numeric(inputs["LAST_TX_EPOCH_S"], errors="coerce")
+    last = last.to_numpy(dtype="float64", na_value=np.nan)
     epoch = (when - pd.Timestamp("1970-01-01", tz="UTC")).dt.total_seconds().to_numpy()
     hour = when.dt.hour.astype("int64")
+    known = np.isfinite(mean) & (mean > 0)
+    gap = epoch - last
     out = pd.DataFrame(index=inputs.index)
-    out["AMOUNT_TO_CUSTOMER_MEAN"] = (amount / mean).astype("float64")
+    out["AMOUNT_TO_CUSTOMER_MEAN"] = np.where(known, amount / np.where(known, mean, 1.0), 1.0)
     out["TX_HOUR"] = hour
     out["TX_DURING_NIGHT"] = (hour <= 6).astype("int64")
     out["TX_DURING_WEEKEND"] = (when.dt.weekday >= 5).astype("int64")
-    out["SECONDS_SINCE_LAST_TX"] = np.asarray(epoch - last.to_numpy(), dtype="float64")
+    out["SECONDS_SINCE_LAST_TX"] = np.where(np.isfinite(gap), np.minimum(gap, cap), cap)
     return out
 
 

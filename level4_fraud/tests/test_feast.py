@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from level4_fraud.feature_repo.feature_views import (
+    ACTIVITY_TTL,
     CARD_WINDOW_FEATURES,
     SNAPSHOT_TTL,
     TERMINAL_WINDOW_FEATURES,
@@ -64,8 +65,14 @@ def transactions(rows: list[tuple[int, int, int, float, str]]) -> pd.DataFrame:
     ).assign(TX_DATETIME=lambda d: pd.to_datetime(d["TX_DATETIME"]))
 
 
-# Card 1 has snapshots at midnight of 04-02 and 04-03; card 2 only at 04-02.
-CARD_ROWS = [(1, DAY, 10.0), (1, DAY + timedelta(days=1), 20.0), (2, DAY, 30.0)]
+# Card 1 has snapshots at midnight of 04-02 and 04-03, card 2 only at 04-02 (valid until its next
+# one), card 4 only one from 2017: past the one-year ttl in 2018. Card 3 has none.
+CARD_ROWS = [
+    (1, DAY, 10.0),
+    (1, DAY + timedelta(days=1), 20.0),
+    (2, DAY, 30.0),
+    (4, pd.Timestamp("2017-03-01", tz="UTC"), 40.0),
+]
 TERMINAL_ROWS = [(7, DAY, 1.0), (8, DAY, 2.0), (7, DAY + timedelta(days=1), 3.0)]
 TX = transactions(
     [
@@ -74,8 +81,11 @@ TX = transactions(
         (2, 2, 7, 50.0, "2018-04-02 23:59:59"),
         (3, 1, 7, 60.0, "2018-04-03 00:00:00"),  # exactly at card 1's second snapshot
         (4, 1, 7, 30.0, "2018-04-03 10:00:00"),
-        (5, 2, 8, 5.0, "2018-04-03 12:00:00"),  # card 2's snapshot is 36 h old: past the ttl
+        (5, 2, 8, 5.0, "2018-04-03 12:00:00"),  # card 2's snapshot is 36 h old, still valid
         (6, 2, 8, 7.0, "2018-04-03 12:00:00"),  # same card, same second (feast #6787)
+        (7, 3, 7, 20.0, "2018-03-01 12:00:00"),
+        (8, 3, 7, 20.0, "2018-04-03 13:00:00"),  # 33 days after card 3's previous one: past 30
+        (9, 4, 8, 15.0, "2018-04-03 14:00:00"),
     ]
 )
 
@@ -225,11 +235,21 @@ def test_snapshot_written_after_a_transaction_never_reaches_it(train: pd.DataFra
     assert train.loc[4, terminal_risk(7)] == pytest.approx(3.03)
 
 
-def test_rows_past_the_ttl_give_nulls_not_stale_values_or_missing_rows(train: pd.DataFrame) -> None:
-    assert timedelta(days=1) == SNAPSHOT_TTL
-    # Card 2's only snapshot is 36 hours old at transactions 5 and 6.
-    assert train.loc[[5, 6], CARD_WINDOW_FEATURES].isna().all().all()
-    assert train.loc[2, card_count(1)] == 30  # the same snapshot within the ttl
+def test_rows_past_the_ttl_give_nulls_not_stale_values_or_missing_rows(
+    store: FraudFeatureStore, train: pd.DataFrame
+) -> None:
+    assert timedelta(days=365) == SNAPSHOT_TTL
+    assert timedelta(days=30) == ACTIVITY_TTL
+    # A snapshot holds until the card's next one: card 2's 04-02 row at 04-03 12:00.
+    assert list(train.loc[[2, 5, 6], card_count(1)]) == [30, 30, 30]
+    # Card 4's 2017 snapshot is past the one-year ttl: nulls, and the row is still there.
+    assert train.loc[[9], list(CARD_WINDOW_FEATURES)].isna().all().all()
+    assert train.loc[9, "TX_AMOUNT"] == 15.0
+    # Card 3's previous transaction is 33 days old at transaction 8: past card_activity's ttl.
+    last = store.training_set(entity_frame(TX), features=["card_activity:LAST_TX_EPOCH_S"])
+    last = last.set_index("TRANSACTION_ID")["LAST_TX_EPOCH_S"]
+    assert math.isnan(last[8]) and math.isnan(last[7])
+    assert last[4] == pd.Timestamp("2018-04-03 00:00:00", tz="UTC").timestamp()  # tx 3
 
 
 def test_transactions_sharing_card_and_second_keep_their_own_request_features(train: pd.DataFrame) -> None:
@@ -241,16 +261,20 @@ def test_transactions_sharing_card_and_second_keep_their_own_request_features(tr
 
 
 def test_request_time_features(train: pd.DataFrame) -> None:
-    assert math.isnan(train.loc[0, "SECONDS_SINCE_LAST_TX"])  # card 1's first transaction
+    # The conventions of features.py: no previous transaction within 30 days = 30 days.
+    cap = 30 * 86_400.0
+    assert train.loc[0, "SECONDS_SINCE_LAST_TX"] == cap  # card 1's first transaction
     assert train.loc[1, "SECONDS_SINCE_LAST_TX"] == 5400.0
     assert train.loc[4, "SECONDS_SINCE_LAST_TX"] == 10 * 3600.0
-    assert list(train["TX_HOUR"]) == [8, 9, 23, 0, 10, 12, 12]
-    assert list(train["TX_DURING_NIGHT"]) == [0, 0, 0, 1, 0, 0, 0]
-    assert list(train["TX_DURING_WEEKEND"]) == [0] * 7  # Monday and Tuesday
+    assert train.loc[8, "SECONDS_SINCE_LAST_TX"] == cap  # the previous one is 33 days old
+    assert list(train["TX_HOUR"]) == [8, 9, 23, 0, 10, 12, 12, 12, 13, 14]
+    assert list(train["TX_DURING_NIGHT"]) == [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert list(train["TX_DURING_WEEKEND"]) == [0] * 10  # Thursday, Monday and Tuesday
     # Transaction 4: 30.0 against card 1's 30-day mean 25.0 (snapshot base 20 + 5).
     assert train.loc[4, "AMOUNT_TO_CUSTOMER_MEAN"] == pytest.approx(1.2)
     assert train.loc[0, "AMOUNT_TO_CUSTOMER_MEAN"] == pytest.approx(12.0 / 15.0)
-    assert train.loc[[5, 6], "AMOUNT_TO_CUSTOMER_MEAN"].isna().all()  # no mean known
+    assert train.loc[5, "AMOUNT_TO_CUSTOMER_MEAN"] == pytest.approx(5.0 / 35.0)
+    assert list(train.loc[[7, 8, 9], "AMOUNT_TO_CUSTOMER_MEAN"]) == [1.0] * 3  # no mean known
 
 
 def test_distance_from_home_with_coordinates(train: pd.DataFrame) -> None:
@@ -310,7 +334,7 @@ def test_materialize_then_online_read_returns_the_latest_values(tmp_path: Path) 
     assert first.loc[0, card_count(1)] == 10
     fs.materialize(DAY - timedelta(days=2), DAY + timedelta(days=2))
     assert online_row_count(fs, "card_windows") == 2
-    assert online_row_count(fs, "card_activity") == 2
+    assert online_row_count(fs, "card_activity") == 4  # cards 1-4 transact on 04-02 or 04-03
     got = fs.online_features(
         [request(1, 7, 30.0, "2018-04-03 10:00"), request(2, 8, 5.0, "2018-04-03 12:00")]
     )

@@ -12,7 +12,6 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,13 @@ from level4_fraud.feature_store import (
     FraudFeatureStore,
     entity_frame,
 )
-from level4_fraud.tests.test_feast import DAY, TX, build_store
+from level4_fraud.tests.test_feast import TX, build_store
 
 pytestmark = pytest.mark.slow
 
 RAY = FeatureStoreConfig(offline_store="ray", batch_engine="ray")
 BATCH_VIEWS = ["card_windows", "terminal_windows", "card_activity"]
-START = DAY - timedelta(days=2)
+START = pd.Timestamp("2017-01-01", tz="UTC")
 END = pd.Timestamp("2018-04-03 10:30:00", tz="UTC")
 
 
@@ -73,20 +72,20 @@ def test_stock_ray_engine_writes_nothing_when_the_data_is_older_than_ttl_from_no
     stock.materialize(START.to_pydatetime(), END.to_pydatetime(), feature_views=["card_windows"])
     assert stored_entities(fs, "card_windows") == 0  # no error raised, nothing written
     fs.materialize(START, END, views=["card_windows"])  # the same data, the point-in-time engine
-    assert stored_entities(fs, "card_windows") == 1
+    assert stored_entities(fs, "card_windows") == 2
 
 
 def test_ray_engine_materialises_what_a_point_in_time_lookup_at_the_end_returns(tmp_path: Path) -> None:
     fs = build_store(tmp_path, config=RAY)
     assert fs.store.config.batch_engine.type.endswith("PointInTimeRayComputeEngine")
     fs.materialize(START, END, views=BATCH_VIEWS)
-    # At 04-03 10:30 card 1's and terminal 7's 04-03 snapshots are valid; card 2's and
-    # terminal 8's (04-02 00:00) are past the one-day ttl; both cards have a last transaction.
-    assert stored_entities(fs, "card_windows") == 1
-    assert stored_entities(fs, "terminal_windows") == 1
+    # At 04-03 10:30: cards 1 and 2 have valid snapshots, card 4's 2017 one is past the
+    # one-year ttl; cards 1 and 2 have a last transaction, card 3's (03-01) is past 30 days.
+    assert stored_entities(fs, "card_windows") == 2
+    assert stored_entities(fs, "terminal_windows") == 2
     assert stored_entities(fs, "card_activity") == 2
 
-    cards, terminals = [1, 2, 1, 2], [7, 8, 8, 7]
+    cards, terminals = [1, 2, 3, 4, 1, 2], [7, 8, 7, 8, 8, 7]
     rows = [
         {"CUSTOMER_ID": c, "TERMINAL_ID": t, "TX_AMOUNT": 10.0, "TX_DATETIME": END.to_pydatetime()}
         for c, t in zip(cards, terminals, strict=True)
@@ -102,11 +101,10 @@ def test_ray_engine_materialises_what_a_point_in_time_lookup_at_the_end_returns(
     ]
     np.testing.assert_allclose(online[cols].astype(float).to_numpy(), offline[cols].to_numpy())
     assert online.loc[0, "CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 20  # the newest snapshot, not 10
-    assert online.loc[1, list(CARD_WINDOW_FEATURES)].isna().all()
-    assert (
-        online.loc[1, "SECONDS_SINCE_LAST_TX"]
-        == (END - pd.Timestamp("2018-04-02 23:59:59", tz="UTC")).total_seconds()
-    )
+    assert online.loc[1, "CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 30
+    assert online.loc[[2, 3], list(CARD_WINDOW_FEATURES)].isna().all().all()
+    gap = (END - pd.Timestamp("2018-04-02 23:59:59", tz="UTC")).total_seconds()
+    assert list(online["SECONDS_SINCE_LAST_TX"]) == [1800.0, gap, 30 * 86_400.0, 30 * 86_400.0, 1800.0, gap]
 
 
 def test_training_set_on_the_ray_offline_store_equals_the_file_store(tmp_path: Path) -> None:
