@@ -32,6 +32,7 @@ from torch import nn
 
 from level4_fraud.distributed.cluster import RaySession
 from level4_fraud.models.training import LossFn, TrainConfig
+from shared.tracking import MlflowTracker
 
 ModelFactory = Callable[[], nn.Module]
 """Builds the untrained model; it runs inside each Ray worker, so it must pickle (cloudpickle)."""
@@ -80,6 +81,7 @@ class DataParallelResult:
             end (0.0 when the gradient all-reduce kept the replicas identical).
         seconds: Wall time of ``trainer.fit()``.
         path: The run folder on the storage path (checkpoint and Ray's records).
+        mlflow_run_id: The MLflow run the training was logged to (None without a tracker).
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -93,6 +95,7 @@ class DataParallelResult:
     param_spread: float = math.nan
     seconds: float = 0.0
     path: str = ""
+    mlflow_run_id: str | None = None
 
 
 def _use_gpu(cfg: DataParallelConfig) -> bool:
@@ -265,6 +268,8 @@ def train_data_parallel(
     cfg: DataParallelConfig | None = None,
     *,
     val: tuple[Sequence[np.ndarray], np.ndarray] | None = None,
+    tracker: MlflowTracker | None = None,
+    run_name: str = "data-parallel",
 ) -> DataParallelResult:
     """Train ``factory()`` on `inputs`/`y` with `cfg.num_workers` DDP workers on Ray Train.
 
@@ -276,6 +281,8 @@ def train_data_parallel(
         session: The `ray_session` to run in (its storage path holds the run).
         cfg: Workers, devices and training settings.
         val: ``(val_inputs, val_labels)``: validation AP each epoch, early stopping, best epoch kept.
+        tracker: When given, the run is logged to MLflow (`log_data_parallel`).
+        run_name: The MLflow run's name.
 
     Returns:
         The kept weights (and the model holding them), history and how the workers ran.
@@ -317,7 +324,7 @@ def train_data_parallel(
     model.load_state_dict(state)
     model.eval()
     info = result.return_value
-    return DataParallelResult(
+    out = DataParallelResult(
         state_dict=state,
         model=model,
         history=info["history"],
@@ -330,3 +337,58 @@ def train_data_parallel(
         seconds=seconds,
         path=str(result.path),
     )
+    if tracker is not None:
+        out.mlflow_run_id = log_data_parallel(tracker, out, cfg, run_name=run_name)
+    return out
+
+
+def _flat(prefix: str, values: dict[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flat(f"{prefix}{key}.", value))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def log_data_parallel(
+    tracker: MlflowTracker, result: DataParallelResult, cfg: DataParallelConfig, *, run_name: str
+) -> str:
+    """Log a data-parallel run to MLflow: settings, per-epoch metrics, the model under ``model/``.
+
+    A level-4 model (pydantic ``config``) is saved with `models.training.save_model`, so
+    ``load_model`` rebuilds it from the downloaded folder; any other model as its ``model.pt``
+    state_dict.
+
+    Returns:
+        The MLflow run id.
+    """
+    import mlflow
+
+    from level4_fraud.models.training import save_model
+
+    with tracker.active(), tracker.start_run(run_name, tags={"kind": "ray-train"}) as run:
+        tracker.log_params(_flat("", cfg.model_dump()))
+        tracker.log_params(
+            {"backend": result.backend, "device": result.device, "world_size": result.world_size}
+        )
+        for record in result.history:
+            tracker.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+        tracker.log_metrics(
+            {
+                "best_val_ap": result.best_val_ap,
+                "best_epoch": result.best_epoch,
+                "param_spread": result.param_spread,
+                "fit_seconds": result.seconds,
+            }
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "model"
+            try:
+                save_model(result.model, folder)
+            except TypeError:  # not a level-4 model: its weights only
+                folder.mkdir()
+                torch.save(result.state_dict, folder / CHECKPOINT_FILE)
+            mlflow.log_artifacts(str(folder), artifact_path="model")
+        return str(run.info.run_id)
