@@ -12,7 +12,7 @@ views, services). This module gives them a home in a run folder::
 and wraps Feast's API in the calls the level needs:
 
 >>> fs = FraudFeatureStore(run_dir, FeatureStoreConfig())
->>> fs.write_sources(card_windows=..., terminal_windows=..., card_activity=card_activity_rows(tx))
+>>> fs.write_sources(**sources_from_transactions(tx, customers=customers, terminals=terminals))
 >>> fs.apply()
 >>> train = fs.training_set(entity_frame(tx))            # point in time, get_historical_features
 >>> fs.materialize(start, end)                            # offline -> online
@@ -286,6 +286,40 @@ def profile_rows(table: pd.DataFrame, key: str, x: str, y: str, since: datetime)
             EVENT_TIMESTAMP: _utc([since] * len(table)).array,
         }
     )
+
+
+def sources_from_transactions(
+    tx: pd.DataFrame,
+    *,
+    customers: pd.DataFrame | None = None,
+    terminals: pd.DataFrame | None = None,
+    labels: pd.DataFrame | None = None,
+    delay_days: int | None = None,
+    until: Any = None,
+) -> dict[str, pd.DataFrame]:
+    """Every batch source of the repository from transactions (and side tables when given).
+
+    Window snapshots come from `level4_fraud.features.daily_snapshots` (the windows of
+    ``feature_views.WINDOWS_DAYS``, terminal risk over the window delayed by `delay_days`,
+    late `labels` used only from their ``LABEL_AVAILABLE_FROM``); the card activity is one row
+    per transaction; profiles (coordinates) are valid from the first transaction's midnight.
+
+    Returns:
+        Frames by source name, ready for `FraudFeatureStore.write_sources`.
+    """
+    from level4_fraud import features
+    from level4_fraud.feature_repo.feature_views import WINDOWS_DAYS
+
+    delay = features.DEFAULT_DELAY_DAYS if delay_days is None else delay_days
+    cards, terms = features.daily_snapshots(
+        tx, windows=WINDOWS_DAYS, delay_days=delay, labels=labels, until=until
+    )
+    out = {"card_windows": cards, "terminal_windows": terms, "card_activity": card_activity_rows(tx)}
+    if customers is not None and terminals is not None:
+        since = _utc(tx[TX_DATETIME]).min().floor("D").to_pydatetime()
+        out["card_profile"] = profile_rows(customers, CUSTOMER_ID, X_CUSTOMER, Y_CUSTOMER, since)
+        out["terminal_profile"] = profile_rows(terminals, TERMINAL_ID, X_TERMINAL, Y_TERMINAL, since)
+    return out
 
 
 # Columns each batch source must hold (beyond event_timestamp).

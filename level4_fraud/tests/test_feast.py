@@ -37,6 +37,7 @@ from level4_fraud.feature_store import (
     profile_rows,
     redis_connection_string,
     render_repo_config,
+    sources_from_transactions,
 )
 from shared.errors import InputFileError, SchemaError
 
@@ -381,3 +382,59 @@ def test_push_rejects_rows_without_the_view_columns(tmp_path: Path) -> None:
     fs = build_store(tmp_path)
     with pytest.raises(SchemaError, match="LAST_TX_AMOUNT"):
         fs.push(card_activity_rows(TX).drop(columns=["LAST_TX_AMOUNT"]))
+
+
+# --- from a simulation, through features.daily_snapshots ----------------------------------------
+
+
+def test_simulated_sources_give_midnight_windows_and_the_request_features_of_features_py(
+    tmp_path: Path,
+) -> None:
+    """Each training row holds the windows as of the midnight before it, by brute force."""
+    from level4_fraud.features import transaction_features
+    from level4_fraud.simulate import SimulatorConfig, simulate
+
+    sim, customers, terminals = simulate(SimulatorConfig(n_customers=60, n_terminals=120, nb_days=20, seed=5))
+    fs = FraudFeatureStore(tmp_path)
+    fs.write_sources(**sources_from_transactions(sim, customers=customers, terminals=terminals))
+    fs.apply()
+    train = fs.training_set(entity_frame(sim))
+    assert len(train) == len(sim) and train.index.equals(sim.index)
+
+    t = sim["TX_DATETIME"].to_numpy()
+    card, term = sim["CUSTOMER_ID"].to_numpy(), sim["TERMINAL_ID"].to_numpy()
+    amount, fraud = sim["TX_AMOUNT"].to_numpy(), sim["TX_FRAUD"].to_numpy()
+    day, delay = np.timedelta64(1, "D"), np.timedelta64(7, "D")
+    cards_checked = terminals_checked = 0
+    for i in range(len(sim)):
+        midnight = (t[i] - np.timedelta64(1, "us")).astype("datetime64[D]").astype(t.dtype)
+        mine, here = card == card[i], term == term[i]
+        if not (mine & (t <= midnight)).any():  # no snapshot yet: the card's first day
+            assert train.iloc[i][list(CARD_WINDOW_FEATURES)].isna().all()
+            continue
+        cards_checked += 1
+        for w in (1, 7, 30):
+            inside = mine & (t > midnight - w * day) & (t <= midnight)
+            assert train.iloc[i][card_count(w)] == inside.sum()
+            mean = amount[inside].mean() if inside.any() else 0.0
+            assert train.iloc[i][card_mean_amount(w)] == pytest.approx(mean)
+        if (here & (t <= midnight - delay)).any():
+            terminals_checked += 1
+            for w in (7, 30):
+                inside = here & (t > midnight - delay - w * day) & (t <= midnight - delay)
+                risk = fraud[inside].mean() if inside.any() else 0.0
+                assert train.iloc[i][terminal_risk(w)] == pytest.approx(risk)
+    assert cards_checked > 0.8 * len(sim) and terminals_checked > 0.4 * len(sim)
+    assert fraud.sum() > 0
+
+    pandas = transaction_features(sim, customers=customers, terminals=terminals)
+    for col in (
+        "TX_HOUR",
+        "TX_DURING_NIGHT",
+        "TX_DURING_WEEKEND",
+        "SECONDS_SINCE_LAST_TX",
+        "DISTANCE_FROM_HOME",
+    ):
+        np.testing.assert_allclose(
+            train[col].to_numpy(dtype=float), pandas[col].to_numpy(dtype=float), err_msg=col
+        )
