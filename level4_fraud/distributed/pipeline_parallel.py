@@ -14,7 +14,9 @@ CPU, or NCCL when there are two GPUs (one stage per GPU).
 With equal-size micro-batches and a mean loss, the schedule's gradient (micro-batch gradients
 summed, then divided by their number) is the gradient of the whole batch's mean loss: one step
 of the pipeline is one step of single-process training. A model with dropout draws other random
-masks in the two processes, so that identity needs a deterministic forward (no dropout).
+masks in the two processes, so that identity needs a deterministic forward (no dropout). The
+loss is `loss_fn` on the last stage's output only: an auxiliary loss a model computes inside a
+stage (the mixture of experts' load balancing) does not reach the pipeline's backward.
 """
 
 from __future__ import annotations
