@@ -43,7 +43,8 @@ def test_every_run_logs_params_metrics_and_a_model_with_signature(registry) -> N
         ndcg = registry["table"].loc[logged.model_name, "ndcg@10"]
         assert run.data.metrics["ndcg_at_10"] == pytest.approx(ndcg)
         assert "precision_at_10" in run.data.metrics and "coverage" in run.data.metrics
-        info = mlflow.models.get_model_info(logged.model_uri)
+        with registry["tracking"].active():  # the fluent API reads the store it points at
+            info = mlflow.models.get_model_info(logged.model_uri)
         assert info.signature.inputs.input_names() == ["user_id"]
         assert set(info.signature.outputs.input_names()) == {"user_id", "item_id", "rank", "score"}
         assert {p.name for p in info.signature.params} == {"k", "exclude_seen"}
