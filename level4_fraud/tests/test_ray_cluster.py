@@ -35,7 +35,7 @@ def _shipped_copies() -> tuple[list[str], list[str]]:
 
 
 def test_local_session_starts_private_ray_and_shuts_it_down() -> None:
-    assert not ray.is_initialized()
+    assert not ray.is_initialized(), "precondition: an earlier test left Ray initialised"
     with ray_session(RayConfig(num_cpus=2)) as s:
         assert s.started and s.address is None
         assert s.resources["CPU"] == 2.0
