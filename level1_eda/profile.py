@@ -74,7 +74,7 @@ def numeric_summary(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     Computed with NumPy on each column's non-missing values: one partial sort
     (``np.quantile``) gives all five order statistics at once.
     """
-    rows = {}
+    rows: dict[str, dict[str, float]] = {}
     for col in columns:
         v = df[col].to_numpy(dtype=float, na_value=np.nan)
         v = v[~np.isnan(v)]
