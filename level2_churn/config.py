@@ -148,8 +148,8 @@ class MlflowConfig(_Section):
         """Tracking URI and artifact location, defaulting to SQLite under `artifacts_dir`."""
         if self.tracking_uri:
             # Keep a SQLite store's artifacts next to its file, never in the working directory.
-            if self.artifact_location is None and (root := sqlite_artifact_root(self.tracking_uri)):
-                return self.tracking_uri, root.resolve().as_uri()
+            if self.artifact_location is None and (store_root := sqlite_artifact_root(self.tracking_uri)):
+                return self.tracking_uri, store_root.resolve().as_uri()
             default_root = (artifacts_dir / "mlflow" / "mlartifacts").resolve().as_uri()
             return self.tracking_uri, self.artifact_location or default_root
         uri, root = mlflow_sqlite_uri(artifacts_dir / "mlflow")

@@ -77,7 +77,9 @@ def classification_metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, float
     }
 
 
-def summarise_folds(per_fold: pd.DataFrame, metrics: tuple[str, ...] = ("pr_auc", "roc_auc")) -> dict:
+def summarise_folds(
+    per_fold: pd.DataFrame, metrics: tuple[str, ...] = ("pr_auc", "roc_auc")
+) -> dict[str, float]:
     """Mean and standard deviation of each metric across folds (``pr_auc_mean``, ``pr_auc_std``)."""
     out: dict[str, float] = {}
     for m in metrics:

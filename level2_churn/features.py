@@ -26,6 +26,7 @@ Computation is vectorised per customer bucket (as written by ingest), so memory 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -400,7 +401,9 @@ _COLUMNS = {
 }
 
 
-def _iter_buckets(clean_dir: Path, dates: list[pd.Timestamp], label_days: int | None, progress: bool):
+def _iter_buckets(
+    clean_dir: Path, dates: list[pd.Timestamp], label_days: int | None, progress: bool
+) -> Iterator[pd.DataFrame]:
     clean_dir = Path(clean_dir)
     meta = read_meta(clean_dir)
     path = clean_dir / "customers.parquet"
@@ -471,10 +474,10 @@ def build_scoring_snapshot(
         Same columns as `build_snapshots` without ``label``.
     """
     _, end = _window(clean_dir)
-    t = end if t is None else pd.Timestamp(t)
-    if t > end:
-        raise DataError(f"snapshot {t.date()} is after the end of the data ({end.date()})")
-    frames = list(_iter_buckets(Path(clean_dir), [t], None, progress))
+    snapshot = end if t is None else pd.Timestamp(t)
+    if snapshot > end:
+        raise DataError(f"snapshot {snapshot.date()} is after the end of the data ({end.date()})")
+    frames = list(_iter_buckets(Path(clean_dir), [snapshot], None, progress))
     df = pd.concat(frames, ignore_index=True)
     return df.sort_values(["snapshot_date", "customer_id"], kind="stable").reset_index(drop=True)
 

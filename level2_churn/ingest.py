@@ -47,6 +47,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -576,7 +577,8 @@ def load_and_clean(
                 events[source] = ev
             ledger.close()
             starts = [e.min_event for e in events.values() if e.min_event is not None]
-            ends = [events[s].max_loaded for s in ("billing", "usage") if events[s].max_loaded is not None]
+            loaded = (events[s].max_loaded for s in ("billing", "usage"))
+            ends = [end for end in loaded if end is not None]
             if not starts or not ends:
                 raise EmptyDataError("no valid billing or usage events left after cleaning")
             data_start = min(starts).normalize()
@@ -626,7 +628,7 @@ def read_dq_report(clean_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(json.loads(path.read_text(encoding="utf-8"))["rules"], columns=DQ_COLUMNS)
 
 
-def read_meta(clean_dir: Path) -> dict:
+def read_meta(clean_dir: Path) -> dict[str, Any]:
     """The data window and bucket layout of a clean folder (``meta.json``)."""
     path = Path(clean_dir) / "meta.json"
     if not path.is_file():

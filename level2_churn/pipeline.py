@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import joblib
 import numpy as np
@@ -35,6 +35,8 @@ from shared.paths import LevelPaths
 from shared.tracking import MlflowTracker
 
 if TYPE_CHECKING:
+    from prefect.tasks import RetryConditionCallable
+
     from level2_churn.train import ModellingResult
 
 log = logging.getLogger(__name__)
@@ -418,8 +420,23 @@ def _not_user_error(task: Any, task_run: Any, state: Any) -> bool:
     return not isinstance(exc, UserError)
 
 
-IO = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": _not_user_error}
-CACHE = {"persist_result": True, "cache_expiration": timedelta(days=30)}
+class _IoOptions(TypedDict):
+    """``@task`` options of the tasks that read or write files (typed: mypy checks them against ``task``)."""
+
+    retries: int
+    retry_delay_seconds: float
+    retry_condition_fn: RetryConditionCallable
+
+
+class _CacheOptions(TypedDict):
+    """``@task`` options of the cached tasks."""
+
+    persist_result: bool
+    cache_expiration: timedelta
+
+
+IO: _IoOptions = {"retries": 2, "retry_delay_seconds": 1, "retry_condition_fn": _not_user_error}
+CACHE: _CacheOptions = {"persist_result": True, "cache_expiration": timedelta(days=30)}
 
 
 @task(name="generate", cache_key_fn=lambda ctx, p: _key("generate", p["sim"], p["raw_dir"]), **IO, **CACHE)

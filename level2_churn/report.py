@@ -218,7 +218,7 @@ def build_report(
     sec.table(camp, index=False, float_format="{:,.0f}")
     _add(
         sec,
-        ev.plot_profit(profit_curves(res, econ), res.campaign["k"]),
+        ev.plot_profit(profit_curves(res, econ), int(res.campaign["k"])),
         fig_dir,
         "profit",
         "profit by campaign size",

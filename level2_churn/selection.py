@@ -11,6 +11,7 @@ Two steps:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ def select_features(
     cfg: SelectionConfig,
     inner_valid: np.ndarray,
     imbalance: str = "none",
-    params: dict | None = None,
+    params: dict[str, Any] | None = None,
     seed: int = 0,
     n_jobs: int = 1,
     undersample_ratio: float = 0.25,

@@ -229,7 +229,9 @@ def _ids_with_drift(num: np.ndarray, rate: float, rng: np.random.Generator) -> t
     return table.take(pa.array(which * len(uniq) + inv)), int(drift.sum())
 
 
-def _spell(codes: np.ndarray, values: tuple[str, ...], rate: float, rng: np.random.Generator):
+def _spell(
+    codes: np.ndarray, values: tuple[str, ...], rate: float, rng: np.random.Generator
+) -> tuple[np.ndarray, int]:
     """Category codes -> text with a share `rate` misspelt; -1 codes become missing. Returns (list, n)."""
     out = np.array(values, dtype=object)[np.clip(codes, 0, None)]
     out[codes < 0] = None
@@ -961,7 +963,8 @@ class _Writer:
         resolved_s, k2 = _mixed_timestamps(resolved_ts, mc.date_format, rng)
         resolved_s[np.isnat(resolved_ts)] = None
         k2 = int((resolved_s[~np.isnat(resolved_ts)] != _iso_utc(resolved_ts[~np.isnat(resolved_ts)])).sum())
-        esc_s = np.where(np.isnat(esc_ts), None, _iso_utc(esc_ts)).astype(object)
+        esc_s = _iso_utc(esc_ts).astype(object)
+        esc_s[np.isnat(esc_ts)] = None
         self._count("support", "date_format", k1 + k2)
         cat, kc = _spell(t["category"].astype(np.int64), TICKET_CATEGORIES, mc.category_spelling, rng)
         chan, kh = _spell(t["channel"].astype(np.int64), TICKET_CHANNELS, mc.category_spelling, rng)

@@ -15,6 +15,7 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from shared.tracking import MlflowTracker
 
@@ -23,13 +24,16 @@ from shared.tracking import MlflowTracker
 PIP_REQUIREMENTS = ["lightgbm", "scikit-learn", "pandas", "numpy", "joblib"]
 
 
-class ChurnPyfunc(mlflow.pyfunc.PythonModel):
+# Subclassed from its own module: mypy sees `mlflow.pyfunc` as MLflow's lazy loader, not the module.
+class ChurnPyfunc(PythonModel):
     """MLflow wrapper: loads the joblib `ChurnModel` and returns calibrated churn probabilities."""
 
     def load_context(self, context: Any) -> None:
         self.model = joblib.load(context.artifacts["churn_model"])
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> np.ndarray:
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
         return self.model.predict_proba(model_input)
 
 

@@ -513,7 +513,10 @@ def search(
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, settings.n_estimators_max)
-        rows, oofs, fit_s = [], [], 0.0
+        # one record per fold (fold name, metrics, feature count): the rows of a DataFrame
+        rows: list[dict[str, Any]] = []
+        oofs: list[pd.DataFrame] = []
+        fit_s = 0.0
         for step, (fold, (feats, X_tr, y_tr, X_va, y)) in enumerate(zip(plan.folds, fold_data, strict=True)):
             t0 = time.perf_counter()
             model = fitting.fit("lgbm", X_tr, y_tr, params=params, imbalance=imbalance)
@@ -548,7 +551,7 @@ def search(
 
 
 def _log_trial(
-    tracker: MlflowTracker | None, number: int, params: dict, rows: list[dict], state: str
+    tracker: MlflowTracker | None, number: int, params: dict[str, Any], rows: list[dict[str, Any]], state: str
 ) -> None:
     """One nested MLflow run per Optuna trial: its parameters, per-fold PR-AUC and final state."""
     if tracker is None:
