@@ -16,7 +16,7 @@ train and a test set cut from the same data share one mapping (`with_interaction
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -152,11 +152,11 @@ class InteractionData:
         """Item ids in index order."""
         return self._item_index.to_numpy()
 
-    def user_index(self, user_ids: np.ndarray | pd.Series | list) -> np.ndarray:
+    def user_index(self, user_ids: np.ndarray | pd.Series | list[Any]) -> np.ndarray:
         """Integer index of each user id, -1 where unknown."""
         return self._user_index.get_indexer(np.asarray(user_ids))
 
-    def item_index(self, item_ids: np.ndarray | pd.Series | list) -> np.ndarray:
+    def item_index(self, item_ids: np.ndarray | pd.Series | list[Any]) -> np.ndarray:
         """Integer index of each item id, -1 where unknown."""
         return self._item_index.get_indexer(np.asarray(item_ids))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,7 +39,7 @@ def cold_items(train: InteractionData, test: InteractionData) -> np.ndarray:
 def fit_models(
     names: list[str],
     train: InteractionData,
-    configs: Mapping[str, BaseModel | dict] | None = None,
+    configs: Mapping[str, BaseModel | dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Recommender], dict[str, float]]:
     """Build and fit models by name; returns the models and their fit times in seconds."""
     configs = configs or {}

@@ -232,6 +232,9 @@ class SimulatedWorld:
             seen = exclude.matrix("binary")
             rows = exclude.user_index(user_ids)
             item_map = pd.Index(exclude.item_ids).get_indexer(self.items[ITEM_COL].to_numpy())
+            # translate the training data's item index into the world's item order
+            inv = np.full(len(exclude.item_ids), -1)
+            inv[item_map[item_map >= 0]] = np.nonzero(item_map >= 0)[0]
         total, count = 0.0, 0
         for start in range(0, len(user_ids), batch_size):
             batch = user_ids[start : start + batch_size]
@@ -242,9 +245,6 @@ class SimulatedWorld:
                 known = rows[start : start + batch_size] >= 0
                 r, c = sub.nonzero()
                 keep = known[r]
-                # translate the training data's item index into the world's item order
-                inv = np.full(len(exclude.item_ids), -1)
-                inv[item_map[item_map >= 0]] = np.nonzero(item_map >= 0)[0]
                 cols = inv[c[keep]]
                 ok = cols >= 0
                 rel[r[keep][ok], cols[ok]] = -1.0

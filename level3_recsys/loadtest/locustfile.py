@@ -29,10 +29,14 @@ from __future__ import annotations
 
 import random
 from itertools import count
+from typing import TYPE_CHECKING, Any
 
 from locust import FastHttpUser, events, task
 
 from level3_recsys.loadtest.traffic import DEVICE_WEIGHTS, DEVICES, TrafficConfig, ZipfUsers
+
+if TYPE_CHECKING:
+    from locust.env import Environment
 
 _TRAFFIC: dict[str, TrafficConfig] = {}
 _CLIENT_NUMBERS = count()  # seeds each client's generator reproducibly
@@ -46,7 +50,7 @@ def traffic() -> TrafficConfig:
 
 
 @events.test_start.add_listener
-def _load_config(environment, **_kw) -> None:
+def _load_config(environment: Environment, **_kw: Any) -> None:
     traffic()
 
 
@@ -96,7 +100,7 @@ class RecommendationClient(FastHttpUser):
         if body is not None and self.rng.random() < self.cfg.feedback_share:
             self.feedback(user, body)
 
-    def feedback(self, user: str, body: dict) -> None:
+    def feedback(self, user: str, body: dict[str, Any]) -> None:
         """An impression of the top item and, with probability ``ctr``, a click on one."""
         items = body["items"]
         version = body.get("model_version")

@@ -160,10 +160,10 @@ class Recommender(ABC):
 
     def recommend(
         self,
-        user_ids: np.ndarray | list | None = None,
+        user_ids: np.ndarray | list[Any] | None = None,
         k: int = 10,
         exclude_seen: bool = True,
-        items: np.ndarray | list | None = None,
+        items: np.ndarray | list[Any] | None = None,
         batch_size: int = 1024,
     ) -> pd.DataFrame:
         """Top-`k` items per user, best first.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ class ContentEncoder:
         self.has_title_ = "title" in items
         if "creator_id" in items:
             counts = items["creator_id"].value_counts()
-            self.creators_: list = sorted(counts[counts >= 2].index.tolist())
+            self.creators_: list[Any] = sorted(counts[counts >= 2].index.tolist())
         else:
             self.creators_ = []
         self.has_length_ = "length" in items
@@ -108,11 +109,11 @@ class ContentEncoder:
         if self.creators_ and "creator_id" in items:
             index = {c: i for i, c in enumerate(self.creators_)}
             off = self.blocks_["creator"].start
-            c = np.array(
+            creator_cols = np.array(
                 [off + index.get(v, len(self.creators_)) for v in items["creator_id"]], dtype=np.int64
             )
             rows.append(np.arange(n, dtype=np.int64))
-            cols.append(c)
+            cols.append(creator_cols)
             vals.append(np.ones(n, dtype=np.float32))
         if self.has_length_ and "length" in items:
             ll = np.log1p(items["length"].astype(float).fillna(0).to_numpy())

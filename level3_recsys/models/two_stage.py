@@ -21,7 +21,7 @@ of the item with the user's recent items (cosine item-item).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
@@ -54,9 +54,7 @@ class TwoStageConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    candidates: list[CandidateName] = Field(
-        default_factory=lambda: ["popularity", "itemknn", "als", "ease", "two_tower"]
-    )
+    candidates: list[CandidateName] = Field(default_factory=lambda: list(get_args(CandidateName)))
     n_candidates: int = Field(30, ge=1, description="candidates taken from each model")
     max_negatives: int = Field(200, ge=1, description="negatives sampled per user for ranker training")
     holdout: Literal["time", "random", "stratified"] = Field(
@@ -225,7 +223,7 @@ class TwoStageRecommender(Recommender):
     # ------------------------------------------------------------------ training
     def _base_models(self, data: InteractionData, stage: str) -> dict[str, Recommender]:
         cfg: TwoStageConfig = self.config  # type: ignore[assignment]
-        models = {}
+        models: dict[str, Recommender] = {}
         for name in cfg.candidates:
             sub = getattr(cfg, name).model_copy()
             if "show_progress" in type(sub).model_fields:
@@ -383,16 +381,18 @@ class TwoStageRecommender(Recommender):
         return rows, cols, x
 
     def _score(self, user_idx: np.ndarray) -> np.ndarray:
+        cfg: TwoStageConfig = self.config  # type: ignore[assignment]
         rows, cols, x = self._candidates(self.bases_, self.ctx_, user_idx)
         # non-candidates keep the order of the last candidate model, below every candidate
-        fallback = self.bases_[self.config.candidates[-1]]._score(user_idx).astype(np.float32)  # type: ignore[attr-defined]
+        fallback = self.bases_[cfg.candidates[-1]]._score(user_idx).astype(np.float32)
         lo = fallback.min(axis=1, keepdims=True)
         hi = fallback.max(axis=1, keepdims=True)
         out = (fallback - lo) / np.maximum(hi - lo, 1e-9)
         if len(rows):
-            out[rows, cols] = 1e3 + self.ranker_.predict(x, num_threads=self.config.threads).astype(
-                np.float32
-            )  # type: ignore[attr-defined]
+            # Booster.predict is typed as "array, sparse matrix or list" (its contribution
+            # modes); a plain prediction is an ndarray, which asarray keeps as it is.
+            scores = np.asarray(self.ranker_.predict(x, num_threads=cfg.threads))
+            out[rows, cols] = 1e3 + scores.astype(np.float32)
         return out
 
     def feature_importance(self) -> pd.Series:

@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +24,9 @@ from level3_recsys.data import ITEM_COL, USER_COL, WEIGHT_COL, InteractionData
 from level3_recsys.models.base import Recommender
 from level3_recsys.models.content import ContentEncoder
 from shared.progress import make_progress
+
+if TYPE_CHECKING:
+    import torch
 
 
 class TwoTowerConfig(BaseModel):
@@ -46,8 +50,22 @@ class TwoTowerConfig(BaseModel):
     show_progress: bool = True
 
 
-def _build_net(n_users: int, n_items: int, n_features: int, cfg: TwoTowerConfig):
-    import torch
+class _TwoTowerNet(Protocol):
+    """What training uses of the network `_build_net` returns.
+
+    Its class is defined inside `_build_net` (torch is imported only when a model trains),
+    so it cannot be named here.
+    """
+
+    def to(self, device: str) -> _TwoTowerNet: ...
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+    def train(self, mode: bool = True) -> _TwoTowerNet: ...
+    def eval(self) -> _TwoTowerNet: ...
+    def items(self, feats: torch.Tensor, id_mask: torch.Tensor) -> torch.Tensor: ...
+    def users(self, profile: torch.Tensor, user_idx: torch.Tensor) -> torch.Tensor: ...
+
+
+def _build_net(n_users: int, n_items: int, n_features: int, cfg: TwoTowerConfig) -> _TwoTowerNet:
     from torch import nn
 
     class TwoTowerNet(nn.Module):

@@ -37,14 +37,14 @@ class MetricsMiddleware:
         self.app = app
         self.metrics = metrics
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
         status = 500
 
-        async def send_wrapper(message: dict) -> None:
+        async def send_wrapper(message: dict[str, Any]) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -76,7 +76,9 @@ _JSON_HEADERS = [(b"content-type", b"application/json")]
 _PREFIX_LEN = len(RECOMMEND_PREFIX)
 
 
-def parse_recommendation(scope: dict, expected_key: bytes) -> tuple[str, int, str, int | None] | None:
+def parse_recommendation(
+    scope: dict[str, Any], expected_key: bytes
+) -> tuple[str, int, str, int | None] | None:
     """``(user_id, k, device, hour)`` of a plain, valid, authenticated recommendation request.
 
     None for anything else: another route or method, a missing or wrong key, a parameter out
@@ -155,7 +157,7 @@ class RecommendationFastPath:
             self._route = next(r for r in self.routes if getattr(r, "path", None) == RECOMMEND_ROUTE)
         return self._route
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         parsed = parse_recommendation(scope, self.expected_key) if scope["type"] == "http" else None
         if parsed is None:
             await self.app(scope, receive, send)

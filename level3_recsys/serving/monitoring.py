@@ -30,7 +30,7 @@ import math
 import threading
 from collections import Counter as TallyCounter
 from collections import deque
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -114,7 +114,7 @@ PSI_EPS = 1e-4
 UNKNOWN_VERSION = "unknown"
 
 
-def psi(expected: Mapping[Hashable, float], actual: Mapping[Hashable, float], eps: float = PSI_EPS) -> float:
+def psi(expected: Mapping[str, float], actual: Mapping[str, float], eps: float = PSI_EPS) -> float:
     """Population stability index of `actual` against `expected`.
 
     ``PSI = sum_b (a_b - e_b) * ln(a_b / e_b)`` over the union of bins, both sides normalised
@@ -143,15 +143,17 @@ def psi(expected: Mapping[Hashable, float], actual: Mapping[Hashable, float], ep
 class SlidingDistribution:
     """Bin counts of the last `window` observations (O(1) per update, bounded memory).
 
+    Bins are text labels, as in the serving reference (JSON, whose keys are text).
+
     Thread-safe: the API updates it on the event loop while a scrape may read it elsewhere.
     """
 
     def __init__(self, window: int) -> None:
-        self._window: deque[Hashable] = deque(maxlen=window)
-        self._counts: TallyCounter[Hashable] = TallyCounter()
+        self._window: deque[str] = deque(maxlen=window)
+        self._counts: TallyCounter[str] = TallyCounter()
         self._lock = threading.Lock()
 
-    def add(self, values: Iterable[Hashable]) -> None:
+    def add(self, values: Iterable[str]) -> None:
         """Observe values (the oldest fall out of the window)."""
         with self._lock:
             for value in values:
@@ -163,7 +165,7 @@ class SlidingDistribution:
                 self._window.append(value)
                 self._counts[value] += 1
 
-    def counts(self) -> dict[Hashable, int]:
+    def counts(self) -> dict[str, int]:
         """Current bin counts."""
         with self._lock:
             return dict(self._counts)
@@ -182,13 +184,13 @@ class DriftMonitor:
     """
 
     def __init__(
-        self, reference: Mapping[str, Mapping[Hashable, float]], window: int, min_count: int = 50
+        self, reference: Mapping[str, Mapping[str, float]], window: int, min_count: int = 50
     ) -> None:
         self.reference = {name: dict(dist) for name, dist in reference.items() if dist}
         self.windows = {name: SlidingDistribution(window) for name in self.reference}
         self.min_count = min_count
 
-    def observe(self, feature: str, values: Iterable[Hashable]) -> None:
+    def observe(self, feature: str, values: Iterable[str]) -> None:
         """Add observations of a feature (ignored when it has no reference)."""
         window = self.windows.get(feature)
         if window is not None:
@@ -305,7 +307,7 @@ class Metrics:
     def __init__(
         self,
         *,
-        drift_reference: Mapping[str, Mapping[Hashable, float]] | None = None,
+        drift_reference: Mapping[str, Mapping[str, float]] | None = None,
         drift_window: int = 2000,
         ctr_window: int = 10_000,
         max_model_versions: int = 20,

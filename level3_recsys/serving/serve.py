@@ -215,7 +215,9 @@ def run_api(cfg: Any, *, port: int = DEFAULT_API_PORT) -> None:
 
     from level3_recsys.serving.api import create_app
 
-    defaults = {
+    # Field values passed as keywords: typed Any because the settings' signature also holds
+    # pydantic-settings' own `_`-prefixed options, which these keys never name.
+    defaults: dict[str, Any] = {
         "store_url": _batch_store_url(cfg),
         "reference_path": str(cfg.paths().artifacts / "serving" / "reference.json"),
     }

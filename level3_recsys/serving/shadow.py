@@ -271,15 +271,15 @@ class ShadowRunner:
             if value is not None:
                 self.metrics.shadow_predicted_ctr.labels(model).set(value)
         if self.log_path is not None:
-            self._write_log(json.dumps(asdict(result)) + "\n")
+            self._write_log(self.log_path, json.dumps(asdict(result)) + "\n")
 
-    def _write_log(self, line: str) -> None:
+    def _write_log(self, path: Path, line: str) -> None:
         if self._log is None:
-            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in aclose
+            self._log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in aclose
         if self._log.tell() + len(line) > self.log_max_bytes:
             self._log.close()
-            self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
-            self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115 - closed in aclose
+            path.replace(path.with_name(path.name + ".1"))
+            self._log = open(path, "a", encoding="utf-8")  # noqa: SIM115 - closed in aclose
         self._log.write(line)
         self._log.flush()
 
