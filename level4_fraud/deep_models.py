@@ -308,6 +308,13 @@ class TrainedModel:
         """Sequence length of a sequence model (0 for a tabular one)."""
         return self.inputs.max_len
 
+    def predict_rows(self, frame: pd.DataFrame, labels: pd.Index) -> np.ndarray:
+        """Scores of the rows `labels` of a feature frame by the final model (a sequence model
+        takes each card's history from `frame`)."""
+        if len(labels) == 0:
+            return np.zeros(0)
+        return predict_proba(self.model, self.inputs.arrays(frame, labels))
+
     def predict_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Scores of a frame's rows by the final model (tabular models only: a sequence model
         needs each card's history, see `predict_saved_models`)."""
