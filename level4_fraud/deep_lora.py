@@ -49,8 +49,8 @@ ADAPTER_DIR = "lora_adapter"
 def _population_b() -> dict[str, Any]:
     return {
         "seed": 2024,
-        "n_customers": 300,
-        "n_terminals": 600,
+        "n_customers": 500,
+        "n_terminals": 1000,
         "nb_days": 28,
         # Another bank's customers: larger amounts (and its own large-amount rule), more and
         # more online transactions, cards used further from home.
@@ -73,19 +73,23 @@ def _population_b() -> dict[str, Any]:
 
 def _adaptation() -> AdaptationConfig:
     # Rank 2 keeps the adapter under 5 % of the quick transformer (d_model=32); rank 4 at 64.
-    short = {"epochs": 15, "patience": 5}
+    # Short arms with mid-size batches: a few thousand rows, early stopping on B's validation days.
+    short = {"epochs": 10, "patience": 3, "batch_size": 128}
     base = AdaptationConfig()
     return AdaptationConfig(
         lora=LoraSettings(r=2, alpha=4.0),
-        lora_train=base.lora_train.model_copy(update=short),
+        # Adapters start at zero: a larger step than full fine-tuning, smaller than lora.py's
+        # default, which overshoots a transformer pretrained on tens of thousands of rows.
+        lora_train=base.lora_train.model_copy(update={**short, "learning_rate": 3e-3}),
         finetune=base.finetune.model_copy(update=short),
         scratch=base.scratch.model_copy(update=short),
     )
 
 
 class LoraStageConfig(BaseModel):
-    """The LoRA experiment (quick profile; full: ``population_b`` with ``n_customers=1000,
-    nb_days=45``, ``history_days=30``, ``adaptation.lora.r=4, alpha=8`` and 60 epochs per arm).
+    """The LoRA experiment (quick profile; full: ``population_b`` with ``n_customers=2000,
+    nb_days=50``, ``history_days=30``, ``adaptation.lora.r=4, alpha=8`` (``d_model=64``) and 60
+    epochs, patience 8 per arm).
 
     Args:
         enabled: Run this part of the stage.
