@@ -298,11 +298,15 @@ class Ensemble:
         if missing:
             raise KeyError(f"ensemble members without scores: {missing}")
         raw = np.column_stack([np.asarray(member_scores[m], dtype=np.float64) for m in self.members])
+        if len(raw) == 0:
+            return np.zeros(0)
         return _combine(self.method, raw, self.scales, self.params)
 
     def predict_proba(self, member_scores: Mapping[str, np.ndarray]) -> np.ndarray:
         """Calibrated fraud probability per row from the members' scores (extra models ignored)."""
         c = self.combined(member_scores)
+        if len(c) == 0:
+            return np.zeros(0)
         return np.asarray(self.calibrator.predict_proba(c.reshape(-1, 1))[:, 1], dtype=np.float64)
 
     def weights(self) -> dict[str, float]:

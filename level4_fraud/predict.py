@@ -257,3 +257,64 @@ def score_folder(
 def write_scores_csv(scores: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write ``TRANSACTION_ID,score`` atomically."""
     return atomic_write_with(Path(path), lambda p: scores.to_csv(p, index=False, float_format="%.8g"))
+
+
+# ---------------------------------------------------------------------------------- MLflow model
+try:  # MLflow is installed with the level; keep the module importable without it
+    from mlflow.pyfunc import PythonModel as _PythonModel
+except ImportError:  # pragma: no cover - mlflow is part of the lock
+    _PythonModel = object  # type: ignore[assignment,misc]
+
+RUN_ARTIFACT = "run"
+
+
+class FraudEnsembleModel(_PythonModel):  # type: ignore[misc,valid-type]
+    """The run's ensemble as an MLflow pyfunc: input a feature frame (`datasets.feature_frame`
+    rows, the ``spec`` columns at least), output the calibrated fraud probability per row.
+
+    The run folder's models travel as the ``run`` artefact and are loaded with `load_run`.
+    Sequence members (deep stage) read card histories from the frame given, so pass the history
+    rows too when the ensemble uses them.
+    """
+
+    def load_context(self, context: Any) -> None:
+        self.run = load_run(context.artifacts[RUN_ARTIFACT])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        return self.run.score(model_input)
+
+
+def log_pyfunc(run_dir: str | os.PathLike[str]) -> str:
+    """Log a run folder's deployable model as a pyfunc in the active MLflow run; its model URI.
+
+    Only what scoring needs is logged (``run.json``, ``models/``, ``deep/models``), in a temporary
+    copy.
+    """
+    import shutil
+    import tempfile
+
+    import mlflow
+
+    run_dir = Path(run_dir)
+    loaded = load_run(run_dir)
+    with tempfile.TemporaryDirectory(prefix="l4-pyfunc-") as tmp:
+        copy = Path(tmp) / RUN_ARTIFACT
+        copy.mkdir()
+        shutil.copy2(run_dir / "run.json", copy / "run.json")
+        shutil.copytree(run_dir / MODELS_DIR, copy / MODELS_DIR)
+        if (run_dir / DEEP_MODELS_DIR).is_dir():
+            shutil.copytree(run_dir / DEEP_MODELS_DIR, copy / DEEP_MODELS_DIR)
+        # a small, typed input example: MLflow infers the signature from it
+        example = pd.DataFrame({c: [0.0] for c in loaded.spec.numeric})
+        for c in loaded.spec.categorical:
+            example[c] = ["unknown"]
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=FraudEnsembleModel(),
+            artifacts={RUN_ARTIFACT: str(copy)},
+            pip_requirements=["mlflow", "pandas", "numpy", "scikit-learn", "lightgbm", "joblib"],
+            input_example=example,
+        )
+    return str(info.model_uri)
