@@ -127,12 +127,16 @@ class LoraOutcome:
         population: Rows and frauds of B's splits (``train_rows``, ``train_frauds``, ...).
         adapter_path: The saved adapter folder (None when not saved).
         seconds: Wall time (simulation, features, sequences and the three arms).
+        adapted: The LoRA-adapted model (peft), for inspection and tests (not saved as a whole).
+        test_b: B's held-out sequences.
     """
 
     table: pd.DataFrame
     population: dict[str, int]
     adapter_path: Path | None
     seconds: float
+    adapted: Any = None
+    test_b: SequenceSet | None = None
 
 
 def population_b_config(cfg: LoraStageConfig) -> SimulatorConfig:
@@ -235,5 +239,10 @@ def run_lora(
     if folder is not None and cfg.save_adapter:
         path = save_adapter(result.models["lora"], Path(folder) / ADAPTER_DIR)
     return LoraOutcome(
-        table=result.table, population=sizes, adapter_path=path, seconds=time.perf_counter() - start
+        table=result.table,
+        population=sizes,
+        adapter_path=path,
+        seconds=time.perf_counter() - start,
+        adapted=result.models["lora"],
+        test_b=test_b,
     )

@@ -335,7 +335,7 @@ class ModelsOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def test_average_precision(fold: FoldData, scores: np.ndarray) -> float:
+def fold_test_ap(fold: FoldData, scores: np.ndarray) -> float:
     """AP of test scores (one per ``fold.test`` row) on the evaluated rows; NaN if one class."""
     if len(fold.test) == 0:
         return math.nan
@@ -396,7 +396,7 @@ def train_one(
         valid_fit=fit_v,
         final_fit=fit_f,
         valid_ap=_ap(y_v, valid_scores),
-        test_ap=test_average_precision(fold, test_scores),
+        test_ap=fold_test_ap(fold, test_scores),
     )
 
 

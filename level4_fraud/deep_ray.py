@@ -27,7 +27,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from level4_fraud.datasets import FoldData
-from level4_fraud.deep_models import test_average_precision
+from level4_fraud.deep_models import fold_test_ap
 from level4_fraud.distributed.cluster import RayConfig, ray_session
 from level4_fraud.distributed.train import DataParallelConfig, train_data_parallel
 from level4_fraud.distributed.tune import (
@@ -176,9 +176,7 @@ def run_ray(
             out.seconds["data_parallel"] = time.perf_counter() - t0
             test_ap = math.nan
             if len(fold.test):
-                test_ap = test_average_precision(
-                    fold, predict_proba(dp.model, list(prep.transform(fold.test)))
-                )
+                test_ap = fold_test_ap(fold, predict_proba(dp.model, list(prep.transform(fold.test))))
             out.data_parallel = pd.DataFrame(
                 [
                     {
