@@ -245,3 +245,25 @@ def test_switched_off_parts_leave_empty_tables(fold, tmp_path):
     assert result["scores"] == {} and result["routing"].empty and result["distillation"].empty
     assert set(result["skipped"]) == {"fast_path", "lora", "ray"}
     assert (tmp_path / "deep" / "summary.json").is_file() and not (tmp_path / "deep" / "models").exists()
+
+
+def test_a_two_argument_teacher_gets_a_scorer_of_the_members_for_its_transfer_set(fold, stage, tmp_path):
+    result, _ = stage
+    asked = []
+
+    def ensemble(scores, members):
+        def mean(parts):
+            return np.mean(list(parts.values()), axis=0)
+
+        def predict_rows(labels):
+            asked.append(len(labels))
+            return mean(members(labels))
+
+        valid = mean({k: s["valid"] for k, s in scores.items()})
+        test = mean({k: s["test"] for k, s in scores.items()})
+        return {"valid": valid, "test": test, "predict_rows": predict_rows}
+
+    cfg = DeepConfig.model_validate(TINY)
+    again = run_deep_stage(fold, cfg, tmp_path, teacher_scores=ensemble, prior=result)
+    transfer = again["distillation_info"]["transfer"]
+    assert transfer["source"] == "final_teacher" and asked == [transfer["rows"]]
