@@ -86,6 +86,7 @@ def print_comparison(table: pd.DataFrame) -> None:
         ("roc_auc", "ROC-AUC"),
         ("recall_at_fpr", "recall@1%FPR"),
         ("savings", "savings"),
+        ("folds", "folds"),
     ]
     t = Table(title="Test metrics (mean over prequential folds)")
     t.add_column("model")
@@ -96,7 +97,8 @@ def print_comparison(table: pd.DataFrame) -> None:
         cells = []
         for c, _ in cols:
             v = row.get(c)
-            cells.append("—" if v is None or v != v else (f"{v:,.0f}" if c == "savings" else f"{v:.4f}"))
+            fmt = "{:,.0f}" if c in ("savings", "folds") else "{:.4f}"
+            cells.append("—" if v is None or v != v else fmt.format(v))
         style = "bold green" if model == best else None
         t.add_row(str(model), *cells, style=style)
     Console(width=100).print(t)

@@ -65,6 +65,9 @@ class StagesConfig(BaseModel):
 
     feature_store: bool = Field(True, description="Materialise the features into the Feast store")
     deep: bool = Field(True, description="PyTorch models, distillation, quantization, LoRA, Ray")
+    deep_all_folds: bool = Field(
+        False, description="PyTorch models on every fold (off: fold 0 only; their rows show folds=1)"
+    )
     registry: bool = Field(True, description="Register the ensemble in MLflow as the champion")
     report: bool = True
 
@@ -81,6 +84,7 @@ class FraudConfig(LevelConfig):
         models: Baselines to train (the ensemble chooses among them).
         baselines: Their settings.
         ensemble: How the ensemble is chosen and calibrated.
+        deep_in_ensemble: The deep stage's models are ensemble candidates too.
         deep: Settings of the deep stage (`level4_fraud.deep`), validated by its ``DeepConfig``.
         feature_store: `feature_store.FeatureStoreConfig` values (validated when used).
         ray: Where Ray runs (local by default; an address joins a cluster).
@@ -111,6 +115,7 @@ class FraudConfig(LevelConfig):
                 "lightgbm": {"round_grid": [100, 200, 400, 800, 1200], "n_jobs": 2},
             },
             "ray": {"num_cpus": None},
+            "stages": {"deep_all_folds": True},
         },
     }
 
@@ -123,6 +128,12 @@ class FraudConfig(LevelConfig):
     models: list[str] = Field(default_factory=lambda: list(BASELINES), min_length=2)
     baselines: BaselinesConfig = Field(default_factory=BaselinesConfig)
     ensemble: EnsembleConfig = Field(default_factory=EnsembleConfig)
+    deep_in_ensemble: bool = Field(
+        False,
+        description="Let the ensemble combine the deep stage's PyTorch models too (see the README: "
+        "on the quick profile they looked as good as the trees on validation, before the drift "
+        "event, and fell apart on the test week after it)",
+    )
     deep: dict[str, Any] = Field(default_factory=dict)
     feature_store: dict[str, Any] = Field(default_factory=dict)
     ray: RayConfig = Field(default_factory=RayConfig)

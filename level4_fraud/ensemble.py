@@ -10,14 +10,15 @@ Members speak different scales (a balanced logistic regression says 0.3 where Li
 0.003), so each member's score is first put on a common scale learnt from its validation scores:
 
 * ``rank``: the share of validation scores at or below it (an empirical CDF: it scores one
-  transaction at a time, unlike ranks within a batch);
+  transaction at a time, unlike ranks within a batch), continued beyond the validation range
+  along the score's logit so that scores above every validation score are not all tied;
 * ``z``: the logit of the score, standardised over the validation rows;
 * ``p``: a probability, by a logistic (Platt) calibration of the member on the validation rows.
 
 Combinations (``EnsembleConfig.methods``; the default tries rank averaging and stacking):
 
-* ``rank_mean``: rank averaging, the mean of the members' ranks (ties at the very top, above every
-  validation score, broken by the mean ``z``);
+* ``rank_mean``: rank averaging, the mean of the members' ranks, on a logit scale (so the top
+  of the ranking, ranks near 1, keeps its resolution for the calibration);
 * ``mean_prob``: the mean of the members' calibrated probabilities;
 * ``stacking``: a logistic regression on the members' ``z``.
 
@@ -74,6 +75,12 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
+def _rank_logit(r: np.ndarray) -> np.ndarray:
+    """Logit of a mean rank, clipped only at 1e-12 (ranks near 1 are where the frauds are)."""
+    r = np.clip(np.asarray(r, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return np.log(r) - np.log1p(-r)
+
+
 def _ap(y: np.ndarray, s: np.ndarray) -> float:
     if y.sum() == 0 or y.sum() == len(y):
         return float("nan")
@@ -106,8 +113,26 @@ class _Scale:
         return (_logit(scores) - self.mean) / self.sd
 
     def rank(self, scores: np.ndarray) -> np.ndarray:
+        """Empirical CDF over the validation scores, in ``(0, 1)``.
+
+        Beyond the validation range the CDF would be flat (every score above the highest
+        validation score tied at the top, exactly where fraud is); there it continues along the
+        logit of the score instead: ``r_max + (1 - r_max) * (1 - exp(-(z - z_max)))`` (and its
+        mirror below the lowest), so it stays strictly increasing.
+        """
         s = np.asarray(scores, dtype=np.float64)
-        return np.searchsorted(self.reference, s, side="right") / (len(self.reference) + 1.0)
+        n = len(self.reference)
+        r = np.searchsorted(self.reference, s, side="right") / (n + 1.0)
+        z = self.z(s)
+        above = s > self.reference[-1]
+        if above.any():
+            r_max, z_max = n / (n + 1.0), self.z(self.reference[-1:])[0]
+            r[above] = r_max + (1 - r_max) * -np.expm1(-np.maximum(z[above] - z_max, 0.0))
+        below = s < self.reference[0]
+        if below.any():
+            r_min, z_min = 1 / (n + 1.0), self.z(self.reference[:1])[0]
+            r[below] = r_min * np.exp(-np.maximum(z_min - z[below], 0.0))
+        return r
 
     def prob(self, scores: np.ndarray) -> np.ndarray:
         return self.platt.predict_proba(_logit(scores).reshape(-1, 1))[:, 1]
@@ -127,7 +152,7 @@ def _combine(method: str, raw: np.ndarray, scales: Sequence[_Scale], params: Map
     z = np.column_stack([s.z(raw[:, j]) for j, s in enumerate(scales)])
     if method == "rank_mean":
         ranks = np.column_stack([s.rank(raw[:, j]) for j, s in enumerate(scales)])
-        return ranks.mean(axis=1) + 1e-6 * np.tanh(z.mean(axis=1) / 10.0)
+        return _rank_logit(ranks.mean(axis=1))
     if method == "mean_prob":
         return np.column_stack([s.prob(raw[:, j]) for j, s in enumerate(scales)]).mean(axis=1)
     if method == "stacking":
@@ -185,8 +210,7 @@ def _cv_ap(
     oof = np.zeros(len(y))
     for blk in blocks:
         if method == "rank_mean":
-            z = blk.z_test[:, combo].mean(axis=1)
-            oof[blk.test] = blk.rank_test[:, combo].mean(axis=1) + 1e-6 * np.tanh(z / 10.0)
+            oof[blk.test] = _rank_logit(blk.rank_test[:, combo].mean(axis=1))
         elif method == "mean_prob":
             oof[blk.test] = blk.prob_test[:, combo].mean(axis=1)
         else:

@@ -47,6 +47,7 @@ from level4_fraud.train import (
     add_members,
     choose_thresholds,
     comparison_table,
+    ensemble_candidates,
     evaluate_fold,
     fit_baselines,
     fit_fold_ensemble,
@@ -150,7 +151,7 @@ def train_fold(cfg: FraudConfig, fold: FoldData) -> FoldRun:
 def evaluate_runs(cfg: FraudConfig, runs: list[FoldRun]) -> pd.DataFrame:
     """Ensemble, thresholds and test metrics of every fold; the comparison table."""
     for run in runs:
-        fit_fold_ensemble(run, cfg.ensemble)
+        fit_fold_ensemble(run, cfg.ensemble, candidates=ensemble_candidates(cfg, run))
         choose_thresholds(run, cfg.evaluation)
         evaluate_fold(run, cfg.evaluation)
     return comparison_table(runs)
@@ -170,8 +171,9 @@ def deep_stage(
 ) -> dict[str, Any] | None:
     """The seam of the deep stage (see the module docstring); None when it is not built.
 
-    Adds the PyTorch models' scores to every fold's candidates, refits fold 0's ensemble with
-    them and runs the fast path, LoRA and Ray on fold 0 with that ensemble as the teacher.
+    The PyTorch models' scores join the folds (fold 0 only unless ``stages.deep_all_folds``);
+    fold 0's ensemble — over the baselines, or over every model with ``deep_in_ensemble`` — is
+    the teacher of the fast path (distillation, int8, ONNX); LoRA and Ray run on fold 0.
     """
     if not deep_available():
         return None
@@ -186,31 +188,25 @@ def deep_stage(
             "write_tables": False,
         }
     )
-    first: dict[str, Any] | None = None
-    for run in runs:
-        got = deep.run_deep_stage(
-            run.fold, models_only, run_dir if run.fold.number == runs[0].fold.number else None,
-            feature_cfg=cfg.features,
-        )  # fmt: skip
-        add_members(run, got["scores"])
-        if first is None:
-            first = got
-    assert first is not None
     lead = runs[0]
-    fit_fold_ensemble(lead, cfg.ensemble)
-    baselines = lead.final
+    first = deep.run_deep_stage(lead.fold, models_only, run_dir, feature_cfg=cfg.features)
+    add_members(lead, first["scores"])
+    if cfg.stages.deep_all_folds:
+        for run in runs[1:]:
+            add_members(
+                run, deep.run_deep_stage(run.fold, models_only, None, feature_cfg=cfg.features)["scores"]
+            )
+    fit_fold_ensemble(lead, cfg.ensemble, candidates=ensemble_candidates(cfg, lead))
+    assert lead.ensemble is not None
+    ensemble = lead.ensemble
     frame = lead.fold.frame
 
     def predict_rows(labels: pd.Index) -> np.ndarray:
-        scores = {
-            m: model.predict_proba(frame.loc[labels, lead.fold.spec.columns])
-            for m, model in baselines.items()
-        }
-        assert lead.ensemble is not None
-        needed = [m for m in lead.ensemble.members if m not in scores]
-        if needed:
+        x = frame.loc[labels, lead.fold.spec.columns]
+        scores = {m: model.predict_proba(x) for m, model in lead.final.items() if m in ensemble.members}
+        if any(m not in scores for m in ensemble.members):
             scores.update(deep.member_scores(first, frame, labels))
-        return lead.ensemble.predict_proba(scores)
+        return ensemble.predict_proba(scores)
 
     teacher = {
         "name": ENSEMBLE,
@@ -218,7 +214,7 @@ def deep_stage(
         "test": lead.test[ENSEMBLE],
         "predict_rows": predict_rows,
     }
-    result = deep.run_deep_stage(
+    return deep.run_deep_stage(
         lead.fold,
         dcfg,
         run_dir,
@@ -227,7 +223,6 @@ def deep_stage(
         tracker=tracker,
         feature_cfg=cfg.features,
     )
-    return result
 
 
 # ---------------------------------------------------------------------------------- 6. register
@@ -237,6 +232,7 @@ def log_and_register(
     table: pd.DataFrame,
     *,
     register: bool = True,
+    example: pd.DataFrame | None = None,
 ) -> dict[str, str] | None:
     """Log the run to MLflow (settings, per-model test metrics, the run folder's files) and
     register the ensemble as a new version of the level's model with alias ``champion``."""
@@ -266,7 +262,7 @@ def log_and_register(
         for name in ("comparison.csv", "metrics.json", "run.json", "report.html"):
             if (run_dir / name).is_file():
                 mlflow.log_artifact(str(run_dir / name))
-        model_uri = log_pyfunc(run_dir)
+        model_uri = log_pyfunc(run_dir, example)
         if not register:
             return {"run_id": active.info.run_id, "uri": model_uri}
         reg = tracker.register(model_uri, name=cfg.tracking.registered_model, alias=cfg.tracking.alias)
@@ -363,7 +359,8 @@ def level4_flow(cfg: FraudConfig, out: Path | None = None, data_dir: Path | None
     registered = None
     if cfg.tracking.enabled:
         t = time.perf_counter()
-        registered = log_and_register(cfg, run_dir, table, register=cfg.stages.registry)
+        example = runs[0].fold.test.head(5)
+        registered = log_and_register(cfg, run_dir, table, register=cfg.stages.registry, example=example)
         seconds["register"] = time.perf_counter() - t
     load_run(run_dir)  # the deployable model loads back
     return RunSummary(

@@ -286,11 +286,12 @@ class FraudEnsembleModel(_PythonModel):  # type: ignore[misc,valid-type]
         return self.run.score(model_input)
 
 
-def log_pyfunc(run_dir: str | os.PathLike[str]) -> str:
+def log_pyfunc(run_dir: str | os.PathLike[str], example: pd.DataFrame | None = None) -> str:
     """Log a run folder's deployable model as a pyfunc in the active MLflow run; its model URI.
 
     Only what scoring needs is logged (``run.json``, ``models/``, ``deep/models``), in a temporary
-    copy.
+    copy. `example`: a few feature-frame rows (the signature is inferred from them); default: one
+    row of zeros over the model's feature columns.
     """
     import shutil
     import tempfile
@@ -307,9 +308,12 @@ def log_pyfunc(run_dir: str | os.PathLike[str]) -> str:
         if (run_dir / DEEP_MODELS_DIR).is_dir():
             shutil.copytree(run_dir / DEEP_MODELS_DIR, copy / DEEP_MODELS_DIR)
         # a small, typed input example: MLflow infers the signature from it
-        example = pd.DataFrame({c: [0.0] for c in loaded.spec.numeric})
-        for c in loaded.spec.categorical:
-            example[c] = ["unknown"]
+        if example is None:
+            example = pd.DataFrame({c: [0.0] for c in loaded.spec.numeric})
+            for c in loaded.spec.categorical:
+                example[c] = ["unknown"]
+        elif not loaded.info.get("deep_members"):
+            example = example.loc[:, loaded.spec.columns]  # only the deep sequence models read more
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=FraudEnsembleModel(),

@@ -74,11 +74,13 @@ def _curves_figure(test: pd.DataFrame, models: list[str]) -> Any:
     fig, (ax_pr, ax_roc) = plt.subplots(1, 2, figsize=(12, 5))
     for m in models:
         s = test[f"score_{m}"].to_numpy()
-        p, r, _ = precision_recall_curve(y, s)
-        f, t, _ = roc_curve(y, s)
+        has = ~np.isnan(s)  # a model scored on some folds only (the deep stage's, by default)
+        p, r, _ = precision_recall_curve(y[has], s[has])
+        f, t, _ = roc_curve(y[has], s[has])
         width = 2.5 if m == ENSEMBLE else 1.2
-        ax_pr.plot(r, p, lw=width, label=f"{m} (AP {average_precision_score(y, s):.3f})")
-        ax_roc.plot(f, t, lw=width, label=f"{m} (AUC {roc_auc_score(y, s):.3f})")
+        folds = "" if has.all() else f", {int(test.loc[has, 'fold'].nunique())} fold"
+        ax_pr.plot(r, p, lw=width, label=f"{m} (AP {average_precision_score(y[has], s[has]):.3f}{folds})")
+        ax_roc.plot(f, t, lw=width, label=f"{m} (AUC {roc_auc_score(y[has], s[has]):.3f}{folds})")
     ax_pr.axhline(y.mean(), ls=":", c="grey", label=f"fraud rate {y.mean():.2%}")
     ax_pr.set(xlabel="recall", ylabel="precision", title="Precision-recall (test folds pooled)")
     ax_roc.plot([0, 1], [0, 1], ls=":", c="grey")
@@ -97,16 +99,15 @@ def _scenario_recall(
     """Recall per scenario and model, each fold's rows alerted at that fold's threshold."""
     if not thresholds:
         return pd.DataFrame()
-    alert = pd.DataFrame(False, index=test.index, columns=models)
+    alert = pd.DataFrame(np.nan, index=test.index, columns=models)
     for fold, thr in thresholds.items():
         rows = (test["fold"] == fold).to_numpy()
         for m in models:
-            alert.loc[rows, m] = test.loc[rows, f"score_{m}"].to_numpy() >= thr.get(m, np.inf)
+            if m in thr:  # folds where the model was not scored stay NaN (left out of the mean)
+                alert.loc[rows, m] = (test.loc[rows, f"score_{m}"].to_numpy() >= thr[m]).astype(float)
     scen = test[schema.TX_FRAUD_SCENARIO].to_numpy()
     codes = sorted(set(scen.tolist()) - {0, schema.SCENARIO_UNKNOWN})
-    table = pd.DataFrame(
-        {schema.SCENARIO_NAMES.get(c, str(c)): alert[scen == c].astype(float).mean() for c in codes}
-    )
+    table = pd.DataFrame({schema.SCENARIO_NAMES.get(c, str(c)): alert[scen == c].mean() for c in codes})
     if not table.empty:
         table.loc["frauds in test"] = [float((scen == c).sum()) for c in codes]
     return table
@@ -135,9 +136,11 @@ def _distribution_figure(test: pd.DataFrame, models: list[str]) -> Any:
     y = test[schema.TX_FRAUD].to_numpy() == 1
     bins = np.linspace(-6, 0, 49)
     for ax, m in zip(axes.ravel(), models, strict=False):
-        s = np.log10(np.clip(test[f"score_{m}"].to_numpy(dtype=np.float64), 1e-6, 1))
-        ax.hist(s[~y], bins=bins, density=True, alpha=0.6, label="genuine")
-        ax.hist(s[y], bins=bins, density=True, alpha=0.6, label="fraud")
+        raw = test[f"score_{m}"].to_numpy(dtype=np.float64)
+        has = ~np.isnan(raw)
+        s = np.log10(np.clip(raw, 1e-6, 1))
+        ax.hist(s[~y & has], bins=bins, density=True, alpha=0.6, label="genuine")
+        ax.hist(s[y & has], bins=bins, density=True, alpha=0.6, label="fraud")
         ax.set(title=m, xlabel="log10 score")
     for ax in axes.ravel()[n:]:
         ax.axis("off")
@@ -292,5 +295,6 @@ def _fold_thresholds(scores: pd.DataFrame, run_dir: Path) -> dict[int, dict[str,
                 review_cost,
             ).threshold
             for m in _models(valid)
+            if valid[f"score_{m}"].notna().all()
         }
     return out

@@ -158,14 +158,24 @@ def add_members(run: FoldRun, scores: Mapping[str, Mapping[str, np.ndarray]]) ->
 
 
 # ---------------------------------------------------------------------------------- 3. ensemble
-def fit_fold_ensemble(run: FoldRun, cfg: EnsembleConfig | None = None) -> Ensemble:
-    """Choose the ensemble on the validation scores and score validation and test rows with it."""
-    members = {m: s for m, s in run.valid.items() if m != ENSEMBLE}
+def fit_fold_ensemble(
+    run: FoldRun, cfg: EnsembleConfig | None = None, *, candidates: Sequence[str] | None = None
+) -> Ensemble:
+    """Choose the ensemble on the validation scores and score validation and test rows with it.
+
+    Args:
+        run: The fold's scores.
+        cfg: Ensemble settings.
+        candidates: Models the ensemble may combine (default: every scored model).
+    """
+    members = {
+        m: s for m, s in run.valid.items() if m != ENSEMBLE and (candidates is None or m in candidates)
+    }
     days = run.fold.valid[schema.TX_DATETIME].dt.normalize().to_numpy()
     ens = Ensemble.fit(members, run.fold.y("valid"), days, cfg)
     run.ensemble = ens
     run.valid[ENSEMBLE] = ens.predict_proba(members)
-    run.test[ENSEMBLE] = ens.predict_proba({m: s for m, s in run.test.items() if m != ENSEMBLE})
+    run.test[ENSEMBLE] = ens.predict_proba({m: s for m, s in run.test.items() if m in ens.members})
     return ens
 
 
@@ -224,10 +234,16 @@ def run_fold(
     run = fit_baselines(fold, names, cfg.baselines, seed=cfg.seed)
     if extra_scores:
         add_members(run, extra_scores)
-    fit_fold_ensemble(run, cfg.ensemble)
+    fit_fold_ensemble(run, cfg.ensemble, candidates=ensemble_candidates(cfg, run))
     choose_thresholds(run, cfg.evaluation)
     evaluate_fold(run, cfg.evaluation)
     return run
+
+
+def ensemble_candidates(cfg: FraudConfig, run: FoldRun) -> list[str]:
+    """The models the ensemble may combine: the baselines, plus the deep stage's models when
+    ``deep_in_ensemble`` is on."""
+    return [*cfg.models, *(run.external if cfg.deep_in_ensemble else [])]
 
 
 def comparison_table(runs: Sequence[FoldRun]) -> pd.DataFrame:
