@@ -259,9 +259,16 @@ def log_and_register(
         )
         for model, row in table.iterrows():
             tracker.log_metrics({f"{model}.{k}": v for k, v in row.items() if not str(k).endswith("_std")})
-        for name in ("comparison.csv", "metrics.json", "run.json", "report.html"):
+        # Not named metrics.json in the store: `make levelN` reads the newest metrics.json under
+        # the level's artifacts, and the MLflow store lives there too.
+        for name, as_name in (
+            ("comparison.csv", "comparison.csv"),
+            ("metrics.json", "run_metrics.json"),
+            ("run.json", "run.json"),
+            ("report.html", "report.html"),
+        ):
             if (run_dir / name).is_file():
-                mlflow.log_artifact(str(run_dir / name))
+                mlflow.log_text((run_dir / name).read_text(encoding="utf-8"), as_name)
         model_uri = log_pyfunc(run_dir, example)
         if not register:
             return {"run_id": active.info.run_id, "uri": model_uri}
