@@ -157,7 +157,9 @@ def _routing_figure(routing: pd.DataFrame) -> Any | None:
     if not experts or "grouping" not in routing.columns:
         return None
     groupings = list(dict.fromkeys(routing["grouping"]))
-    fig, axes = plt.subplots(1, len(groupings), figsize=(5 * len(groupings), 3.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(groupings), figsize=(5.5 * len(groupings), 4), squeeze=False, constrained_layout=True
+    )
     for ax, g in zip(axes.ravel(), groupings, strict=True):
         part = routing[routing["grouping"] == g].set_index("group")[experts].astype(float)
         im = ax.imshow(part.to_numpy(), aspect="auto", cmap="viridis", vmin=0, vmax=1)
