@@ -328,3 +328,19 @@ def run_all(
     if summary.report:
         say("report", summary.report)
     say("headline", f"average_precision = {summary.headline_value:.4f} (ensemble)")
+
+
+# --------------------------------------------------------------------------- production commands
+# The production half of the level (serve, stream, monitor, retrain, abtest, audit) keeps its
+# commands next to its code: each module below has ``register(app)``, imported lazily enough that
+# ``--help`` stays fast (the modules import their heavy libraries inside the commands).
+def _register_production_commands() -> None:
+    import importlib
+
+    for module in PRODUCTION_COMMANDS:
+        importlib.import_module(f"level4_fraud.{module}").register(app)
+
+
+# One entry per command module, added as each lands.
+PRODUCTION_COMMANDS: tuple[str, ...] = ()
+_register_production_commands()

@@ -25,9 +25,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from level4_fraud.baselines import BASELINES, BaselinesConfig
 from level4_fraud.datasets import FeatureConfig
@@ -41,6 +41,7 @@ from shared.paths import LevelPaths
 from shared.runtime import mlflow_sqlite_uri
 
 PATHS = LevelPaths.for_package(__file__)
+M = TypeVar("M", bound=BaseModel)
 # The Handbook's test folds (chapter 5): fold 0 trains from here, the oldest from 2018-07-25.
 HANDBOOK_TEST_START = date(2018, 8, 15)
 
@@ -90,6 +91,12 @@ class FraudConfig(LevelConfig):
         ray: Where Ray runs (local by default; an address joins a cluster).
         stages: Optional stages of the flow.
         tracking: MLflow settings.
+        serving: The real-time scoring service (`serving.config.ServingConfig` values).
+        stream: The event stream and its consumers (`stream.StreamConfig` values).
+        monitoring: Drift and label-delayed performance monitoring (`monitoring` settings).
+        retrain: The drift-triggered retraining flow (`retrain.RetrainConfig` values).
+        abtest: Sequential A/B tests (`abtest.ABTestConfig` values).
+        compliance: Model card, fairness check and audit retention (`compliance` settings).
         data_dir: Root of ``raw/`` (default: the level's ``data/``).
         artifacts_dir: Root of run folders and MLflow (default: the level's ``artifacts/``).
         show_progress: Draw progress bars.
@@ -139,6 +146,14 @@ class FraudConfig(LevelConfig):
     ray: RayConfig = Field(default_factory=RayConfig)
     stages: StagesConfig = Field(default_factory=StagesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    # Production sections (issue 4b): plain mappings validated by their module's class when used
+    # (`section`), so training never imports the serving stack and each module owns its settings.
+    serving: dict[str, Any] = Field(default_factory=dict)
+    stream: dict[str, Any] = Field(default_factory=dict)
+    monitoring: dict[str, Any] = Field(default_factory=dict)
+    retrain: dict[str, Any] = Field(default_factory=dict)
+    abtest: dict[str, Any] = Field(default_factory=dict)
+    compliance: dict[str, Any] = Field(default_factory=dict)
     data_dir: str | None = None
     artifacts_dir: str | None = None
     show_progress: bool = True
@@ -173,13 +188,27 @@ class FraudConfig(LevelConfig):
         uri, root = mlflow_sqlite_uri(self.paths().artifacts / "mlflow")
         return uri, self.tracking.artifact_location or root
 
+    def section(self, name: str, cls: type[M]) -> M:
+        """One plain-mapping section (``serving``, ``stream``, ...) validated by its module's class.
+
+        Args:
+            name: The section's field name.
+            cls: The pydantic settings class of the module that owns it.
+
+        Raises:
+            ConfigError: A value is invalid (one line naming each problem).
+        """
+        try:
+            return cls.model_validate(getattr(self, name))
+        except ValidationError as exc:
+            raise ConfigError(f"invalid {name} settings: {_problems(exc)}") from None
+
     def feature_store_config(self) -> Any:
         """The ``feature_store`` section as a `feature_store.FeatureStoreConfig` (imports Feast).
 
         Raises:
             ConfigError: A value is invalid.
         """
-        from pydantic import ValidationError
 
         from level4_fraud.feature_store import FeatureStoreConfig
 
@@ -199,7 +228,6 @@ class FraudConfig(LevelConfig):
 
         if importlib.util.find_spec("level4_fraud.deep") is None:
             return None
-        from pydantic import ValidationError
 
         from level4_fraud import deep  # type: ignore[attr-defined]
 
