@@ -1,0 +1,1 @@
+"""Level 4b: the real-time scoring service (scorer, audit log, FastAPI and Ray Serve apps)."""
