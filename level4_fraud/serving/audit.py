@@ -20,6 +20,7 @@ URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``postgre
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -110,6 +111,14 @@ def normalise(record: AuditRecord) -> AuditRecord:
     )
 
 
+def _create_table(table: str, *, key: str, time: str, real: str) -> str:
+    types = {"transaction_id": f"{key} PRIMARY KEY", "tx_datetime": time, "decided_at": time}
+    types |= dict.fromkeys(("amount", "score", "latency_ms"), real)
+    not_null = {c: "" if c == "transaction_id" else " NOT NULL" for c in COLUMNS}
+    cols = ", ".join(f"{c} {types.get(c, 'TEXT')}{not_null[c]}" for c in COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {table} ({cols})"
+
+
 class _Dialect:
     """What differs between SQLite and PostgreSQL: connecting, placeholders, time values."""
 
@@ -146,12 +155,7 @@ class _SQLite(_Dialect):
         return conn
 
     def create_schema(self, conn: sqlite3.Connection, table: str) -> None:
-        conn.execute(
-            f"CREATE TABLE IF NOT EXISTS {table} (transaction_id INTEGER PRIMARY KEY, card_hash TEXT NOT NULL, "
-            "terminal_hash TEXT NOT NULL, tx_datetime TEXT NOT NULL, amount REAL NOT NULL, decision TEXT NOT NULL, "
-            "score REAL NOT NULL, model_version TEXT NOT NULL, features_hash TEXT NOT NULL, reasons TEXT NOT NULL, "
-            "flags TEXT NOT NULL, latency_ms REAL NOT NULL, decided_at TEXT NOT NULL)"
-        )
+        conn.execute(_create_table(table, key="INTEGER", time="TEXT", real="REAL"))
         conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_decided_at ON {table} (decided_at)")
 
     def time_in(self, value: datetime) -> str:
@@ -187,13 +191,7 @@ class _Postgres(_Dialect):
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"audit:{table}",))
-                cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {table} (transaction_id BIGINT PRIMARY KEY, "
-                    "card_hash TEXT NOT NULL, terminal_hash TEXT NOT NULL, tx_datetime TIMESTAMPTZ NOT NULL, "
-                    "amount DOUBLE PRECISION NOT NULL, decision TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, "
-                    "model_version TEXT NOT NULL, features_hash TEXT NOT NULL, reasons TEXT NOT NULL, "
-                    "flags TEXT NOT NULL, latency_ms DOUBLE PRECISION NOT NULL, decided_at TIMESTAMPTZ NOT NULL)"
-                )
+                cur.execute(_create_table(table, key="BIGINT", time="TIMESTAMPTZ", real="DOUBLE PRECISION"))
                 cur.execute(f"CREATE INDEX IF NOT EXISTS {table}_decided_at ON {table} (decided_at)")
             conn.commit()
         except BaseException:
@@ -222,7 +220,7 @@ class AuditLog:
 
     def __init__(self, dialect: _Dialect, hash_key: bytes, table: str = DEFAULT_TABLE) -> None:
         if not hash_key:
-            raise ConfigError("the audit log needs a non-empty hash key (card ids are stored as keyed hashes)")
+            raise ConfigError("the audit log needs a non-empty hash key (card ids are stored hashed)")
         if not _IDENTIFIER.fullmatch(table):
             raise ConfigError(f"{table!r}: not a valid audit table name")
         self._dialect = dialect
@@ -334,10 +332,9 @@ class AuditLog:
             self._closed = True
             conns, self._connections = self._connections, []
         for conn in conns:
-            try:
+            # A connection of another thread may already be gone.
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # noqa: BLE001 - a connection of another thread may already be gone
-                pass
 
     def __enter__(self) -> AuditLog:
         return self
