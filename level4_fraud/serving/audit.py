@@ -269,13 +269,35 @@ class AuditLog:
             self._connections.append(conn)
         return conn
 
-    def _execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
-        conn = self._conn()
+    def _drop_conn(self) -> None:
+        held = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            with self._lock:
+                if held[1] in self._connections:
+                    self._connections.remove(held[1])
+            with contextlib.suppress(Exception):
+                held[1].close()
+
+    def _run(self, sql: str, params: tuple[Any, ...] = (), *, fetch: bool = False) -> tuple[int, list[Any]]:
+        """Execute one statement (committed on return); ``(rowcount, rows if fetch)``."""
         if isinstance(self._dialect, _SQLite):
-            return conn.execute(sql, params)
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        return cur
+            cur = self._conn().execute(sql, params)
+            return cur.rowcount, cur.fetchall() if fetch else []
+        import psycopg2
+
+        for attempt in (1, 2):
+            try:
+                with self._conn().cursor() as cur:
+                    cur.execute(sql, params)
+                    return cur.rowcount, cur.fetchall() if fetch else []
+            except (psycopg2.OperationalError, psycopg2.InterfaceError):
+                # A dropped connection (server restart, failover): reconnect once. Every statement
+                # here is safe to repeat: an insert that did commit is found by ON CONFLICT.
+                self._drop_conn()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     # ------------------------------------------------------------------ the interface
     def keyed_hash(self, value: int | str) -> str:
@@ -295,8 +317,8 @@ class AuditLog:
         record = normalise(record)
         row = self._row_of(record)
         while True:
-            cur = self._execute(self._insert, row)
-            if cur.rowcount == 1:
+            inserted, _ = self._run(self._insert, row)
+            if inserted == 1:
                 return record, True
             stored = self.get(record.transaction_id)
             if stored is not None:
@@ -305,16 +327,16 @@ class AuditLog:
 
     def get(self, transaction_id: int) -> AuditRecord | None:
         """The stored record of a transaction, or None."""
-        found = self._execute(self._select, (int(transaction_id),)).fetchone()
-        return None if found is None else self._record_of(found)
+        _, rows = self._run(self._select, (int(transaction_id),), fetch=True)
+        return self._record_of(rows[0]) if rows else None
 
     def count(self) -> int:
         """Number of records."""
-        return int(self._execute(f"SELECT COUNT(*) FROM {self._table}").fetchone()[0])
+        return int(self._run(f"SELECT COUNT(*) FROM {self._table}", fetch=True)[1][0][0])
 
     def transaction_ids(self) -> list[int]:
         """Every logged transaction id, ascending."""
-        rows = self._execute(f"SELECT transaction_id FROM {self._table} ORDER BY transaction_id").fetchall()
+        _, rows = self._run(f"SELECT transaction_id FROM {self._table} ORDER BY transaction_id", fetch=True)
         return [int(r[0]) for r in rows]
 
     def purge(self, older_than: datetime) -> int:
@@ -324,7 +346,7 @@ class AuditLog:
             How many were deleted.
         """
         sql = f"DELETE FROM {self._table} WHERE decided_at < {self._dialect.mark}"
-        return int(self._execute(sql, (self._dialect.time_in(utc(older_than)),)).rowcount)
+        return int(self._run(sql, (self._dialect.time_in(utc(older_than)),))[0])
 
     def close(self) -> None:
         """Close every connection this log opened (in this process)."""
