@@ -58,7 +58,9 @@ class ComplianceConfig(BaseModel):
         "period of the EU anti-money-laundering directive)",
     )
     model: str = Field("ensemble", description="The model the card describes (a score_<model> column)")
-    fold: int = Field(0, ge=0, description="Fold whose test week the card's segment metrics come from")
+    fold: int = Field(
+        0, ge=0, description="Fold whose test week gives the segment metrics (at the deployed threshold)"
+    )
     age_bands: list[int] = Field(
         default_factory=lambda: [18, 25, 35, 50, 65], description="Lower bounds of the age bands, ascending"
     )
@@ -396,11 +398,12 @@ def segment_metrics(frame: pd.DataFrame, segments: Sequence[str], score: str) ->
     return pd.DataFrame(rows)
 
 
-def _scored_test_rows(run_dir: Path, cfg: ComplianceConfig) -> tuple[pd.DataFrame, str, float]:
+def _scored_test_rows(
+    run_dir: Path, info: Mapping[str, Any], cfg: ComplianceConfig
+) -> tuple[pd.DataFrame, str, float]:
     """The fold's evaluated test rows, the model's score column and its validation threshold."""
-    from level4_fraud.train import read_run, read_scores
+    from level4_fraud.train import read_scores
 
-    info = read_run(run_dir)
     scores = read_scores(run_dir, cfg.fold)
     column = f"score_{cfg.model}"
     if column not in scores.columns:
@@ -409,11 +412,14 @@ def _scored_test_rows(run_dir: Path, cfg: ComplianceConfig) -> tuple[pd.DataFram
     test = scores[(scores["split"] == "test") & scores["evaluated"].astype(bool)].reset_index(drop=True)
     if test.empty:
         raise DataError(f"{run_dir}: fold {cfg.fold} has no evaluated test rows")
-    threshold = info.get("threshold")
-    if threshold is None:
-        threshold = _read_json(run_dir / "metrics.json").get("threshold")
+    # The deployed ensemble's own threshold (run.json); another model's is its validation
+    # threshold as metrics.json reports it (the mean over folds).
+    if cfg.model == "ensemble":
+        threshold = info.get("threshold")
+    else:
+        threshold = _read_json(run_dir / "metrics.json").get("test", {}).get(cfg.model, {}).get("threshold")
     if threshold is None or not math.isfinite(float(threshold)):
-        raise DataError(f"{run_dir}: no alert threshold in run.json or metrics.json")
+        raise DataError(f"{run_dir}: no alert threshold of model {cfg.model!r}")
     return test, column, float(threshold)
 
 
@@ -425,7 +431,14 @@ def _customers_table(run_dir: Path, customers: pd.DataFrame | Path | None) -> pd
         from shared.errors import InputFileError
 
         raise InputFileError(f"{path}: no such customer table")
-    return pd.read_parquet(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        from shared.errors import InputFileError
+
+        raise InputFileError(f"{path}: unreadable customer table ({exc})") from None
 
 
 def build_model_card(
@@ -443,10 +456,13 @@ def build_model_card(
         InputFileError: The run folder or one of its files is missing.
         DataError: The model has no scores or threshold.
     """
+    from level4_fraud.train import read_run
+
     cfg = cfg or ComplianceConfig()
     run_dir = Path(run_dir)
+    info = read_run(run_dir)  # first: a missing or foreign folder says so
     metrics = _read_json(run_dir / "metrics.json")
-    test, score, threshold = _scored_test_rows(run_dir, cfg)
+    test, score, threshold = _scored_test_rows(run_dir, info, cfg)
     segs, sources = customer_segments(
         _customers_table(run_dir, customers), test[schema.CUSTOMER_ID].to_numpy(), cfg
     )
@@ -457,7 +473,6 @@ def build_model_card(
     fairness = fairness_check(
         frame, SEGMENTS, min_genuine=cfg.min_genuine, max_fpr_gap=cfg.max_fpr_gap, sources=sources
     )
-    info = _read_json(run_dir / "run.json")
     return ModelCard(
         run_dir=run_dir,
         model=cfg.model,
@@ -600,6 +615,8 @@ def _cell(value: Any) -> str:
 def markdown_table(df: pd.DataFrame, *, index: bool = False) -> str:
     """A DataFrame as a GitHub-flavoured Markdown table (NaN as a dash, floats to 4 digits)."""
     table = df.reset_index() if index else df
+    if table.empty:
+        return "(none)"
     head = "| " + " | ".join(str(c) for c in table.columns) + " |"
     rule = "|" + "|".join("---" for _ in table.columns) + "|"
     body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
