@@ -53,7 +53,7 @@ level%: install
 # Debian packages some tests use: promtool (prometheus) and docker-compose for the ops checks of
 # level 3; podman, runc and debootstrap for the container tests. Installed only when missing and
 # apt-get is usable (root); elsewhere those tests skip and say which binary is absent.
-APT_TEST      := prometheus:promtool docker-compose:docker-compose
+APT_TEST      := prometheus:promtool prometheus-alertmanager:amtool docker-compose:docker-compose
 APT_CONTAINER := podman:podman runc:runc debootstrap:debootstrap
 
 define apt_ensure

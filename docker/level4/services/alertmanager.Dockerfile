@@ -1,0 +1,29 @@
+# syntax=docker/dockerfile:1
+# Alertmanager for the level-4 stack. SERVICES_FROM=debian (default): Debian bookworm's
+# prometheus-alertmanager package on the project's local base image; SERVICES_FROM=official:
+# the official image, where a registry is reachable. Both start the binary as ENTRYPOINT, so
+# compose passes the same flags to either; wget answers the healthcheck in both.
+ARG BASE_IMAGE=localhost/ml-levels-base:bookworm
+ARG OFFICIAL_IMAGE=docker.io/prom/alertmanager:v0.27.0
+ARG SERVICES_FROM=debian
+
+FROM ${BASE_IMAGE} AS debian
+# Versions come from the base's Debian release (bookworm), not pinned one by one.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends prometheus-alertmanager wget \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /alertmanager /etc/alertmanager \
+    && chown prometheus:prometheus /alertmanager
+WORKDIR /alertmanager
+# The package's system user (its uid is assigned at install, so by name).
+# hadolint ignore=DL3066
+USER prometheus
+EXPOSE 9093
+ENTRYPOINT ["/usr/bin/prometheus-alertmanager"]
+CMD ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"]
+
+FROM ${OFFICIAL_IMAGE} AS official
+
+# The stage the build argument names is the image.
+FROM ${SERVICES_FROM}
