@@ -1,0 +1,143 @@
+"""Settings of the real-time scoring service (the ``serving`` section of the level's config).
+
+Read with ``cfg.section("serving", ServingConfig)``; environment variables override as for every
+section (``L4__SERVING__API_KEY=...``, ``L4__SERVING__PORT=8500``). Paths that default to the
+run folder (the audit log, its hash key) are resolved by `ServingPaths`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from shared.errors import ConfigError
+
+SERVING_DIR = "serving"
+AUDIT_DB = "audit.db"
+AUDIT_KEY_FILE = "audit.key"
+
+
+class RulesConfig(BaseModel):
+    """The rules that score a transaction when the model cannot (`serving.rules`).
+
+    Each rule that fires gives a score; the transaction gets the highest one (``base`` when none
+    fires). Defaults follow the simulator's fraud scenarios: amounts above 220, bursts of small
+    amounts (card testing), many transactions in an hour, an amount far above the card's mean.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: float = Field(0.01, ge=0, le=1, description="Score when no rule fires")
+    high_amount: float = Field(220.0, gt=0, description="An amount above this is suspicious")
+    high_amount_score: float = Field(0.9, ge=0, le=1)
+    burst_small: int = Field(3, ge=1, description="Small amounts (< 5) in one hour from this count on")
+    burst_small_score: float = Field(0.8, ge=0, le=1)
+    velocity_1h: int = Field(6, ge=1, description="Transactions of the card in one hour from this count on")
+    velocity_1h_score: float = Field(0.6, ge=0, le=1)
+    amount_ratio: float = Field(
+        5.0, gt=1, description="Amount over the card's 30-day mean from this ratio on"
+    )
+    amount_ratio_score: float = Field(0.5, ge=0, le=1)
+
+
+class ServingConfig(BaseModel):
+    """The scoring service.
+
+    Attributes:
+        host: Interface uvicorn binds (only the loopback by default).
+        port: TCP port.
+        api_key: Value clients send in ``X-API-Key`` (None: one is generated at start and printed).
+        audit_url: ``sqlite:///path`` or ``postgresql://...`` (None: ``RUN/serving/audit.db``).
+        audit_hash_key: Secret of the card/terminal hashes in the audit log (None: generated once
+            and kept in ``RUN/serving/audit.key``, mode 0600).
+        fast_path: The champion's fast model: the ONNX student or its int8 (PyTorch) copy.
+        grey_zone: ``[low, high]`` of fast-path scores for which the full ensemble decides.
+        decline_precision: Decline (rather than review) from the lowest validation threshold at
+            which at least this share of the alerts above it were frauds.
+        decline_min_alerts: Validation alerts needed above a decline threshold for it to count.
+        reasons: Reason codes returned per decision.
+        history: Folder of daily transaction files the card state starts from (None: the run's
+            ``data/transactions``, or the folder ``train`` read).
+        history_days: Days of history kept per card for the windows (the longest window + 1).
+        onnx_threads: onnxruntime intra-op threads.
+        rules: The fallback rules.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8400, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    audit_url: str | None = None
+    audit_hash_key: SecretStr | None = None
+    fast_path: Literal["onnx", "int8"] = "onnx"
+    grey_zone: tuple[float, float] = (0.1, 0.6)
+    decline_precision: float = Field(0.8, gt=0, le=1)
+    decline_min_alerts: int = Field(5, ge=1)
+    reasons: int = Field(3, ge=0, le=20)
+    history: str | None = None
+    history_days: int = Field(31, ge=1)
+    onnx_threads: int = Field(1, ge=1)
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> ServingConfig:
+        low, high = self.grey_zone
+        if not 0 <= low <= high <= 1:
+            raise ValueError(f"grey_zone must be 0 <= low <= high <= 1, got {list(self.grey_zone)}")
+        if self.api_key is not None and not self.api_key.get_secret_value():
+            raise ValueError("api_key must not be empty")
+        return self
+
+
+class ServingPaths:
+    """Files the service keeps in a run folder (``RUN/serving/``)."""
+
+    def __init__(self, run_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(run_dir).resolve() / SERVING_DIR
+        self.audit_db = self.root / AUDIT_DB
+        self.audit_key = self.root / AUDIT_KEY_FILE
+
+    def audit_url(self, cfg: ServingConfig) -> str:
+        """The configured audit URL, or the run's SQLite file."""
+        return cfg.audit_url or f"sqlite:///{self.audit_db}"
+
+    def hash_key(self, cfg: ServingConfig) -> bytes:
+        """The configured hash key, or the run's own (created once, readable by its owner only).
+
+        Raises:
+            ConfigError: The key file exists but cannot be read or is empty.
+        """
+        if cfg.audit_hash_key is not None:
+            return cfg.audit_hash_key.get_secret_value().encode("utf-8")
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            # O_EXCL: two processes starting together agree on the first key written.
+            fd = os.open(self.audit_key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w", encoding="ascii") as fh:
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+        try:
+            key = self.audit_key.read_text(encoding="ascii").strip()
+        except OSError as exc:
+            raise ConfigError(f"{self.audit_key}: cannot read the audit hash key ({exc.strerror})") from None
+        if not key:
+            raise ConfigError(f"{self.audit_key}: empty audit hash key (delete it to make a new one)")
+        return key.encode("ascii")
+
+
+def resolve_api_key(cfg: ServingConfig, given: str | None = None) -> str:
+    """The API key: `given` (a CLI option), else the configured one, else a new random one."""
+    if given:
+        return given
+    if cfg.api_key is not None:
+        return cfg.api_key.get_secret_value()
+    return secrets.token_urlsafe(24)

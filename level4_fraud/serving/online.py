@@ -1,0 +1,460 @@
+"""Online features of one transaction: the Feast online store, the card state, the request.
+
+**What the models read, and where serving gets it.** The champion and its student were trained
+on `level4_fraud.features.transaction_features`: point-in-time values over *every* earlier
+transaction. The Feast online store holds what a batch job can publish — the card's and the
+terminal's window aggregates as of the last materialised midnight, the card's last transaction
+(pushed by the stream), home and terminal coordinates. Several inputs cannot come from it:
+
+* the card's 1/7/30-day windows *including today* (the snapshot misses every transaction since
+  midnight — exactly the bursts a stolen card shows) and the 1-hour counts
+  (``CUSTOMER_ID_NB_TX_1H_WINDOW``, ``SMALL_AMOUNT_BURST_1H``);
+* first use by the card of a device, country or terminal (``NEW_DEVICE``, ``NEW_COUNTRY``,
+  ``NEW_TERMINAL``): sets, not aggregates;
+* ``FOREIGN_COUNTRY`` (the holder's home country is not in the store).
+
+Choice: **additional online state**, `CardLedger`: per card, its transactions of the last
+``history_days`` days (time, amount) and the devices, countries and terminals it has used,
+started from the run's transaction history and updated with every decided transaction. It
+gives those inputs exactly as training computed them, so the student is served the
+distribution it learnt from (a student retrained on the store's features alone would have
+lost the card-testing and takeover signals). Feast remains the source of what needs labels
+or reference data the service never sees: the terminal windows (fraud rates from investigated
+labels), the coordinates (distance from home), and the card's snapshot for a card the ledger
+does not know (a service started without history). The ledger lives in the process: several
+worker processes would each keep their own (a shared one belongs in Redis; not built).
+
+Remaining gap with the batch features: the terminal windows are the midnight snapshot, not the
+window ending exactly a label delay before the transaction (they differ by the terminal's
+transactions of one part of a day, a week ago).
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from level4_fraud import features as feat
+from level4_fraud import schema
+from level4_fraud.serving.schemas import (
+    ONLINE_STORE_UNAVAILABLE,
+    UNKNOWN_CARD,
+    UNKNOWN_TERMINAL,
+    TransactionIn,
+)
+
+_DAY_S = 86_400.0
+_HOUR_S = 3_600.0
+_EPOCH = datetime(1970, 1, 1)
+NO_DEVICE = {"", "-1", "None", "nan"}
+
+
+def epoch_seconds(when: datetime) -> float:
+    """Seconds since 1970 of a naive UTC datetime."""
+    return (when - _EPOCH).total_seconds()
+
+
+class OnlineStoreUnavailableError(RuntimeError):
+    """The online store could not be read (outage, missing or corrupt store)."""
+
+
+# ------------------------------------------------------------------------------------ card state
+@dataclass
+class _CardState:
+    times: list[float] = field(default_factory=list)  # epoch seconds, ascending, the last days only
+    amounts: list[float] = field(default_factory=list)
+    last: float = -math.inf
+    devices: set[str] = field(default_factory=set)
+    countries: set[str] = field(default_factory=set)
+    terminals: set[int] = field(default_factory=set)
+
+
+def _device(value: Any) -> str | None:
+    text = None if value is None else str(value)
+    return None if text is None or text in NO_DEVICE else text
+
+
+class CardLedger:
+    """Per-card online state the Feast store cannot give (see the module docstring).
+
+    Thread-safe. `features` reads, `record` adds a decided transaction (once per transaction:
+    the service calls it after the audit log has accepted the decision).
+
+    Args:
+        windows: Window lengths in days (the run's).
+        keep_days: Days of transactions kept per card (at least the longest window).
+        home_country: Holder's home country per card (for ``FOREIGN_COUNTRY``), when known.
+    """
+
+    def __init__(
+        self,
+        windows: Sequence[int] = feat.DEFAULT_WINDOWS,
+        keep_days: int = 31,
+        home_country: Mapping[int, str] | None = None,
+    ) -> None:
+        self.windows = tuple(int(w) for w in windows)
+        self.keep_s = max(keep_days, *self.windows) * _DAY_S
+        self.home_country = dict(home_country or {})
+        self._cards: dict[int, _CardState] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._cards)
+
+    def knows(self, card: int) -> bool:
+        """Whether the card has any transaction in the ledger."""
+        return card in self._cards
+
+    @classmethod
+    def from_transactions(
+        cls,
+        tx: pd.DataFrame,
+        *,
+        windows: Sequence[int] = feat.DEFAULT_WINDOWS,
+        keep_days: int = 31,
+        home_country: Mapping[int, str] | None = None,
+    ) -> CardLedger:
+        """A ledger holding `tx` (the history: its last `keep_days` days, every first use)."""
+        ledger = cls(windows, keep_days, home_country)
+        if len(tx) == 0:
+            return ledger
+        tx = tx.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID], kind="mergesort")
+        t = (tx[schema.TX_DATETIME] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
+        cards = tx[schema.CUSTOMER_ID].to_numpy(dtype=np.int64)
+        amounts = tx[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
+        recent = t > t.max() - ledger.keep_s
+        for card, idx in pd.Series(np.arange(len(tx))).groupby(cards).groups.items():
+            pos = np.asarray(idx)
+            state = _CardState(last=float(t[pos[-1]]))
+            keep = pos[recent[pos]]
+            state.times = t[keep].tolist()
+            state.amounts = amounts[keep].tolist()
+            ledger._cards[int(card)] = state
+        ledger._add_sets(tx, cards)
+        return ledger
+
+    def _add_sets(self, tx: pd.DataFrame, cards: np.ndarray) -> None:
+        terminals = tx[schema.TERMINAL_ID].to_numpy(dtype=np.int64)
+        for card, term in set(zip(cards.tolist(), terminals.tolist(), strict=True)):
+            self._cards[card].terminals.add(term)
+        if schema.COUNTRY in tx.columns:
+            countries = tx[schema.COUNTRY].astype(str).to_numpy()
+            for card, country in set(zip(cards.tolist(), countries.tolist(), strict=True)):
+                self._cards[card].countries.add(country)
+        if schema.DEVICE_ID in tx.columns:
+            devices = tx[schema.DEVICE_ID].astype(str).to_numpy()
+            for card, device in set(zip(cards.tolist(), devices.tolist(), strict=True)):
+                if _device(device) is not None:
+                    self._cards[card].devices.add(device)
+
+    def features(self, tx: TransactionIn) -> dict[str, float] | None:
+        """The card's inputs for `tx` as `features.transaction_features` defines them (the current
+        transaction included in the windows, excluded from the mean and the gap); None when the
+        ledger does not know the card."""
+        with self._lock:
+            state = self._cards.get(tx.CUSTOMER_ID)
+            if state is None:
+                return None
+            return self._card_features(state, tx)
+
+    def _card_features(self, state: _CardState, tx: TransactionIn) -> dict[str, float]:
+        t = epoch_seconds(tx.TX_DATETIME)
+        amount = float(tx.TX_AMOUNT)
+        hi = bisect.bisect_right(state.times, t)
+        out: dict[str, float] = {}
+        for w in self.windows:
+            lo = bisect.bisect_right(state.times, t - w * _DAY_S, 0, hi)
+            n = hi - lo + 1
+            out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = float(n)
+            out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = (math.fsum(state.amounts[lo:hi]) + amount) / n
+        lo = bisect.bisect_right(state.times, t - max(self.windows) * _DAY_S, 0, hi)
+        n_prev = hi - lo
+        mean_prev = math.fsum(state.amounts[lo:hi]) / n_prev if n_prev else math.nan
+        out["AMOUNT_TO_CUSTOMER_MEAN"] = amount / mean_prev if n_prev and mean_prev > 0 else 1.0
+        last = state.times[hi - 1] if hi else (state.last if state.last <= t else -math.inf)
+        out["SECONDS_SINCE_LAST_TX"] = min(t - last, float(feat.SECONDS_CAP))
+        lo_h = bisect.bisect_right(state.times, t - _HOUR_S, 0, hi)
+        out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = float(hi - lo_h + 1)
+        small = sum(1 for a in state.amounts[lo_h:hi] if a < feat.SMALL_AMOUNT)
+        out["SMALL_AMOUNT_BURST_1H"] = float(small + (amount < feat.SMALL_AMOUNT))
+        out.update(_first_use(state, tx))
+        return out
+
+    def record(self, tx: TransactionIn) -> None:
+        """Add a decided transaction to its card's state (and forget what left every window)."""
+        t = epoch_seconds(tx.TX_DATETIME)
+        with self._lock:
+            state = self._cards.setdefault(tx.CUSTOMER_ID, _CardState())
+            i = bisect.bisect_right(state.times, t)
+            state.times.insert(i, t)
+            state.amounts.insert(i, float(tx.TX_AMOUNT))
+            state.last = max(state.last, t)
+            cut = bisect.bisect_right(state.times, state.times[-1] - self.keep_s)
+            if cut:
+                del state.times[:cut], state.amounts[:cut]
+            state.terminals.add(tx.TERMINAL_ID)
+            if tx.COUNTRY is not None:
+                state.countries.add(tx.COUNTRY)
+            device = _device(tx.DEVICE_ID)
+            if device is not None:
+                state.devices.add(device)
+
+
+def _first_use(state: _CardState | None, tx: TransactionIn) -> dict[str, float]:
+    """``NEW_DEVICE``, ``NEW_COUNTRY``, ``NEW_TERMINAL`` (a card never seen: everything is new)."""
+    device = _device(tx.DEVICE_ID)
+    out = {"NEW_TERMINAL": float(state is None or tx.TERMINAL_ID not in state.terminals)}
+    out["NEW_DEVICE"] = float(device is not None and (state is None or device not in state.devices))
+    out["NEW_COUNTRY"] = (
+        math.nan if tx.COUNTRY is None else float(state is None or tx.COUNTRY not in state.countries)
+    )
+    return out
+
+
+def first_transaction_features(tx: TransactionIn, windows: Sequence[int]) -> dict[str, float]:
+    """A card's inputs when nothing is known about it: what training computes for a card's first
+    transaction (windows of one, ratio 1, the gap capped, everything used for the first time)."""
+    amount = float(tx.TX_AMOUNT)
+    out: dict[str, float] = {}
+    for w in windows:
+        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = 1.0
+        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = amount
+    out["AMOUNT_TO_CUSTOMER_MEAN"] = 1.0
+    out["SECONDS_SINCE_LAST_TX"] = float(feat.SECONDS_CAP)
+    out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = 1.0
+    out["SMALL_AMOUNT_BURST_1H"] = float(amount < feat.SMALL_AMOUNT)
+    out.update(_first_use(None, tx))
+    return out
+
+
+def request_features(tx: TransactionIn) -> dict[str, float]:
+    """Features of the request alone: amount, time of day and week, channel flags."""
+    when = tx.TX_DATETIME
+    out = {
+        schema.TX_AMOUNT: float(tx.TX_AMOUNT),
+        "TX_DURING_WEEKEND": float(when.weekday() >= 5),
+        "TX_DURING_NIGHT": float(when.hour <= 6),
+        "TX_HOUR": float(when.hour),
+    }
+    channel = tx.CHANNEL
+    out["IS_ECOM"] = math.nan if channel is None else float(channel == "ecom")
+    out["IS_ATM"] = math.nan if channel is None else float(channel == "atm")
+    return out
+
+
+# ------------------------------------------------------------------------------------ Feast
+@dataclass
+class StoreRow:
+    """What the online store holds for one card and terminal (None: not found)."""
+
+    card: dict[str, float] | None
+    terminal: dict[str, float] | None
+    distance: float
+    newest_event: float | None  # epoch seconds of the newest row used
+
+
+class FeastOnlineReader:
+    """Reads the card's and terminal's rows from the run's Feast online store.
+
+    Only the stored views are asked (windows, activity, coordinates); the request-time features
+    are computed by the service itself (`request_features`, `CardLedger`), with the conventions
+    of `features.py` the models were trained on.
+
+    Args:
+        store: A `feature_store.FraudFeatureStore` of the run (SQLite or Redis online store).
+    """
+
+    def __init__(self, store: Any) -> None:
+        from level4_fraud.feature_repo.feature_views import (
+            CARD_WINDOW_FEATURES,
+            LAST_TX_AMOUNT,
+            LAST_TX_EPOCH_S,
+            TERMINAL_WINDOW_FEATURES,
+        )
+
+        self.store = store
+        self.card_features = [*CARD_WINDOW_FEATURES, LAST_TX_EPOCH_S, LAST_TX_AMOUNT]
+        self.terminal_features = list(TERMINAL_WINDOW_FEATURES)
+        refs = [f"card_windows:{f}" for f in CARD_WINDOW_FEATURES]
+        refs += [f"card_activity:{f}" for f in (LAST_TX_EPOCH_S, LAST_TX_AMOUNT)]
+        refs += [f"terminal_windows:{f}" for f in TERMINAL_WINDOW_FEATURES]
+        self.geo = bool(store.has_geo)
+        if self.geo:
+            refs += [f"card_profile:{c}" for c in (schema.X_CUSTOMER, schema.Y_CUSTOMER)]
+            refs += [f"terminal_profile:{c}" for c in (schema.X_TERMINAL, schema.Y_TERMINAL)]
+        self.refs = refs
+
+    def read(self, card: int, terminal: int) -> StoreRow:
+        """The stored rows of `card` and `terminal`.
+
+        Raises:
+            OnlineStoreUnavailableError: The store failed (any error of Feast or its database).
+        """
+        try:
+            got = self.store.store.get_online_features(
+                features=self.refs, entity_rows=[{schema.CUSTOMER_ID: card, schema.TERMINAL_ID: terminal}]
+            ).to_dict(include_event_timestamps=True)
+        except Exception as exc:  # Feast wraps SQLite/Redis errors in many types
+            raise OnlineStoreUnavailableError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from exc
+        values = {k: (v[0] if v else None) for k, v in got.items()}
+        card_row = _row(values, self.card_features, required=self.card_features[0])
+        term_row = _row(values, self.terminal_features, required=self.terminal_features[0])
+        stamps = [float(v) for k, v in values.items() if k.endswith("__ts") and v]
+        return StoreRow(card_row, term_row, self._distance(values), max(stamps) if stamps else None)
+
+    def _distance(self, values: Mapping[str, Any]) -> float:
+        if not self.geo:
+            return math.nan
+        xy = [
+            values.get(c)
+            for c in (schema.X_CUSTOMER, schema.Y_CUSTOMER, schema.X_TERMINAL, schema.Y_TERMINAL)
+        ]
+        if any(v is None for v in xy):
+            return math.nan
+        cx, cy, tx_, ty = (float(v) for v in xy)  # type: ignore[arg-type]
+        return math.hypot(cx - tx_, cy - ty)
+
+
+def _row(values: Mapping[str, Any], names: Sequence[str], *, required: str) -> dict[str, float] | None:
+    if values.get(required) is None:
+        return None
+    return {n: (math.nan if values.get(n) is None else float(values[n])) for n in names}
+
+
+def snapshot_card_features(
+    tx: TransactionIn, row: Mapping[str, float], windows: Sequence[int]
+) -> dict[str, float]:
+    """Card inputs from the store's midnight snapshot alone (a card the ledger does not know):
+    the snapshot's windows plus this transaction, the gap from the pushed last transaction."""
+    amount = float(tx.TX_AMOUNT)
+    out: dict[str, float] = {}
+    for w in windows:
+        n = row.get(f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW", math.nan)
+        avg = row.get(f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW", math.nan)
+        if math.isfinite(n) and math.isfinite(avg):
+            out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = n + 1
+            out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = (n * avg + amount) / (n + 1)
+        else:
+            out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = math.nan
+            out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = math.nan
+    mean = row.get(f"CUSTOMER_ID_AVG_AMOUNT_{max(windows)}DAY_WINDOW", math.nan)
+    out["AMOUNT_TO_CUSTOMER_MEAN"] = amount / mean if math.isfinite(mean) and mean > 0 else 1.0
+    last = row.get("LAST_TX_EPOCH_S", math.nan)
+    gap = epoch_seconds(tx.TX_DATETIME) - last if math.isfinite(last) else math.inf
+    out["SECONDS_SINCE_LAST_TX"] = min(max(gap, 0.0), float(feat.SECONDS_CAP))
+    # Not in the store: unknown (the model's typical value is used).
+    for name in (
+        "CUSTOMER_ID_NB_TX_1H_WINDOW",
+        "SMALL_AMOUNT_BURST_1H",
+        "NEW_DEVICE",
+        "NEW_COUNTRY",
+        "NEW_TERMINAL",
+    ):
+        out[name] = math.nan
+    return out
+
+
+# ------------------------------------------------------------------------------------ assembly
+@dataclass
+class OnlineFeatures:
+    """Every input of one transaction, with the conditions under which they were read."""
+
+    values: dict[str, Any]
+    flags: list[str]
+    freshness_s: float | None = None
+    store_ms: float = 0.0
+
+
+class OnlineFeatureSource:
+    """Assembles a transaction's inputs from the request, the `CardLedger` and the Feast store.
+
+    Args:
+        reader: The Feast reader (None: no online store configured; everything else still works).
+        ledger: The card state.
+        windows: The run's window lengths.
+    """
+
+    def __init__(self, reader: FeastOnlineReader | None, ledger: CardLedger, windows: Sequence[int]) -> None:
+        self.reader = reader
+        self.ledger = ledger
+        self.windows = tuple(windows)
+
+    def features(self, tx: TransactionIn) -> OnlineFeatures:
+        """The inputs of `tx`; never raises for an online-store failure (flagged instead)."""
+        flags: list[str] = []
+        t0 = time.perf_counter()
+        row: StoreRow | None = None
+        if self.reader is not None:
+            try:
+                row = self.reader.read(tx.CUSTOMER_ID, tx.TERMINAL_ID)
+            except OnlineStoreUnavailableError:
+                flags.append(ONLINE_STORE_UNAVAILABLE)
+        store_ms = (time.perf_counter() - t0) * 1000
+        values: dict[str, Any] = request_features(tx)
+        values.update(self._card(tx, row, flags))
+        values.update(self._terminal(row, flags))
+        values[feat.DISTANCE_FEATURE] = row.distance if row is not None else math.nan
+        home = self.ledger.home_country.get(tx.CUSTOMER_ID)
+        values[feat.FOREIGN_FEATURE] = (
+            math.nan if home is None or tx.COUNTRY is None else float(home != tx.COUNTRY)
+        )
+        for col in feat.CATEGORICAL_FEATURES:
+            values[col] = getattr(tx, col)
+        freshness = None
+        if row is not None and row.newest_event is not None:
+            freshness = max(0.0, time.time() - row.newest_event)
+        return OnlineFeatures(values, flags, freshness, store_ms)
+
+    def _card(self, tx: TransactionIn, row: StoreRow | None, flags: list[str]) -> dict[str, float]:
+        known = self.ledger.features(tx)
+        if known is not None:
+            return known
+        if row is not None and row.card is not None:
+            return snapshot_card_features(tx, row.card, self.windows)
+        # Unknown to both (or the store is down and the ledger never saw it).
+        if ONLINE_STORE_UNAVAILABLE not in flags:
+            flags.append(UNKNOWN_CARD)
+        return first_transaction_features(tx, self.windows)
+
+    def _terminal(self, row: StoreRow | None, flags: list[str]) -> dict[str, float]:
+        names = feat.terminal_features(self.windows)
+        if row is None:
+            return dict.fromkeys(names, math.nan)
+        if row.terminal is None:
+            flags.append(UNKNOWN_TERMINAL)
+            # A terminal with no transaction in its windows: what training computes.
+            return dict.fromkeys(names, 0.0)
+        return {n: row.terminal.get(n, math.nan) for n in names}
+
+
+def read_history(folder: str | os.PathLike[str], *, until: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The history transactions of a Handbook-layout folder (days before `until` only).
+
+    Raises:
+        InputFileError, SchemaError: Not a readable folder of daily files.
+    """
+    from level4_fraud import data
+
+    tx = data.read_fdh_folder(Path(folder))
+    if until is not None:
+        tx = tx[tx[schema.TX_DATETIME] < until]
+    return tx
+
+
+def home_countries(customers: pd.DataFrame | None) -> dict[int, str]:
+    """Card -> home country from the simulator's customers table (empty without one)."""
+    if customers is None or "home_country" not in customers.columns:
+        return {}
+    ids = customers[schema.CUSTOMER_ID].to_numpy(dtype=np.int64).tolist()
+    return dict(zip(ids, customers["home_country"].astype(str).tolist(), strict=True))
