@@ -78,21 +78,36 @@ system-deps:
 container-deps:
 	$(call apt_ensure,$(APT_CONTAINER))
 
+## checkov-venv: checkov in its own venv (.venv-checkov): its pins (networkx<2.7, packaging 23,
+##   tabulate<0.10) conflict with all.lock; the infra tests call .venv-checkov/bin/checkov
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_LOCK  := requirements/checkov.lock
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(shell cat $(CHECKOV_LOCK) 2>/dev/null | sha256sum | cut -c1-16)
+
+checkov-venv: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): $(CHECKOV_LOCK)
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q -r $(CHECKOV_LOCK)
+	@rm -f $(CHECKOV_VENV)/.installed-*
+	@touch $@
+
 ## test: install and run every test, the slow quality gates on real quick runs and the API fuzzing
 ##   test included (what CI runs; container images are built by `make test-container`)
-test: install system-deps
+test: install system-deps checkov-venv
 	$(PYTEST) $(XDIST) -m "not container"
 
 ## test-fast: the suite without the `slow` quality gates (a few minutes; for the edit-test loop)
-test-fast: install system-deps
+test-fast: install system-deps checkov-venv
 	$(PYTEST) $(XDIST) -m "not slow and not container"
 
 ## test-full: every test, container images included (podman, root)
-test-full: install system-deps container-deps
+test-full: install system-deps container-deps checkov-venv
 	$(PYTEST) $(XDIST)
 
 ## test-level1 .. test-level5: the shared tests and one level's tests
-test-level%: install system-deps
+test-level%: install system-deps checkov-venv
 	@d=$$(ls -d level$*_*/ 2>/dev/null | head -1); \
 	if [ -d "$${d}tests" ]; then \
 	  $(PYTEST) $(XDIST) -m "not container" shared/tests $${d}tests; \
@@ -138,10 +153,10 @@ clean:
 
 ## distclean: clean and remove the virtual environment
 distclean: clean
-	rm -rf $(VENV) .venv-anchor
+	rm -rf $(VENV) .venv-anchor $(CHECKOV_VENV)
 
 ## help: list the targets
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-fast test-full bench lint format clean distclean help
+.PHONY: install checkov-venv system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-fast test-full bench lint format clean distclean help
