@@ -47,7 +47,7 @@ def make(log: AuditLog, tid: int, **changes) -> AuditRecord:
         "transaction_id": tid,
         "card_hash": log.keyed_hash(CARD),
         "terminal_hash": log.keyed_hash(TERMINAL),
-        "tx_datetime": datetime(2018, 5, 24, 13, 45, 12, 123456),
+        "tx_datetime": datetime(2018, 5, 24, 13, 45, 12, 123456, tzinfo=UTC),
         "amount": 123.45,
         "decision": "review",
         "score": 0.4321,
@@ -83,11 +83,13 @@ def test_round_trip_returns_every_field_as_appended_even_after_reopening(url) ->
         rec = make(log, 42)
         stored, inserted = log.append(rec)
         assert inserted and stored == rec
-        assert log.get(42) == rec and log.get(43) is None
+        # A naive time is UTC: it comes back aware, the same instant.
+        naive = make(log, 43, tx_datetime=datetime(2018, 5, 24, 13, 45, 12, 123456))
+        assert log.append(naive)[0].tx_datetime == rec.tx_datetime
+        assert log.get(42) == rec and log.get(43).tx_datetime == rec.tx_datetime and log.get(44) is None
     with AuditLog.open(url, KEY) as log:
         again = log.get(42)
     assert again == rec
-    assert again.tx_datetime == datetime(2018, 5, 24, 13, 45, 12, 123456, tzinfo=UTC)  # naive read as UTC
     assert again.reasons[0]["contribution"] == 0.21 and again.flags == ["grey_zone_ensemble"]
 
 
@@ -150,7 +152,7 @@ def test_purge_deletes_exactly_the_records_decided_before_the_cutoff(url) -> Non
         assert log.transaction_ids() == [3, 4, 5]
         assert log.purge(now - timedelta(days=1825)) == 0
         # A naive cutoff is UTC, like every time the log stores.
-        assert log.purge(datetime(2026, 12, 1, 12)) == 1 and log.transaction_ids() == [4, 5]
+        assert log.purge(datetime(2026, 12, 1, 12)) == 2 and log.transaction_ids() == [5]
 
 
 # ---------------------------------------------------------------------------------- concurrency
