@@ -102,6 +102,8 @@ FRAUD_DEVICE_BASE = 1_000_000_000  # devices a fraudster brings; customers' devi
 
 # Random streams (the second entropy word); days add a third.
 _STREAM_PROFILES, _STREAM_COUNTS, _STREAM_SCEN2, _STREAM_SCEN3, _STREAM_INJECT, _STREAM_DAY = range(6)
+# Added later (the compliance check's age bands): its own stream, so no earlier draw moves.
+_STREAM_AGE = 6
 
 
 class SimulatorConfig(BaseModel):
@@ -253,6 +255,12 @@ class _Profiles:
     crypto_terms: np.ndarray
 
 
+def _ages(cfg: SimulatorConfig, n: int) -> np.ndarray:
+    """Cardholders' ages in years (adults, centred on the mid-forties). Nothing else depends on
+    them: they exist so the fairness check has an age band to compare false-positive rates on."""
+    return np.clip(np.round(_rng(cfg, _STREAM_AGE).normal(45.0, 15.0, n)), 18, 90).astype(np.int64)
+
+
 def _neighbours(
     cust_xy: np.ndarray, term_xy: np.ndarray, term_ids: np.ndarray, r: float, block: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +379,7 @@ def _profiles(cfg: SimulatorConfig) -> _Profiles:
         customers["atm_share"] = atm_p
         customers["n_devices"] = n_devices
         customers["first_device_id"] = first_device
+        customers["age"] = _ages(cfg, nc)
         terminals["channel"] = pd.Categorical.from_codes(term_channel, schema.CHANNELS)
         terminals["merchant_category"] = pd.Categorical.from_codes(term_category, MERCHANT_CATEGORIES)
         terminals["country"] = pd.Categorical.from_codes(term_country, COUNTRIES)
