@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 API_KEY_HEADER = "X-API-Key"
 SCORE_ROUTE = "/v1/score"
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "body is not readable JSON text"},
     401: {"model": ErrorOut, "description": "missing API key"},
     403: {"model": ErrorOut, "description": "wrong API key"},
     422: {"model": ErrorOut, "description": "invalid payload (the message names the fields)"},

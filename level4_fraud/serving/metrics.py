@@ -110,6 +110,7 @@ class ServiceMetrics:
         self.model_info = Gauge(
             "fraud_model_info", "The model that decides (value 1)", ["version"], registry=r
         )
+        self._version: str | None = None
         for d in ("approve", "review", "decline"):
             self.decisions.labels(d)
         for kind in FALLBACK_KINDS.values():
@@ -117,7 +118,9 @@ class ServiceMetrics:
 
     def set_model(self, version: str) -> None:
         """Point ``fraud_model_info`` at `version` (the only series at 1)."""
-        self.model_info.clear()
+        if self._version is not None and self._version != version:
+            self.model_info.remove(self._version)
+        self._version = version
         self.model_info.labels(version).set(1)
 
     def observe_request(self, engine: str, status: int, seconds: float) -> None:

@@ -366,6 +366,30 @@ def snapshot_card_features(
 
 
 # ------------------------------------------------------------------------------------ assembly
+class Geo:
+    """Home and terminal coordinates from the simulator's side tables: the distance from home
+    when the online store holds no coordinates for the card or terminal (reference data the
+    service loads at start; the store's profile views are read first)."""
+
+    def __init__(self, customers: pd.DataFrame, terminals: pd.DataFrame) -> None:
+        self.cards = _coordinates(customers, schema.CUSTOMER_ID, schema.X_CUSTOMER, schema.Y_CUSTOMER)
+        self.terminals = _coordinates(terminals, schema.TERMINAL_ID, schema.X_TERMINAL, schema.Y_TERMINAL)
+
+    def distance(self, card: int, terminal: int) -> float:
+        """Euclidean distance on the grid (NaN when either is unknown)."""
+        a, b = self.cards.get(card), self.terminals.get(terminal)
+        if a is None or b is None:
+            return math.nan
+        return math.hypot(a[0] - b[0], a[1] - b[1])
+
+
+def _coordinates(table: pd.DataFrame, key: str, x: str, y: str) -> dict[int, tuple[float, float]]:
+    ids = table[key].to_numpy(dtype=np.int64).tolist()
+    xs = table[x].to_numpy(dtype=np.float64).tolist()
+    ys = table[y].to_numpy(dtype=np.float64).tolist()
+    return {i: (a, b) for i, a, b in zip(ids, xs, ys, strict=True)}
+
+
 @dataclass
 class OnlineFeatures:
     """Every input of one transaction, with the conditions under which they were read."""
@@ -385,10 +409,17 @@ class OnlineFeatureSource:
         windows: The run's window lengths.
     """
 
-    def __init__(self, reader: FeastOnlineReader | None, ledger: CardLedger, windows: Sequence[int]) -> None:
+    def __init__(
+        self,
+        reader: FeastOnlineReader | None,
+        ledger: CardLedger,
+        windows: Sequence[int],
+        geo: Geo | None = None,
+    ) -> None:
         self.reader = reader
         self.ledger = ledger
         self.windows = tuple(windows)
+        self.geo = geo
 
     def features(self, tx: TransactionIn) -> OnlineFeatures:
         """The inputs of `tx`; never raises for an online-store failure (flagged instead)."""
@@ -404,7 +435,10 @@ class OnlineFeatureSource:
         values: dict[str, Any] = request_features(tx)
         values.update(self._card(tx, row, flags))
         values.update(self._terminal(row, flags))
-        values[feat.DISTANCE_FEATURE] = row.distance if row is not None else math.nan
+        distance = row.distance if row is not None else math.nan
+        if not math.isfinite(distance) and self.geo is not None:
+            distance = self.geo.distance(tx.CUSTOMER_ID, tx.TERMINAL_ID)
+        values[feat.DISTANCE_FEATURE] = distance
         home = self.ledger.home_country.get(tx.CUSTOMER_ID)
         values[feat.FOREIGN_FEATURE] = (
             math.nan if home is None or tx.COUNTRY is None else float(home != tx.COUNTRY)

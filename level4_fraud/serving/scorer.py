@@ -44,6 +44,7 @@ from level4_fraud.serving.explain import FrameExplainer, StudentExplainer
 from level4_fraud.serving.online import (
     CardLedger,
     FeastOnlineReader,
+    Geo,
     OnlineFeatures,
     OnlineFeatureSource,
     home_countries,
@@ -362,8 +363,9 @@ class FraudScorer:
         info = read_run(run_dir)
         windows = tuple(int(w) for w in info.get("features", {}).get("windows", (1, 7, 30)))
         version = model_version or f"{run_dir.name}@{info.get('created', 'unknown')}"
+        ledger, geo = _card_state(run_dir, info, cfg, windows)
         source = OnlineFeatureSource(
-            _reader(run_dir, feature_store) if online else None, _ledger(run_dir, info, cfg, windows), windows
+            _reader(run_dir, feature_store) if online else None, ledger, windows, geo
         )
         fast = None
         try:
@@ -416,19 +418,22 @@ def history_folder(run_dir: Path, info: Mapping[str, Any], cfg: ServingConfig) -
     return None
 
 
-def _ledger(
+def _card_state(
     run_dir: Path, info: Mapping[str, Any], cfg: ServingConfig, windows: tuple[int, ...]
-) -> CardLedger:
+) -> tuple[CardLedger, Geo | None]:
+    """The card ledger from the history folder, and the side tables' coordinates when present."""
     from level4_fraud.predict import side_tables
 
     folder = history_folder(run_dir, info, cfg)
     if folder is None:
         logger.warning("no transaction history for %s: card state starts empty", run_dir)
-        return CardLedger(windows, cfg.history_days)
-    customers, _ = side_tables(folder)
-    return CardLedger.from_transactions(
+        return CardLedger(windows, cfg.history_days), None
+    customers, terminals = side_tables(folder)
+    ledger = CardLedger.from_transactions(
         read_history(folder),
         windows=windows,
         keep_days=cfg.history_days,
         home_country=home_countries(customers),
     )
+    geo = Geo(customers, terminals) if customers is not None and terminals is not None else None
+    return ledger, geo

@@ -1,0 +1,119 @@
+"""A small servable run folder for the scoring-service tests, built once per test session.
+
+The small simulation (40 days, 300 cards; `integration_helpers`) is cut before its last day:
+the run is trained, its Feast store written and materialised, and its student distilled on
+the days before (``history``); the last day (``replay``) is what the service is asked to score,
+as new transactions arriving after the nightly materialisation. The deep stage runs only its
+fast path (no PyTorch comparison models, LoRA or Ray), which is all serving needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from level4_fraud.tests.integration_helpers import small_config, small_folder
+
+FAST_DEEP: dict[str, Any] = {
+    "device": "cpu",
+    "models": {"mlp": {"enabled": False}, "moe": {"enabled": False}, "sequence": {"transformer": False, "gru": False}},
+    "lora": {"enabled": False},
+    "ray": {"enabled": False},
+    "fast_path": {"epochs": 8, "latency": {"n_single": 20, "warmup": 2}, "teacher_n_single": 2},
+}
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    """The test run: folder, history folder (daily files + side tables) and the day to replay."""
+
+    run_dir: Path
+    history: Path
+    replay_day: Path
+    root: Path
+
+    def replay(self) -> pd.DataFrame:
+        """The replay day's transactions, in time order."""
+        from level4_fraud import data
+
+        return (
+            data.read_day(self.replay_day)
+            .sort_values(["TX_DATETIME", "TRANSACTION_ID"])
+            .reset_index(drop=True)
+        )
+
+    def copy(self, dest: Path) -> Path:
+        """A private copy of the run folder (tests that break something work on one)."""
+        shutil.copytree(self.run_dir, dest, ignore=shutil.ignore_patterns("serving"))
+        return dest
+
+
+@functools.lru_cache(maxsize=1)
+def serving_run() -> ServingRun:
+    """Build the run (about a minute on two busy cores; once per session)."""
+    from level4_fraud import pipeline
+
+    src = small_folder()
+    root = Path(tempfile.mkdtemp(prefix="l4-serving-"))
+    hist = root / "history" / "transactions"
+    hist.mkdir(parents=True)
+    days = sorted((src / "transactions").glob("*.parquet"))
+    for f in days[:-1]:
+        shutil.copy2(f, hist / f.name)
+    for table in ("customers.parquet", "terminals.parquet"):
+        shutil.copy2(src / table, root / "history" / table)
+    replay_day = root / "replay" / days[-1].name
+    replay_day.parent.mkdir()
+    shutil.copy2(days[-1], replay_day)
+
+    cfg = small_config(
+        stages={"feature_store": True, "deep": True, "report": False},
+        deep=FAST_DEEP,
+        artifacts_dir=str(root / "artifacts"),
+    )
+    run_dir = root / "run"
+    run_dir.mkdir()
+    tx, customers, terminals = pipeline.read_simulation(root / "history")
+    folds = pipeline.features(cfg, tx, customers, terminals)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline.feature_store_stage(cfg, tx, customers, terminals, run_dir)
+        runs = [pipeline.train_fold(cfg, f) for f in folds]
+        pipeline.deep_stage(cfg, runs, run_dir)
+    pipeline.finish_run(cfg, runs, run_dir)
+    return ServingRun(run_dir, hist, replay_day, root)
+
+
+def serving_config(run: ServingRun, **overrides: Any) -> Any:
+    """`ServingConfig` of the test run: its history folder, a fixed key and hash key."""
+    from level4_fraud.serving.config import ServingConfig
+
+    values: dict[str, Any] = {"history": str(run.history), "api_key": "test-key", "audit_hash_key": "k" * 32}
+    values.update(overrides)
+    return ServingConfig.model_validate(values)
+
+
+def payload(row: Any) -> dict[str, Any]:
+    """A ``POST /v1/score`` body from a transactions-frame row (as the stream sends them)."""
+    out: dict[str, Any] = {
+        "TRANSACTION_ID": int(row["TRANSACTION_ID"]),
+        "TX_DATETIME": pd.Timestamp(row["TX_DATETIME"]).isoformat(),
+        "CUSTOMER_ID": int(row["CUSTOMER_ID"]),
+        "TERMINAL_ID": int(row["TERMINAL_ID"]),
+        "TX_AMOUNT": float(row["TX_AMOUNT"]),
+    }
+    for col in ("MERCHANT_CATEGORY", "CHANNEL", "COUNTRY", "CURRENCY"):
+        if col in row and pd.notna(row[col]):
+            out[col] = str(row[col])
+    if "DEVICE_ID" in row and pd.notna(row["DEVICE_ID"]) and int(row["DEVICE_ID"]) != -1:
+        out["DEVICE_ID"] = str(int(row["DEVICE_ID"]))
+    return out
