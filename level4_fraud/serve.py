@@ -1,0 +1,140 @@
+"""Start the scoring service with one command: ``python -m level4_fraud serve``.
+
+Which model: ``--run RUN``, else the run folder of the MLflow registry's champion
+(``level4_fraud@champion``: its MLflow run is named after the run folder, which is looked up
+under the level's artifacts), else — no champion registered yet — the quick profile is trained
+first (`pipeline.level4_flow`, about 3 minutes) and served.
+
+Engines: ``uvicorn`` (the latency path, one process: the card state lives in it); ``ray`` (Ray
+Serve, the scale-out path) is not built yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from shared.errors import ConfigError, InputFileError, UserError
+
+if TYPE_CHECKING:
+    from level4_fraud.config import FraudConfig
+    from level4_fraud.serving.config import ServingConfig
+
+logger = logging.getLogger(__name__)
+ENGINES = ("uvicorn", "ray")
+
+
+class EngineNotBuiltError(UserError):
+    """The requested engine does not exist yet."""
+
+
+def champion(cfg: FraudConfig) -> tuple[Path, str] | None:
+    """``(run folder, model version)`` of the registered champion (None: none is registered).
+
+    Raises:
+        InputFileError: A champion is registered but its run folder is not under the artifacts.
+    """
+    uri, _ = cfg.mlflow_store()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name, alias = cfg.tracking.registered_model, cfg.tracking.alias
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except Exception:  # no such model or alias: nothing registered yet
+        return None
+    run_name = client.get_run(version.run_id).info.run_name if version.run_id else None
+    label = f"{name}/v{version.version}"
+    artifacts = cfg.paths().artifacts
+    found = [
+        p.parent for p in artifacts.rglob("run.json") if "mlflow" not in p.parts and p.parent.name == run_name
+    ]
+    if not found:
+        raise InputFileError(
+            f"champion {label} was trained in run folder {run_name!r}, not found under {artifacts}; "
+            "pass --run"
+        )
+    newest = max(found, key=lambda p: (p / "run.json").stat().st_mtime)
+    return newest, f"{label} ({run_name})"
+
+
+def resolve_run(cfg: FraudConfig, run: Path | None) -> tuple[Path, str | None]:
+    """The run folder to serve and its model version label (see the module docstring)."""
+    if run is not None:
+        if not (run / "run.json").is_file():
+            raise InputFileError(f"{run}: not a level-4 run folder (no run.json)")
+        return run, None
+    found = champion(cfg)
+    if found is not None:
+        return found
+    from shared.cli import say
+
+    say("champion", "none registered: training the quick profile first (about 3 minutes)")
+    from level4_fraud.pipeline import level4_flow
+
+    summary = level4_flow(cfg)
+    again = champion(cfg)
+    return again if again is not None else (summary.run_dir, None)
+
+
+def serving_config(cfg: FraudConfig, *, port: int | None = None) -> ServingConfig:
+    """The ``serving`` section, with a port given on the command line."""
+    from level4_fraud.serving.config import ServingConfig
+
+    scfg = cfg.section("serving", ServingConfig)
+    return scfg.model_copy(update={"port": port}) if port is not None else scfg
+
+
+def build_app(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, api_key: str, version: str | None) -> Any:
+    """The FastAPI app serving `run_dir` (service built: history loaded, models warm)."""
+    from level4_fraud.serving.app import create_app
+    from level4_fraud.serving.service import ScoringService
+
+    service = ScoringService.from_run(
+        run_dir, scfg, feature_store=cfg.feature_store_config(), model_version=version
+    )
+    return create_app(service, scfg, api_key=api_key)
+
+
+def serve(
+    cfg: FraudConfig,
+    *,
+    run: Path | None = None,
+    port: int | None = None,
+    api_key: str | None = None,
+    engine: str = "uvicorn",
+) -> None:
+    """Resolve the model, build the service, print its URL and key, serve until stopped.
+
+    Raises:
+        EngineNotBuiltError: ``engine="ray"`` (not built yet).
+        ConfigError: Unknown engine, bad settings.
+        InputFileError: The run folder is missing or incomplete.
+    """
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "ray":
+        raise EngineNotBuiltError(
+            "--engine ray: the Ray Serve deployment is not built yet; use --engine uvicorn"
+        )
+    import uvicorn
+
+    from level4_fraud.serving.config import resolve_api_key
+    from shared.cli import say
+
+    scfg = serving_config(cfg, port=port)
+    key = resolve_api_key(scfg, api_key)
+    run_dir, version = resolve_run(cfg, run)
+    app = build_app(cfg, run_dir, scfg, key, version)
+    say("run", run_dir)
+    say("model", app.state.service.scorer.model_version)
+    say("url", f"http://{scfg.host}:{scfg.port}/v1/score")
+    say("api key", key)
+    say("docs", f"http://{scfg.host}:{scfg.port}/docs")
+    try:
+        uvicorn.run(app, host=scfg.host, port=scfg.port, log_level="warning", access_log=False)
+    finally:
+        app.state.service.close()
