@@ -223,7 +223,8 @@ class FprGap:
         ratio: Highest over lowest FPR (inf when the lowest is 0).
         highest: Segment with the highest FPR.
         lowest: Segment with the lowest FPR.
-        p_value: Two-sided two-proportion z-test of the two (is the gap more than noise?).
+        p_value: Two-sided two-proportion z-test of the two (is the gap more than noise?),
+            Bonferroni-adjusted for the pairs of segments compared.
         compared: Segments compared (enough genuine transactions).
     """
 
@@ -248,6 +249,8 @@ def fpr_gap(rates: pd.DataFrame, min_genuine: int = 1) -> FprGap:
     pooled = (int(hi["false_positives"]) + int(lo["false_positives"])) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
     p_value = math.erfc(abs(gap) / se / math.sqrt(2)) if se > 0 else (1.0 if gap == 0 else 0.0)
+    # The largest of k(k-1)/2 gaps is picked after looking: Bonferroni over the pairs.
+    p_value = min(1.0, p_value * len(ok) * (len(ok) - 1) / 2)
     return FprGap(gap, ratio, str(hi["segment"]), str(lo["segment"]), p_value, compared)
 
 
@@ -583,8 +586,8 @@ def _limitations(
     synthetic = [k for k, v in fairness.sources.items() if v == SYNTHETIC]
     if synthetic:
         out.append(
-            f"Segments {', '.join(synthetic)} are synthetic ({SYNTHETIC}): the fairness check runs, but it "
-            "cannot find a real disparity on them."
+            f"Segments {', '.join(synthetic)}: no such data, so derived from a keyed hash of the customer id "
+            "(synthetic); the fairness check runs on them but cannot find a real disparity."
         )
     small = fairness.table[~fairness.table["compared"]]
     if len(small):
