@@ -112,7 +112,7 @@ def model_card(
     paths = write_model_card(card, out or folder / "model_card.md")
     for name, gap in card.fairness.gaps.items():
         say(f"fpr_gap[{name}]", f"{gap.gap:.4f} ({gap.highest} vs {gap.lowest})" if gap.highest else "n/a")
-    say("fairness", "pass" if card.fairness.passed else "FAIL")
+    say("fairness_check", "pass" if card.fairness.passed else "FAIL")
     for name, path in paths.items():
         say(name, path)
 
