@@ -29,7 +29,10 @@ class ABTestConfig(BaseModel):
         alpha: Type-I error of the whole sequence of looks (two-sided).
         effect_size: Standard deviation of the mSPRT's normal mixture over the true difference,
             in units of the metric's per-transaction standard deviation (the differences the
-            test is tuned to find; Johari et al. 2017, section 4).
+            test is tuned to find; Johari et al. 2017, section 4). None: the difference a
+            fixed-horizon test of the planned traffic would detect with 80 % power (2.8 standard
+            errors at the end of the traffic, extrapolated from the first look by transaction
+            counts), which also makes the interval at the horizon close to its narrowest.
         mixture_sd: The same on the metric's own scale (overrides `effect_size`).
         min_cards: Cards each arm needs in a metric's population before its test looks (the
             card-clustered variance needs that many clusters to be trusted).
@@ -48,7 +51,7 @@ class ABTestConfig(BaseModel):
     challenger: str = "lightgbm"
     metric: Metric = "false_positive_rate"
     alpha: float = Field(0.05, gt=0, lt=0.5)
-    effect_size: float = Field(0.02, gt=0)
+    effect_size: float | None = Field(None, gt=0)
     mixture_sd: float | None = Field(None, gt=0)
     min_cards: int = Field(50, ge=2)
     look_every: str = "6h"

@@ -50,6 +50,12 @@ def sequential_figure(result: ExperimentResult) -> Figure:
     ax.plot(x, looks["naive_high"], "--", color="C1", lw=1)
     ax.plot(x, looks["delta"], color="C0", lw=1.5, label="difference (challenger - champion)")
     ax.axhline(0, color="black", lw=0.8)
+    # The first looks' intervals are very wide: scale the axis to the rest.
+    later = looks.iloc[len(looks) // 8 :]
+    span = np.concatenate([later[["ci_low", "ci_high", "naive_low", "naive_high"]].to_numpy().ravel(), [0.0]])
+    span = span[np.isfinite(span)]
+    pad = 0.1 * (span.max() - span.min() or 1.0)
+    ax.set_ylim(span.min() - pad, span.max() + pad)
     ax.set_ylabel(f"difference in {_LABELS[s['metric']]}")
     ax.set_title(f"{s['challenger']} (challenger) vs {s['champion']} (champion): {s['verdict']}")
     axes[1].semilogy(x, looks["p_always"], color="C0", label="always-valid p")
