@@ -25,6 +25,7 @@ from level4_fraud.abtest.sequential import (
     always_valid_ci,
     always_valid_pvalue,
     first_true,
+    horizon_mixture_variance,
     mixture_variance,
     msprt_log_lr,
     naive_ci,
@@ -33,9 +34,6 @@ from level4_fraud.abtest.sequential import (
 )
 from level4_fraud.abtest.traffic import Traffic
 from level4_fraud.evaluate import cost_at_threshold
-
-# Standard errors of a difference a two-sided 5 % test detects with 80 % power: 1.96 + 0.84.
-_MDE_SE = 2.8
 
 
 @dataclass(frozen=True)
@@ -141,7 +139,7 @@ def _tau2(cfg: ABTestConfig, var: np.ndarray, n_a: np.ndarray, n_b: np.ndarray, 
         return math.nan
     k = int(np.argmax(usable))
     if cfg.effect_size is None:
-        return float(_MDE_SE**2 * var[k] * (n_a[k] + n_b[k]) / (n_a[-1] + n_b[-1]))
+        return float(horizon_mixture_variance(var[k], n_a[k] + n_b[k], n_a[-1] + n_b[-1]))
     sigma = math.sqrt(var[k] * n_a[k] * n_b[k] / (n_a[k] + n_b[k]))
     return float(mixture_variance(cfg.effect_size, sigma))
 

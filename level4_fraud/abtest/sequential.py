@@ -128,3 +128,25 @@ def first_true(flags: np.ndarray) -> np.ndarray:
 def mixture_variance(effect_size: float, sigma: np.ndarray | float) -> np.ndarray:
     """``tau^2`` for a mixture whose standard deviation is `effect_size` per-observation sds."""
     return (effect_size * np.asarray(sigma, dtype=np.float64)) ** 2
+
+
+# Standard errors of a difference a two-sided 5 % test detects with 80 % power: 1.96 + 0.84.
+MDE_SE = 2.8
+
+
+def horizon_mixture_variance(
+    var: np.ndarray | float, n: np.ndarray | float, n_horizon: np.ndarray | float, mde_se: float = MDE_SE
+) -> np.ndarray:
+    """``tau^2`` matched to the planned traffic: ``(mde_se)^2 V_N`` with ``V_N = V n / n_horizon``.
+
+    The variance of the estimate at an early look, scaled to the planned number of observations,
+    is the variance expected at the horizon; a mixture of sd `mde_se` standard errors there puts
+    its weight on the differences the planned traffic can detect (80 % power by default), which
+    also brings the interval at the horizon close to its narrowest.
+    """
+    return (
+        mde_se**2
+        * np.asarray(var, dtype=np.float64)
+        * np.asarray(n, dtype=np.float64)
+        / np.asarray(n_horizon)
+    )

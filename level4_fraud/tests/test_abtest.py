@@ -22,6 +22,7 @@ from level4_fraud.abtest.sequential import (
     always_valid_halfwidth,
     always_valid_pvalue,
     first_true,
+    horizon_mixture_variance,
     msprt_log_lr,
     naive_ci,
     naive_pvalue,
@@ -149,7 +150,23 @@ def test_msprt_keeps_alpha_despite_peeking_at_every_look_while_the_naive_z_test_
     naive_fp = ((naive_pvalue(delta, var) <= ALPHA) & np.isfinite(var)).any(axis=1).mean()
     assert msprt_fp <= ALPHA + _tolerance(ALPHA, N_SIM), msprt_fp
     # Peeking 48 times at a fixed-horizon test: its error rate is several times alpha.
+    # Measured: mSPRT 0.012 (normal) / 0.009 (proportion); naive 0.29 / 0.28.
     assert naive_fp >= 3 * ALPHA, naive_fp
+
+
+def test_msprt_with_the_mixture_matched_to_the_planned_traffic_keeps_alpha_and_stops_early() -> None:
+    # The default mixture: tau^2 from the first usable look's variance, scaled to the horizon.
+    rng = np.random.default_rng(14)
+    for effect, check in ((0.0, "null"), (0.2, "alternative")):
+        delta, var = _simulate(rng, effect)
+        per_arm = np.arange(1, LOOKS + 1) * BATCH
+        tau2 = horizon_mixture_variance(var[:, BURN_IN], per_arm[BURN_IN], per_arm[-1])[:, None]
+        stop = first_true(always_valid_pvalue(msprt_log_lr(delta, var, tau2)) <= ALPHA)
+        if check == "null":  # measured: 0.013
+            assert (stop >= 0).mean() <= ALPHA + _tolerance(ALPHA, N_SIM)
+        else:  # measured: power 0.95, median stop at look 21 of 50
+            assert (stop >= 0).mean() >= 0.85
+            assert np.median(np.where(stop >= 0, stop, LOOKS)) <= LOOKS / 2 + 5
 
 
 @pytest.mark.parametrize("kind", ["normal", "proportion"])
@@ -159,8 +176,9 @@ def test_msprt_stops_early_with_power_under_an_alternative(kind: str) -> None:
     delta, var = _simulate(rng, effect, kind)
     tau2 = effect**2
     stop = first_true(always_valid_pvalue(msprt_log_lr(delta, var, tau2)) <= ALPHA)
-    assert (stop >= 0).mean() >= 0.9  # power over the horizon
-    assert np.median(np.where(stop >= 0, stop, LOOKS)) <= LOOKS / 2  # most stop in the first half
+    assert (stop >= 0).mean() >= 0.9  # power over the horizon (measured 0.95 / 0.92)
+    # Most stop in the first half (measured median: look 19 / 22 of 50).
+    assert np.median(np.where(stop >= 0, stop, LOOKS)) <= LOOKS / 2
     # It stops the right way round.
     rows = np.flatnonzero(stop >= 0)
     assert (delta[rows, stop[rows]] > 0).mean() >= 0.999
