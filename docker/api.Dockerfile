@@ -5,6 +5,7 @@
 # BASE_IMAGE needs python3 with venv (Debian bookworm: python3-venv); docker/build_base.sh
 # makes one without a registry.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+#checkov:skip=CKV_DOCKER_7:FROM names the BASE_IMAGE build argument, whose default above is a versioned tag (checkov cannot resolve it)
 
 FROM ${BASE_IMAGE} AS build
 # PIP_CERT: a CA bundle mounted at build time where TLS to the index is intercepted.
