@@ -36,10 +36,10 @@ BrokerOpt = Annotated[
 ]
 
 
-def _config(profile: str, config: Path | None, log_level: str = "WARNING", **stream: Any) -> FraudConfig:
+def _config(profile: str, config: Path | None, **stream: Any) -> FraudConfig:
     from level4_fraud.config import FraudConfig
 
-    return load_level_config(FraudConfig, profile, config, {"stream": stream}, log_level=log_level)
+    return load_level_config(FraudConfig, profile, config, {"stream": stream})
 
 
 def _stream_config(cfg: FraudConfig) -> StreamConfig:
@@ -144,9 +144,12 @@ def _brokered(
         run_dir = _resolve_run(run, cfg)
         names = consumer_names(sc.consumers)
         log_dir = cfg.paths().artifacts / "stream" / datetime.now().strftime("%Y%m%d-%H%M%S")
-        procs = ConsumerProcesses(
-            {n: consumer_command(run_dir, sc.broker, n, profile, config) for n in names}, log_dir
-        )
+        port = sc.metrics_port
+        commands = {
+            n: consumer_command(run_dir, sc.broker, n, profile, config, port + i if port else None)
+            for i, n in enumerate(names)
+        }
+        procs = ConsumerProcesses(commands, log_dir)
         say("consumers", f"{sc.consumers} scoring with {run_dir} (logs: {log_dir})")
     reply = f"{sc.key}:results:{uuid.uuid4().hex[:12]}"
     try:
@@ -171,6 +174,9 @@ def stream_consumer(
         str | None, typer.Option("--name", help="Consumer name, unique in the group (default host-pid).")
     ] = None,
     run: RunOpt = None,
+    metrics_port: Annotated[
+        int | None, typer.Option("--metrics-port", help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics.")
+    ] = None,
     profile: ProfileOpt = "quick",
     config: ConfigOpt = None,
 ) -> None:
@@ -180,7 +186,9 @@ def stream_consumer(
     from level4_fraud.stream.consumer import run_consumer_process
     from shared.errors import ConfigError
 
-    cfg = _config(profile, config, log_level="INFO", broker=broker)
+    cfg = _config(profile, config, broker=broker)
+    # The consumer's own events (joined, claimed, stopped) at INFO; libraries stay at WARNING.
+    logging.getLogger("level4_fraud.stream").setLevel(logging.INFO)
     sc = _stream_config(cfg)
     if sc.broker is None:
         raise ConfigError("stream-consumer needs --broker (or stream.broker in the config)")
@@ -192,6 +200,7 @@ def stream_consumer(
         name=name,
         build_decider=lambda path: build_service(path, cfg),
         build_features=lambda path: build_feature_store(path, cfg),
+        metrics_port=metrics_port,
     )
     say("consumer", counts)
 

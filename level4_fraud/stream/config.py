@@ -28,6 +28,8 @@ class StreamConfig(BaseModel):
         push_features: Push each scored card's activity to the online store (Feast push source).
         drain_timeout_s: How long the ``stream`` command waits for the group to finish.
         ready_timeout_s: How long it waits for its consumers to load the model and join.
+        metrics_port: The consumers serve Prometheus metrics on 127.0.0.1 from this port on
+            (consumer i of the ``stream`` command on ``metrics_port + i``); None: not served.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -49,6 +51,7 @@ class StreamConfig(BaseModel):
     push_features: bool = True
     drain_timeout_s: float = Field(120.0, gt=0)
     ready_timeout_s: float = Field(180.0, gt=0)
+    metrics_port: int | None = Field(None, ge=1, le=65535)
 
     @field_validator("broker")
     @classmethod

@@ -35,6 +35,7 @@ from level4_fraud.stream.config import StreamConfig
 from level4_fraud.stream.producer import FIELD_REPLY, FIELD_SENT, FIELD_TX, ensure_group
 
 log = logging.getLogger(__name__)
+ENGINE = "stream"
 Entry = tuple[str, dict[str, str] | None]
 
 
@@ -204,18 +205,28 @@ class StreamConsumer:
             except (KeyError, ValueError) as exc:
                 dead.append((fields, f"bad payload: {str(exc).splitlines()[0]}"))
                 ack.append(entry_id)
+                self._observe(422, 0.0)
                 continue
+            t0 = time.perf_counter()
             try:
                 out = self.decider.decide(tx)
             except Exception:  # the audit log failed: leave it pending, to be claimed and retried
                 log.exception("%s: no decision for entry %s", self.settings.name, entry_id)
                 self.counts.failed += 1
+                self._observe(503, time.perf_counter() - t0)
                 continue
+            self._observe(200, time.perf_counter() - t0)
             decided.append((fields, tx, out, time.time()))
             ack.append(entry_id)
         self._push([tx for _, tx, _, _ in decided])
         self._finish(ack, dead, decided)
         return len(ack)
+
+    def _observe(self, status: int, seconds: float) -> None:
+        # The service's Prometheus collectors, labelled engine="stream" (the API's say "uvicorn").
+        metrics = getattr(self.decider, "metrics", None)
+        if metrics is not None:
+            metrics.observe_request(ENGINE, status, seconds)
 
     def _push(self, txs: list[Any]) -> None:
         if self.features is None or not txs:
@@ -297,13 +308,23 @@ def run_consumer_process(
     name: str | None,
     build_decider: Callable[[Path], Decider],
     build_features: Callable[[Path], FeatureSink | None],
+    metrics_port: int | None = None,
 ) -> ConsumerCounts:
-    """Load the scorer of `run_dir`, join the group on `broker` and consume until SIGTERM."""
+    """Load the scorer of `run_dir`, join the group on `broker` and consume until SIGTERM.
+
+    With `metrics_port`, the scorer's Prometheus metrics are served on
+    ``http://127.0.0.1:PORT/metrics`` (requests labelled ``engine="stream"``).
+    """
     from level4_fraud.stream.producer import connect
 
     stop = threading.Event()
     stop_on_signals(stop)
     decider = build_decider(run_dir)
+    registry = getattr(getattr(decider, "metrics", None), "registry", None)
+    if metrics_port is not None and registry is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
     features = build_features(run_dir) if stream.push_features else None
     client = connect(broker)
     settings = ConsumerSettings.from_config(stream, name)

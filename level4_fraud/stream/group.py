@@ -21,11 +21,19 @@ def consumer_names(n: int, prefix: str | None = None) -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
 
 
-def consumer_command(run_dir: Path, broker: str, name: str, profile: str, config: Path | None) -> list[str]:
+def consumer_command(
+    run_dir: Path,
+    broker: str,
+    name: str,
+    profile: str,
+    config: Path | None,
+    metrics_port: int | None = None,
+) -> list[str]:
     """The command line of one consumer process (``python -m level4_fraud stream-consumer``)."""
     cmd = [sys.executable, "-m", "level4_fraud", "stream-consumer", "--run", str(run_dir)]
     cmd += ["--broker", broker, "--name", name, "--profile", profile]
-    return cmd + (["--config", str(config)] if config else [])
+    cmd += ["--config", str(config)] if config else []
+    return cmd + (["--metrics-port", str(metrics_port)] if metrics_port else [])
 
 
 class ConsumerProcesses:
