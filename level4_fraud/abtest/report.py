@@ -115,7 +115,9 @@ def add_section(report: Report, result: ExperimentResult, figure_png: bytes | No
         f"Cards are split by a keyed hash of the card id ({s['split']:.0%} to the challenger, "
         f"experiment '{s['experiment']}'); each arm alerts at its model's cost-optimal validation "
         f"threshold. The mSPRT (Johari et al. 2017) tests the {_LABELS[s['metric']]} at every "
-        f"{s['look_every']} look with a type-I error of {s['alpha']} over all looks together.",
+        f"{s['look_every']} look with a type-I error of {s['alpha']} over all looks together; the "
+        "verdict is on that metric alone, the others are shown with their always-valid intervals "
+        "(each valid on its own, not corrected for looking at several).",
     )
     d = s["decision"]
     sec.metrics(
@@ -133,7 +135,7 @@ def add_section(report: Report, result: ExperimentResult, figure_png: bytes | No
     )
     arms = result.arms.set_index(["at", "arm"])
     sec.table(
-        arms, "Per-arm totals at the mSPRT's stop and at the end of the traffic", float_format="{:,.4g}"
+        arms, "Per-arm totals at the mSPRT's stop and at the end of the traffic", float_format="{:,.6g}"
     )
     if figure_png is not None:
         sec.image(
