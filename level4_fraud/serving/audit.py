@@ -72,7 +72,7 @@ class AuditRecord:
     score: float
     model_version: str
     features_hash: str
-    reasons: list[dict]
+    reasons: list[dict[str, Any]]
     flags: list[str]
     latency_ms: float
     decided_at: datetime
