@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import optimize, special, stats
 
-_GRID = 801  # points per unit of standard deviation are ample for 3-decimal boundaries
+_GRID = 401  # grid points: boundaries within 5e-4 of an 801-point grid over 112 looks
 _CAP = 8.5  # |Z| boundary when (almost) nothing is spent at a look
 
 
@@ -34,8 +34,17 @@ def obf_spending(t: np.ndarray | float, alpha: float) -> np.ndarray:
 def _exit_prob(grid: np.ndarray, dens: np.ndarray, dt: float, bound: float) -> float:
     """Probability that a continuing path at `grid` (density `dens`) ends outside +/- bound."""
     sd = np.sqrt(dt)
-    tail = stats.norm.sf((bound - grid) / sd) + stats.norm.cdf((-bound - grid) / sd)
+    tail = special.ndtr((grid - bound) / sd) + special.ndtr((-bound - grid) / sd)
     return float(np.trapezoid(dens * tail, grid))
+
+
+def _carry(grid: np.ndarray, dens: np.ndarray, new_grid: np.ndarray, dt: float) -> np.ndarray:
+    """Density on `new_grid` after a normal increment of variance `dt` (trapezoid rule on `grid`)."""
+    weights = np.full(len(grid), grid[1] - grid[0])
+    weights[[0, -1]] /= 2
+    z = (new_grid[:, None] - grid[None, :]) / np.sqrt(dt)
+    kernel = np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi * dt)
+    return np.asarray(kernel @ (weights * dens))
 
 
 def _solve_bound(grid: np.ndarray, dens: np.ndarray, dt: float, root_t: float, target: float) -> float:
@@ -77,8 +86,7 @@ def obf_boundaries(fractions: Sequence[float] | np.ndarray, alpha: float = 0.05)
             bounds[k] = _solve_bound(grid, dens, dt, float(np.sqrt(t[k])), target)
         edge = bounds[k] * np.sqrt(t[k])
         new_grid = np.linspace(-edge, edge, _GRID)
-        kernel = stats.norm.pdf((new_grid[:, None] - grid[None, :]) / np.sqrt(dt)) / np.sqrt(dt)
-        dens = np.trapezoid(kernel * dens[None, :], grid, axis=1)
+        dens = _carry(grid, dens, new_grid, dt)
         grid = new_grid
     return bounds
 
