@@ -287,3 +287,13 @@ def test_postgres_threads_and_two_processes_store_exactly_one_row_per_id(pg_tabl
     with AuditLog.open(PG_URL, KEY, table=pg_table) as log:
         log.purge(datetime.now(UTC) + timedelta(days=1))
     _two_writers(PG_URL, pg_table, 200)
+
+
+def test_a_closed_log_refuses_appends_instead_of_hanging(url) -> None:
+    log = AuditLog.open(url, KEY)
+    log.append(make(log, 1))
+    log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        log.append(make(log, 2))
+    with AuditLog.open(url, KEY) as again:
+        assert again.transaction_ids() == [1]
