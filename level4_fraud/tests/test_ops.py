@@ -1047,6 +1047,9 @@ def served_artifacts(tmp_path_factory) -> Path:
     source = REPO / "level4_fraud" / "artifacts"
     if _has_champion(source):
         shutil.copytree(source, dest)
+        # A fresh audit log: an earlier serve of that run may hold this test's transaction ids.
+        for stale in dest.glob("*/serving/audit.*"):
+            stale.unlink()
     else:
         env = {**os.environ, "L4__ARTIFACTS_DIR": str(dest)}
         cmd = [sys.executable, "-m", "level4_fraud", "run", "--profile", "quick"]
