@@ -3,8 +3,10 @@
 Replays a run's scored test week (and bootstrap weeks of its cards) as live traffic, splits the
 cards between the champion and the challenger by a keyed hash of the card id, looks at the
 metrics every ``look_every`` and stops when the mSPRT's always-valid p-value reaches alpha.
-Writes ``abtest.json`` (the decision), ``abtest.html`` (report section), the looks and arms
-tables and ``figures/abtest_sequential.png`` to --out (default: RUN/abtest).
+With ``--aa-runs N`` it also re-splits the traffic N times with the champion in both arms and
+reports how often each test stops on noise. Writes ``abtest.json`` (the decision),
+``abtest.html`` (report section), the looks and arms tables and
+``figures/abtest_sequential.png`` to --out (default: RUN/abtest).
 """
 
 from __future__ import annotations
@@ -31,10 +33,17 @@ def abtest(
     challenger: Annotated[
         str | None, typer.Option("--challenger", help="Model of arm B (default: config).")
     ] = None,
+    aa_runs: Annotated[
+        int | None,
+        typer.Option(
+            "--aa-runs", help="A/A re-splits measuring the test's false-positive rate (default: config)."
+        ),
+    ] = None,
     profile: ProfileOpt = "quick",
     config: ConfigOpt = None,
 ) -> None:
     """Sequential A/B test of two models of a run on replayed traffic (mSPRT, always-valid CIs)."""
+    from level4_fraud.abtest.calibration import aa_calibration
     from level4_fraud.abtest.config import ABTestConfig
     from level4_fraud.abtest.experiment import run_experiment
     from level4_fraud.abtest.report import write_outputs
@@ -43,7 +52,7 @@ def abtest(
     from level4_fraud.train import read_scores
 
     cfg = _config(profile, config, seed=seed)
-    overrides = {"split": split, "champion": champion, "challenger": challenger}
+    overrides = {"split": split, "champion": champion, "challenger": challenger, "aa_runs": aa_runs}
     section = {**cfg.abtest, **{k: v for k, v in overrides.items() if v is not None}}
     ab = cfg.model_copy(update={"abtest": section}).section("abtest", ABTestConfig)
     folder = _resolve_run(run, cfg)
@@ -53,7 +62,8 @@ def abtest(
         scores, ab.champion, ab.challenger, review_cost=review_cost, replicas=ab.replicas, seed=cfg.seed
     )
     result = run_experiment(traffic, ab, review_cost)
-    paths = write_outputs(result, out or Path(folder) / "abtest")
+    calibration = aa_calibration(traffic, ab, review_cost, ab.aa_runs) if ab.aa_runs else None
+    paths = write_outputs(result, out or Path(folder) / "abtest", calibration)
     s = result.summary
     say("champion", f"{s['champion']} (threshold {s['thresholds']['champion']:.4g})")
     say("challenger", f"{s['challenger']} (threshold {s['thresholds']['challenger']:.4g})")
@@ -70,6 +80,12 @@ def abtest(
         f"{d['delta']:.4g}, always-valid CI [{d['ci'][0]:.4g}, {d['ci'][1]:.4g}]",
     )
     say("naive significant looks", s["naive_significant_looks"])
+    if calibration is not None:
+        say(
+            "A/A false positives",
+            f"mSPRT {calibration.msprt_rate:.3f}, naive {calibration.naive_rate:.3f} "
+            f"({calibration.runs} splits)",
+        )
     for name, path in paths.items():
         say(name, path)
 

@@ -41,6 +41,8 @@ class ABTestConfig(BaseModel):
             bootstrap weeks of its cards (resampled with all their transactions).
         review_cost: Cost of reviewing one alert (None: the ``evaluation`` section's).
         fold: The scores file's fold the traffic comes from.
+        aa_runs: A/A re-splits of the traffic to measure the test's false-positive rate on it
+            (`calibration`; 0: none).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -58,6 +60,7 @@ class ABTestConfig(BaseModel):
     replicas: int = Field(4, ge=1, le=100)
     review_cost: float | None = Field(None, ge=0)
     fold: int = Field(0, ge=0)
+    aa_runs: int = Field(0, ge=0, le=10_000)
 
     @field_validator("look_every")
     @classmethod

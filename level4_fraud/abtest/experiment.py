@@ -64,7 +64,7 @@ def traffic_start(time: pd.Series | np.ndarray, every: str) -> pd.Timestamp:
     return pd.Timestamp(pd.to_datetime(pd.Series(time)).min()).floor(pd.Timedelta(every))
 
 
-def _metric_looks(
+def metric_looks(
     metric: str,
     traffic: pd.DataFrame,
     in_b: np.ndarray,
@@ -72,7 +72,24 @@ def _metric_looks(
     look: np.ndarray,
     cfg: ABTestConfig,
     review_cost: float,
+    *,
+    group_sequential: bool = True,
 ) -> pd.DataFrame:
+    """One metric's looks: both arms' moments, the difference, and every test's statistics.
+
+    Args:
+        metric: One of `METRICS`.
+        traffic: The traffic frame (``card``, ``fraud``, ``amount``).
+        in_b: Each transaction's card is in the challenger's arm.
+        alert: The arm's model alerted the transaction.
+        look: Each transaction's look.
+        cfg: The experiment's settings.
+        review_cost: Cost of one review.
+        group_sequential: Compute the O'Brien-Fleming boundaries (NaN otherwise).
+
+    Returns:
+        One row per look.
+    """
     n_looks = int(look.max()) + 1
     values, population = metric_values(
         metric, alert, traffic["fraud"].to_numpy(), traffic["amount"].to_numpy(), review_cost
@@ -117,8 +134,7 @@ def _metric_looks(
             "naive_low": naive_lo,
             "naive_high": naive_hi,
             "z": naive_z(delta, var),
-            # The group-sequential design is planned for the primary metric only (as one would).
-            "obf_bound": _obf_bounds(a.n + b.n, ready, cfg.alpha) if metric == cfg.metric else np.nan,
+            "obf_bound": _obf_bounds(a.n + b.n, ready, cfg.alpha) if group_sequential else np.nan,
         }
     )
 
@@ -179,7 +195,12 @@ def run_experiment(
     )
     look = look_index(frame["time"], cfg.look_every)
     looks = pd.concat(
-        [_metric_looks(m, frame, in_b, alert, look, cfg, review_cost) for m in METRICS], ignore_index=True
+        # The group-sequential design is planned for the primary metric only (as one would).
+        [
+            metric_looks(m, frame, in_b, alert, look, cfg, review_cost, group_sequential=m == cfg.metric)
+            for m in METRICS
+        ],
+        ignore_index=True,
     )
     if look_times:
         start = traffic_start(frame["time"], cfg.look_every)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from level4_fraud.abtest.calibration import AACalibration, as_dict
 from level4_fraud.abtest.experiment import ExperimentResult
 from shared.atomic import atomic_path, atomic_write_json, json_safe
 from shared.plotting import png_bytes, save_png, set_theme
@@ -104,7 +105,12 @@ def metrics_table(result: ExperimentResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def add_section(report: Report, result: ExperimentResult, figure_png: bytes | None = None) -> Section:
+def add_section(
+    report: Report,
+    result: ExperimentResult,
+    figure_png: bytes | None = None,
+    calibration: AACalibration | None = None,
+) -> Section:
     """Append the A/B test's section to a report (another report can embed it too)."""
     s = result.summary
     when = (
@@ -149,10 +155,19 @@ def add_section(report: Report, result: ExperimentResult, figure_png: bytes | No
         + "The O'Brien-Fleming group-sequential design over the same traffic "
         + (f"stops at look {s['obf_stop_look']}." if s["obf_stop_look"] is not None else "does not stop.")
     )
+    if calibration is not None:
+        sec.text(
+            f"A/A calibration on this traffic ({calibration.runs} re-splits of the cards with the "
+            f"champion in both arms): the mSPRT stopped on noise in {calibration.msprt_rate:.1%} "
+            f"of them (nominal {s['alpha']:.0%}), the naive z-test peeking at every look in "
+            f"{calibration.naive_rate:.1%}."
+        )
     return sec
 
 
-def write_outputs(result: ExperimentResult, out_dir: str | Path) -> dict[str, Path]:
+def write_outputs(
+    result: ExperimentResult, out_dir: str | Path, calibration: AACalibration | None = None
+) -> dict[str, Path]:
     """Write the JSON summary, the looks and arms tables, the figure and the HTML report."""
     out = Path(out_dir)
     (out / FIGURE_FILE).parent.mkdir(parents=True, exist_ok=True)
@@ -162,9 +177,10 @@ def write_outputs(result: ExperimentResult, out_dir: str | Path) -> dict[str, Pa
     report = Report(
         "Level 4 — sequential A/B test", f"{result.summary['challenger']} vs {result.summary['champion']}"
     )
-    add_section(report, result, png)
+    add_section(report, result, png, calibration)
+    summary = result.summary | ({"aa_calibration": as_dict(calibration)} if calibration is not None else {})
     paths = {
-        "summary": atomic_write_json(out / SUMMARY_FILE, json_safe(result.summary)),
+        "summary": atomic_write_json(out / SUMMARY_FILE, json_safe(summary)),
         "report": report.write(out / REPORT_FILE),
         "figure": figure,
     }
