@@ -5,7 +5,8 @@
 * `sequential`: the mixture SPRT's always-valid p-values and confidence sequences, and the
   naive repeated z-test they are compared with.
 * `group_sequential`: O'Brien-Fleming alpha spending (Lan-DeMets) boundaries.
-* `traffic`, `experiment`: the demonstration on a run's scored traffic; `report`: its outputs.
+* `traffic`, `experiment`: the demonstration on a run's scored traffic; `calibration`: A/A
+  re-splits measuring the test's false-positive rate on that traffic; `report`: the outputs.
 
 ``python -m level4_fraud abtest --run RUN`` runs it (`level4_fraud.cli_abtest`).
 """
