@@ -57,10 +57,7 @@ def day(k: int) -> pd.Timestamp:
 
 def _cfg(tmp: Path, **overrides: Any):
     return small_config(
-        **MODELS,
-        tracking={"enabled": True},
-        artifacts_dir=str(tmp / "artifacts"),
-        **overrides,
+        **{**MODELS, "tracking": {"enabled": True}, "artifacts_dir": str(tmp / "artifacts"), **overrides}
     )
 
 
@@ -122,7 +119,17 @@ def test_drift_is_detected_retrained_and_promoted_within_5_percent_of_the_oracle
     assert result.challenger is not None
     models = {"champion": champion, "challenger": load_run(result.challenger), "oracle": oracle}
     test = rt.window_scores(models, known, (day(R), day(N)))
-    print({m: round(_ap(test, m), 4) for m in models}, "first alarm", result.first_alarm.date())
+    print(
+        "first alarm",
+        result.first_alarm.date(),
+        "champion AP pre/post drift",
+        round(_ap(pre, "champion"), 4),
+        round(_ap(post, "champion"), 4),
+        "comparison window",
+        {m: round(_ap(result.scores, m), 4) for m in result.scores},
+        "test week",
+        {m: round(_ap(test, m), 4) for m in models},
+    )
     assert _ap(test, "challenger") > _ap(test, "champion")
     assert _ap(test, "challenger") >= 0.95 * _ap(test, "oracle")
 
