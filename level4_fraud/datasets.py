@@ -58,8 +58,8 @@ from level4_fraud import data, features, schema
 from level4_fraud.evaluate import EvaluationConfig, prequential_folds, train_test_split
 from shared.errors import EmptyDataError
 
-SPLITS: tuple[str, ...] = ("valid_train", "valid", "train", "test")
 Split = Literal["valid_train", "valid", "train", "test"]
+SPLITS: tuple[Split, ...] = ("valid_train", "valid", "train", "test")
 
 # Raw columns kept next to the features: what metrics, reports and sequence models read.
 META_COLUMNS: tuple[str, ...] = (

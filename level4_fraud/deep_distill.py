@@ -313,6 +313,9 @@ class ThresholdStudent(nn.Module):
     ``forward(x_raw (batch, n_features)) -> (batch,)`` logits."""
 
     config_cls: ClassVar[type[ThresholdStudentConfig]] = ThresholdStudentConfig
+    # Buffers registered in __init__ (declared so that type checkers see tensors, not modules).
+    step_index: torch.Tensor
+    step_value: torch.Tensor
 
     def __init__(self, config: ThresholdStudentConfig) -> None:
         super().__init__()
@@ -486,9 +489,9 @@ def _frame_latency(
     times = np.empty(n_single)
     for i in range(n_single):
         one = rows.iloc[i % n : i % n + 1]
-        t0 = time.perf_counter_ns()
+        t0_ns = time.perf_counter_ns()
         predict(one)
-        times[i] = (time.perf_counter_ns() - t0) / 1e6
+        times[i] = (time.perf_counter_ns() - t0_ns) / 1e6
     t0 = time.perf_counter()
     for lo in range(0, n, cfg.batch_size):
         predict(rows.iloc[lo : lo + cfg.batch_size])

@@ -77,7 +77,7 @@ def _adaptation() -> AdaptationConfig:
     short = {"epochs": 10, "patience": 3, "batch_size": 128}
     base = AdaptationConfig()
     return AdaptationConfig(
-        lora=LoraSettings(r=2, alpha=4.0),
+        lora=LoraSettings(r=2, alpha=4),
         # Adapters start at zero: a larger step than full fine-tuning, smaller than lora.py's
         # default, which overshoots a transformer pretrained on tens of thousands of rows.
         lora_train=base.lora_train.model_copy(update={**short, "learning_rate": 3e-3}),

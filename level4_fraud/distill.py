@@ -46,6 +46,9 @@ class StudentMLP(nn.Module):
     """Standardisation (stored buffers) + MLP: ``forward(x_raw (batch, F)) -> (batch,)`` logits."""
 
     config_cls: ClassVar[type[StudentConfig]] = StudentConfig
+    # Buffers registered in __init__ (declared so that type checkers see tensors, not modules).
+    mean: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, config: StudentConfig) -> None:
         super().__init__()

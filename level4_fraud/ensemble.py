@@ -58,12 +58,16 @@ _EPS = 1e-6
 _REF_SIZE = 20_000  # validation scores kept per member for the rank transform
 
 
+def _default_methods() -> list[Method]:
+    return ["rank_mean", "stacking"]
+
+
 class EnsembleConfig(BaseModel):
     """How the ensemble is chosen and calibrated (quick and full profiles alike)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    methods: list[Method] = Field(default_factory=lambda: ["rank_mean", "stacking"], min_length=1)
+    methods: list[Method] = Field(default_factory=_default_methods, min_length=1)
     cv_blocks: int = Field(3, ge=2, description="Blocks of whole validation days for choosing")
     min_members: int = Field(2, ge=2, description="Fewest members a candidate combines")
     max_exhaustive: int = Field(7, ge=2, description="Above this many members, greedy forward selection")
@@ -306,7 +310,8 @@ class Ensemble:
                     break
                 chosen.append(nxt[0])
         best_key = max(tried, key=lambda k: (_nan_low(tried[k]), k.count("+")))
-        combo_names, method = best_key.split(":")
+        combo_names, method_name = best_key.split(":")
+        method = next(m for m in cfg.methods if m == method_name)
         members = combo_names.split("+")
         idx = [names.index(m) for m in members]
         sub = raw[:, idx]

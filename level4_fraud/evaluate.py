@@ -200,7 +200,9 @@ def handbook_starts(
 # ----------------------------------------------------------------------------------------------
 
 
-def _arrays(y: Sequence[float] | np.ndarray | pd.Series, score: Sequence[float] | np.ndarray | pd.Series):
+def _arrays(
+    y: Sequence[float] | np.ndarray | pd.Series, score: Sequence[float] | np.ndarray | pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
     y_arr = np.asarray(y, dtype=np.float64)
     s_arr = np.asarray(score, dtype=np.float64)
     if y_arr.shape != s_arr.shape:

@@ -71,7 +71,8 @@ class LoraSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     r: int = Field(4, ge=1, description="rank of the low-rank update")
-    alpha: float = Field(8.0, gt=0, description="LoRA scaling numerator: the update is (alpha / r) * B @ A")
+    # An integer, as peft's LoraConfig declares it.
+    alpha: int = Field(8, gt=0, description="LoRA scaling numerator: the update is (alpha / r) * B @ A")
     dropout: float = Field(0.0, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "v_proj"])
     train_head: bool = Field(True, description="train a copy of the classification head (modules_to_save)")

@@ -261,7 +261,8 @@ def write_scores_csv(scores: pd.DataFrame, path: str | os.PathLike[str]) -> Path
 
 # ---------------------------------------------------------------------------------- MLflow model
 try:  # MLflow is installed with the level; keep the module importable without it
-    from mlflow.pyfunc import PythonModel as _PythonModel
+    # From its module: mypy sees `mlflow.pyfunc` as a lazy loader that exports nothing.
+    from mlflow.pyfunc.model import PythonModel as _PythonModel
 except ImportError:  # pragma: no cover - mlflow is part of the lock
     _PythonModel = object  # type: ignore[assignment,misc]
 

@@ -155,6 +155,8 @@ def export_onnx(
                     dynamic_shapes=({0: torch.export.Dim("batch")},),
                     verbose=False,
                 )
+                if program is None:  # only the TorchScript path returns nothing
+                    raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
                 program.save(str(onnx_tmp), external_data=False)
             onnx.checker.check_model(str(onnx_tmp))
             onnx_tmp.replace(tmp)
@@ -297,9 +299,9 @@ def latency_table(
             times = np.empty(cfg.n_single)
             for i in range(cfg.n_single):
                 row = x[i % len(x) : i % len(x) + 1]
-                t0 = time.perf_counter_ns()
+                t0_ns = time.perf_counter_ns()
                 cand.predict(row)
-                times[i] = (time.perf_counter_ns() - t0) / 1e6
+                times[i] = (time.perf_counter_ns() - t0_ns) / 1e6
             t0 = time.perf_counter()
             for lo in range(0, len(x), cfg.batch_size):
                 cand.predict(x[lo : lo + cfg.batch_size])

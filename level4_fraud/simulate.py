@@ -328,7 +328,7 @@ def _profiles(cfg: SimulatorConfig) -> _Profiles:
         n_devices = np.zeros(nc, dtype=np.int64)
         term_category = np.zeros(nt, dtype=np.int64)
         ecom_terms = crypto_terms = np.zeros(0, dtype=np.int64)
-        ecom_weights = np.zeros(0)
+        ecom_weights: np.ndarray = np.zeros(0)
     else:
         term_channel = rng.choice(3, size=nt, p=TERMINAL_CHANNEL_P)
         term_category = np.empty(nt, dtype=np.int64)
@@ -540,7 +540,15 @@ def _inject(cfg: SimulatorConfig, prof: _Profiles) -> pd.DataFrame:
     parts: list[dict[str, np.ndarray]] = []
     next_device = FRAUD_DEVICE_BASE
 
-    def add(day, sec, cust, term, amount, scen, device) -> None:
+    def add(
+        day: int | np.ndarray,
+        sec: np.ndarray,
+        cust: np.ndarray,
+        term: np.ndarray,
+        amount: np.ndarray,
+        scen: int,
+        device: int | np.ndarray,
+    ) -> None:
         n = len(cust)
         parts.append(
             {
@@ -713,9 +721,8 @@ def _day(cfg: SimulatorConfig, prof: _Profiles, plan: _Plan, day: int, first_id:
 
     # Time order within the day; ties (same second) by customer then generation order.
     order = np.lexsort((np.arange(len(cust)), cust, seconds))
-    cust, seconds, term, amount, scen, device = (
-        a[order] for a in (cust, seconds, term, amount, scen, device)
-    )
+    cust, seconds, term, amount = cust[order], seconds[order], term[order], amount[order]
+    scen, device = scen[order], device[order]
     tx_seconds = seconds + day * SECONDS_PER_DAY
     start = np.datetime64(cfg.start_date.isoformat(), "ns")
     out = pd.DataFrame(

@@ -181,5 +181,6 @@ def ray_session(cfg: RayConfig | None = None) -> Iterator[RaySession]:
             storage_path=storage,
             resources=dict(ray.cluster_resources()),
             address=cfg.address,
-            session_dir=str(context.address_info.get("session_dir", "")),
+            # A client connection (ray://) has no address_info.
+            session_dir=str(getattr(context, "address_info", {}).get("session_dir", "")),
         )

@@ -103,6 +103,14 @@ class PipelineResult:
     seconds: float = math.nan
 
 
+def _stages(model: nn.Module) -> Sequence[Any]:
+    """What the model's ``stages()`` returns (a model without one cannot be split)."""
+    stages = getattr(model, "stages", None)
+    if not callable(stages):
+        raise ValueError(f"{type(model).__name__} has no stages() to split it into a pipeline")
+    return list(stages())
+
+
 def _stage_names(model: nn.Module) -> list[dict[str, str]]:
     """For each stage, ``{stage-local name: model name}`` of its parameters and buffers.
 
@@ -110,9 +118,7 @@ def _stage_names(model: nn.Module) -> list[dict[str, str]]:
         ValueError: The model has no ``stages()``, a stage is not a module, a parameter sits in
             both stages, or a parameter is in neither (the pipeline would never train it).
     """
-    if not callable(getattr(model, "stages", None)):
-        raise ValueError(f"{type(model).__name__} has no stages() to split it into a pipeline")
-    stages = model.stages()
+    stages = _stages(model)
     if len(stages) != NUM_STAGES or not all(isinstance(s, nn.Module) for s in stages):
         raise ValueError(f"stages() must return {NUM_STAGES} nn.Modules")
     by_id = {id(t): name for name, t in [*model.named_parameters(), *model.named_buffers()]}
@@ -171,7 +177,7 @@ def _stage_process(
     try:
         model = factory()
         model.load_state_dict(state)
-        module = model.stages()[rank].to(device)
+        module = _stages(model)[rank].to(device)
         module.train()
         stage = PipelineStage(module, rank, NUM_STAGES, device)
         schedule_cls = ScheduleGPipe if cfg.schedule == "gpipe" else Schedule1F1B
@@ -238,7 +244,7 @@ def train_pipeline(
         ValueError: No batches, a batch not divisible into equal micro-batches, or a model
             whose stages do not split its parameters in two.
     """
-    import torch.multiprocessing as mp
+    from torch.multiprocessing.spawn import spawn
 
     cfg = cfg or PipelineConfig()
     batches = [(tuple(inputs), target) for inputs, target in batches]
@@ -259,7 +265,7 @@ def train_pipeline(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="l4-pipeline-") as out_dir:
         init_method = f"tcp://127.0.0.1:{free_port()}"
-        mp.spawn(
+        spawn(
             _stage_process,
             args=(factory, state, batches, cfg, loss_fn, init_method, out_dir),
             nprocs=NUM_STAGES,

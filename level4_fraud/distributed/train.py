@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -195,7 +195,9 @@ def _train_loop_per_worker(config: dict[str, Any]) -> dict[str, Any]:
     core: nn.Module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     device = ray.train.torch.get_device()
     dataset = TensorDataset(*(to_tensor(a) for a in inputs), torch.as_tensor(y, dtype=torch.float32))
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=tcfg.seed)
+    sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=tcfg.seed
+    )
     loader = DataLoader(dataset, batch_size=tcfg.batch_size, sampler=sampler)
     loss_fn = make_loss(tcfg, y)  # positive weight from all training labels, the same on every rank
     params = [p for p in model.parameters() if p.requires_grad]
@@ -289,7 +291,11 @@ def train_data_parallel(
     """
     import ray
     import ray.train
-    from ray.train.torch import TorchTrainer
+
+    # Train V2 (Ray's default): its `Result` carries the loop's return value.
+    from ray.train.v2.api.config import RunConfig, ScalingConfig
+    from ray.train.v2.api.result import Result
+    from ray.train.v2.torch.torch_trainer import TorchTrainer
 
     cfg = cfg or DataParallelConfig()
     y = np.asarray(y, dtype=np.float32)
@@ -301,17 +307,17 @@ def train_data_parallel(
     trainer = TorchTrainer(
         _train_loop_per_worker,
         train_loop_config={"cfg": cfg.model_dump(), "factory": factory, "data": data_ref},
-        scaling_config=ray.train.ScalingConfig(
+        scaling_config=ScalingConfig(
             num_workers=cfg.num_workers,
             use_gpu=_use_gpu(cfg),
             resources_per_worker={"CPU": cfg.threads_per_worker},
         ),
-        run_config=ray.train.RunConfig(
-            name=f"{cfg.name}-{uuid.uuid4().hex[:8]}", storage_path=session.storage_path
-        ),
+        run_config=RunConfig(name=f"{cfg.name}-{uuid.uuid4().hex[:8]}", storage_path=session.storage_path),
     )
     start = time.perf_counter()
-    result = trainer.fit()
+    # V2's fit() returns V2's Result; Ray annotates it as `ray.train.Result`, which a type checker
+    # resolves to Train V1's class (no return_value).
+    result = cast(Result, trainer.fit())
     seconds = time.perf_counter() - start
     if result.error is not None:
         raise result.error

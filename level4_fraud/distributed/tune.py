@@ -317,9 +317,10 @@ def _run_search(
     if grid.errors:
         raise RuntimeError(f"{len(grid.errors)} Tune trial(s) failed; first: {grid.errors[0]}")
     rows, history = [], []
-    for result in grid:
+    for i in range(len(grid)):
+        result = grid[i]
         frame = result.metrics_dataframe
-        trial_id = str(result.metrics.get("trial_id", ""))
+        trial_id = str((result.metrics or {}).get("trial_id", ""))
         if frame is None or frame.empty or METRIC not in frame:
             continue
         frame = frame[frame[METRIC].notna()]
@@ -328,7 +329,7 @@ def _run_search(
         rows.append(
             {
                 "trial_id": trial_id,
-                **result.config,
+                **(result.config or {}),
                 METRIC: float(best[METRIC]),
                 "best_step": int(best[time_attr]),
                 "steps": steps,

@@ -185,13 +185,14 @@ class _PointInTimeRayFeatureBuilder(RayFeatureBuilder):
     """Ray feature builder whose materialisation plan uses the nodes above."""
 
     def build_filter_node(self, view: Any, input_node: DAGNode) -> DAGNode:
-        if not self.is_materialization:
+        end_time = self.task.end_time
+        if not self.is_materialization or end_time is None:
             return super().build_filter_node(view, input_node)
         node = _TtlAtEndFilterNode(
             "filter",
             timestamp_column=self.get_column_info(view).timestamp_column,
             ttl=getattr(view, "ttl", None),
-            end_time=self.task.end_time,
+            end_time=end_time,
             filter_condition=getattr(view, "filter", None),
         )
         node.add_input(input_node)

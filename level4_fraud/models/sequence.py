@@ -19,7 +19,7 @@ composition (`run_stages`) equals ``forward``, for pipeline parallelism.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -196,7 +196,7 @@ def _key_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _front(
-    in_proj: nn.Module, pos: nn.Embedding, blocks: Sequence[nn.Module], x: torch.Tensor, mask: torch.Tensor
+    in_proj: nn.Module, pos: nn.Embedding, blocks: Iterable[nn.Module], x: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     length = x.shape[1]
     if length > pos.num_embeddings:
@@ -212,7 +212,7 @@ def _front(
 
 
 def _back(
-    blocks: Sequence[nn.Module], norm: nn.Module, head: nn.Module, h: torch.Tensor, mask: torch.Tensor
+    blocks: Iterable[nn.Module], norm: nn.Module, head: nn.Module, h: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
     km = _key_mask(mask)
     for block in blocks:

@@ -171,10 +171,9 @@ class TabularEncoder(nn.Module):
     def __init__(self, n_numeric: int, cardinalities: Sequence[int], embedding_dim: int) -> None:
         super().__init__()
         self.n_numeric = n_numeric
-        self.embeddings = nn.ModuleList(
-            nn.Embedding(c, embedding_size(c, embedding_dim)) for c in cardinalities
-        )
-        self.out_dim = n_numeric + sum(e.embedding_dim for e in self.embeddings)
+        embeddings = [nn.Embedding(c, embedding_size(c, embedding_dim)) for c in cardinalities]
+        self.embeddings = nn.ModuleList(embeddings)
+        self.out_dim = n_numeric + sum(e.embedding_dim for e in embeddings)
         if self.out_dim == 0:
             raise ValueError("a tabular model needs at least one numeric or categorical input")
 
