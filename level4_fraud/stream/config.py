@@ -26,6 +26,10 @@ class StreamConfig(BaseModel):
             consumer and is claimed by another (``XAUTOCLAIM``).
         claim_every_s: How often a consumer looks for such entries.
         push_features: Push each scored card's activity to the online store (Feast push source).
+        flush_every_s: A consumer pushes card activity and acknowledges what it decided at most
+            this often (and whenever the stream is idle): one Feast push costs tens of ms
+            whatever its size, so pushing per entry would cap a consumer near 30 entries/s.
+            0: after every read.
         drain_timeout_s: How long the ``stream`` command waits for the group to finish.
         ready_timeout_s: How long it waits for its consumers to load the model and join.
         metrics_port: The consumers serve Prometheus metrics on 127.0.0.1 from this port on
@@ -49,6 +53,7 @@ class StreamConfig(BaseModel):
     claim_min_idle_ms: int = Field(10_000, ge=0)
     claim_every_s: float = Field(1.0, gt=0)
     push_features: bool = True
+    flush_every_s: float = Field(0.25, ge=0)
     drain_timeout_s: float = Field(120.0, gt=0)
     ready_timeout_s: float = Field(180.0, gt=0)
     metrics_port: int | None = Field(None, ge=1, le=65535)

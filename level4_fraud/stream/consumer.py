@@ -6,13 +6,20 @@ consumer that dies before acknowledging leaves its entries pending, another cons
 once they have been idle `claim_min_idle_ms` (``XAUTOCLAIM``), and ``decide`` answers an entry
 already in the audit log from the log (``replayed``), so nothing is decided or written twice.
 
-Per batch of entries read: each is parsed (a bad payload goes to the dead-letter stream
-``KEY:dead`` and is acknowledged: retrying cannot fix it) and decided (an exception — the audit
-log unreachable — leaves the entry pending, to be retried when claimed); then the cards' activity
-is pushed to the online store through Feast's push source, so the next transaction of a card sees
-this one; then the results go to the publisher's results stream, if it named one, and the batch
-is acknowledged. A failed push is logged and counted, not retried: the decision stands, the
-card's recency feature is stale until its next transaction.
+Each entry read is parsed (a bad payload goes to the dead-letter stream ``KEY:dead``: retrying
+cannot fix it) and decided (an exception — the audit log unreachable — leaves the entry pending,
+to be retried when claimed). Decided entries are buffered and flushed every `flush_every_s`
+(and whenever the stream is idle): the cards' activity is pushed to the online store through
+Feast's push source in one call (a push costs tens of ms whatever its size), the results go to
+the publisher's results stream if it named one, and the entries are acknowledged. A failed
+push is logged and counted, not retried: the decision stands, the card's recency feature is
+stale until its next transaction.
+
+Known limit: the scorer's card state (`serving.online.CardLedger`: today's windows, 1-hour
+counts, devices seen) lives in each consumer process and learns only the transactions that
+process decided, so with several consumers a card's in-day features miss the transactions
+its other consumers saw. Card-partitioned streams (one consumer per partition) or a shared
+card state in Redis would close it; neither is built.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -62,6 +69,7 @@ class ConsumerSettings:
     block_ms: int = 200
     claim_min_idle_ms: int = 10_000
     claim_every_s: float = 1.0
+    flush_every_s: float = 0.25
 
     @classmethod
     def from_config(cls, cfg: StreamConfig, name: str | None = None) -> ConsumerSettings:
@@ -73,6 +81,7 @@ class ConsumerSettings:
             block_ms=cfg.block_ms,
             claim_min_idle_ms=cfg.claim_min_idle_ms,
             claim_every_s=cfg.claim_every_s,
+            flush_every_s=cfg.flush_every_s,
         )
 
     @property
@@ -140,6 +149,8 @@ class StreamConsumer:
         self.features = features
         self.parse = parse or transaction_parser()
         self.counts = ConsumerCounts()
+        self._buffer = _Buffer()
+        self._next_flush = time.monotonic() + settings.flush_every_s
 
     # -- reading
 
@@ -153,6 +164,7 @@ class StreamConsumer:
             got = self.client.xreadgroup(s.group, s.name, {s.key: cursor}, count=s.read_count)
             entries = got[0][1] if got else []
             if not entries:
+                self.flush()
                 return handled
             handled += self.handle(entries)
             cursor = entries[-1][0]
@@ -170,13 +182,17 @@ class StreamConsumer:
                 log.info("%s claimed %d idle entries", s.name, len(entries))
                 handled += self.handle(entries)
             if cursor == "0-0":
+                self.flush()
                 return handled
 
     def poll(self) -> int:
-        """Read and handle new entries (waits up to `block_ms`)."""
+        """Read and handle new entries (waits up to `block_ms`; flushes when there are none)."""
         s = self.settings
         got = self.client.xreadgroup(s.group, s.name, {s.key: ">"}, count=s.read_count, block=s.block_ms)
-        return self.handle(got[0][1]) if got else 0
+        if not got:
+            self.flush()
+            return 0
+        return self.handle(got[0][1])
 
     def run(self, stop: threading.Event) -> ConsumerCounts:
         """Consume until `stop` is set (finishing the batch in hand)."""
@@ -187,40 +203,60 @@ class StreamConsumer:
                 self.claim()
                 next_claim = time.monotonic() + self.settings.claim_every_s
             self.poll()
+        self.flush()
         return self.counts
 
     # -- handling
 
     def handle(self, entries: Sequence[Entry]) -> int:
-        """Decide, push, report and acknowledge one batch; returns the entries acknowledged."""
-        ack: list[str] = []
-        dead: list[tuple[dict[str, str], str]] = []
-        decided: list[tuple[dict[str, str], Any, Any, float]] = []
+        """Decide each entry of a batch into the buffer (flushed when due, see `flush`).
+
+        Returns:
+            The entries handled: decided, dead-lettered or gone (each acknowledged at the flush).
+        """
+        handled = 0
         for entry_id, fields in entries:
-            if not fields:  # trimmed from the stream before anyone read it
-                ack.append(entry_id)
-                continue
-            try:
-                tx = self.parse(fields[FIELD_TX])
-            except (KeyError, ValueError) as exc:
-                dead.append((fields, f"bad payload: {str(exc).splitlines()[0]}"))
-                ack.append(entry_id)
-                self._observe(422, 0.0)
-                continue
-            t0 = time.perf_counter()
-            try:
-                out = self.decider.decide(tx)
-            except Exception:  # the audit log failed: leave it pending, to be claimed and retried
-                log.exception("%s: no decision for entry %s", self.settings.name, entry_id)
-                self.counts.failed += 1
-                self._observe(503, time.perf_counter() - t0)
-                continue
-            self._observe(200, time.perf_counter() - t0)
-            decided.append((fields, tx, out, time.time()))
-            ack.append(entry_id)
-        self._push([tx for _, tx, _, _ in decided])
-        self._finish(ack, dead, decided)
-        return len(ack)
+            handled += self._handle_one(entry_id, fields)
+        if time.monotonic() >= self._next_flush:
+            self.flush()
+        return handled
+
+    def _handle_one(self, entry_id: str, fields: dict[str, str] | None) -> int:
+        buf = self._buffer
+        if not fields:  # trimmed from the stream before anyone read it
+            buf.ack.append(entry_id)
+            return 1
+        try:
+            tx = self.parse(fields[FIELD_TX])
+        except (KeyError, ValueError) as exc:
+            buf.dead.append((fields, f"bad payload: {str(exc).splitlines()[0]}"))
+            buf.ack.append(entry_id)
+            self._observe(422, 0.0)
+            return 1
+        t0 = time.perf_counter()
+        try:
+            out = self.decider.decide(tx)
+        except Exception:  # the audit log failed: leave it pending, to be claimed and retried
+            log.exception("%s: no decision for entry %s", self.settings.name, entry_id)
+            self.counts.failed += 1
+            self._observe(503, time.perf_counter() - t0)
+            return 0
+        self._observe(200, time.perf_counter() - t0)
+        buf.decided.append((fields, tx, out, time.time()))
+        buf.ack.append(entry_id)
+        return 1
+
+    def flush(self) -> None:
+        """Push the buffered cards' activity, write the results, acknowledge the buffered entries.
+
+        Every buffered decision is already in the audit log; acknowledging after the push too
+        makes the feature update at least once as well (a consumer killed before its flush leaves
+        the entries pending: the claimer replays the decisions from the log and pushes again).
+        """
+        buf, self._buffer = self._buffer, _Buffer()
+        self._next_flush = time.monotonic() + self.settings.flush_every_s
+        self._push([tx for _, tx, _, _ in buf.decided])
+        self._finish(buf)
 
     def _observe(self, status: int, seconds: float) -> None:
         # The service's Prometheus collectors, labelled engine="stream" (the API's say "uvicorn").
@@ -239,30 +275,34 @@ class StreamConsumer:
             log.exception("%s: feature push failed for %d transactions", self.settings.name, len(txs))
             self.counts.push_errors += 1
 
-    def _finish(
-        self,
-        ack: list[str],
-        dead: list[tuple[dict[str, str], str]],
-        decided: list[tuple[dict[str, str], Any, Any, float]],
-    ) -> None:
-        if not ack:
+    def _finish(self, buf: _Buffer) -> None:
+        if not buf.ack:
             return
         s = self.settings
         pipe = self.client.pipeline(transaction=False)
-        for fields, error in dead:
+        for fields, error in buf.dead:
             pipe.xadd(s.dead_key, {**fields, "error": error, "consumer": s.name})
             if fields.get(FIELD_REPLY):
                 pipe.xadd(
                     fields[FIELD_REPLY], {"id": _raw_id(fields), "error": "bad payload", "consumer": s.name}
                 )
-        for fields, tx, out, done in decided:
+        for fields, tx, out, done in buf.decided:
             if fields.get(FIELD_REPLY):
                 pipe.xadd(fields[FIELD_REPLY], _result(fields, tx, out, done, s.name))
-        pipe.xack(s.key, s.group, *ack)
+        pipe.xack(s.key, s.group, *buf.ack)
         pipe.execute()
-        self.counts.dead += len(dead)
-        self.counts.decided += len(decided)
-        self.counts.replayed += sum(bool(getattr(out, "replayed", False)) for _, _, out, _ in decided)
+        self.counts.dead += len(buf.dead)
+        self.counts.decided += len(buf.decided)
+        self.counts.replayed += sum(bool(getattr(out, "replayed", False)) for _, _, out, _ in buf.decided)
+
+
+@dataclass
+class _Buffer:
+    """Decided (or dead) entries waiting for the next flush."""
+
+    ack: list[str] = field(default_factory=list)
+    dead: list[tuple[dict[str, str], str]] = field(default_factory=list)
+    decided: list[tuple[dict[str, str], Any, Any, float]] = field(default_factory=list)
 
 
 def _raw_id(fields: dict[str, str]) -> str:

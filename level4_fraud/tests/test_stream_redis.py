@@ -81,22 +81,71 @@ class FlakyDecider:
         )
 
 
-def _tx(tid: int) -> bytes:
+def _tx(tid: int, card: int = 1, when: str = "2018-05-01T10:00:00", terminal: int = 2) -> bytes:
     return encode(
         {
             "TRANSACTION_ID": tid,
-            "TX_DATETIME": "2018-05-01T10:00:00",
-            "CUSTOMER_ID": 1,
-            "TERMINAL_ID": 2,
+            "TX_DATETIME": when,
+            "CUSTOMER_ID": card,
+            "TERMINAL_ID": terminal,
             "TX_AMOUNT": 5.0,
         }
     )
 
 
-def _settings(key: str, name: str = "c1") -> ConsumerSettings:
+def _settings(key: str, name: str = "c1", flush_every_s: float = 0.0) -> ConsumerSettings:
     return ConsumerSettings(
-        key, "g", name, read_count=10, block_ms=50, claim_min_idle_ms=200, claim_every_s=0.05
+        key,
+        "g",
+        name,
+        read_count=10,
+        block_ms=50,
+        claim_min_idle_ms=200,
+        claim_every_s=0.05,
+        flush_every_s=flush_every_s,
     )
+
+
+class PendingAtPush:
+    """The real Feast store, noting how many entries were still unacknowledged at each push."""
+
+    def __init__(self, store, client, key: str) -> None:
+        self.store, self.client, self.key = store, client, key
+        self.pending_at_push: list[int] = []
+
+    def push(self, rows):
+        self.pending_at_push.append(self.client.xpending(self.key, "g")["pending"])
+        return self.store.push(rows)
+
+
+def test_card_activity_reaches_the_online_store_before_the_entries_are_acknowledged(
+    redis_client, stream_key: str, tmp_path: Path
+) -> None:
+    from datetime import timedelta
+
+    from level4_fraud.tests.test_feast import DAY, build_store, request
+
+    fs = build_store(tmp_path)
+    fs.materialize(DAY - timedelta(days=2), DAY + timedelta(days=2))
+    sink = PendingAtPush(fs, redis_client, stream_key)
+    consumer = StreamConsumer(redis_client, _settings(stream_key, flush_every_s=60.0), FlakyDecider(), sink)
+    consumer.join()
+    times = ["2018-04-03T10:15:00", "2018-04-03T10:30:00", "2018-04-03T10:45:00"]
+    publish(
+        redis_client,
+        stream_key,
+        [_tx(i, card=1, when=t, terminal=7) for i, t in enumerate(times)],
+        tps=1000.0,
+    )
+
+    assert consumer.poll() == 3
+    assert redis_client.xpending(stream_key, "g")["pending"] == 3  # decided, buffered, not yet acknowledged
+    assert sink.pending_at_push == []
+    assert consumer.poll() == 0  # the stream is idle: flush
+    assert sink.pending_at_push == [3]  # one push for the three, before any acknowledgement
+    assert redis_client.xpending(stream_key, "g")["pending"] == 0
+    got = fs.online_features([request(1, 7, 30.0, "2018-04-03 11:00")])
+    assert got.loc[0, "SECONDS_SINCE_LAST_TX"] == 900.0  # the card's newest transaction, 10:45
 
 
 def test_a_bad_payload_is_dead_lettered_and_a_failed_decision_is_retried_once_claimed(
@@ -165,15 +214,22 @@ def _pending_of(client, key: str, group: str, consumer: str) -> list[str]:
     return [r["message_id"] for r in rows]
 
 
-def _freeze_with_pending(proc, client, key: str, group: str, name: str, timeout_s: float = 60.0) -> list[str]:
-    """Stop `proc` (SIGSTOP) at a moment it holds pending entries; returns their ids."""
+def _kill_holding_entries(
+    proc, client, key: str, group: str, name: str, timeout_s: float = 60.0
+) -> list[str]:
+    """SIGKILL `proc` at a moment it holds pending entries; returns the entries it left pending.
+
+    It is frozen (SIGSTOP) until it is seen holding some, then killed; its pending list is read
+    after its death, so an acknowledgement it had already sent cannot be mistaken for a loss.
+    """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         os.kill(proc.pid, signal.SIGSTOP)
-        time.sleep(0.05)  # let a command it had already sent (an XACK) land first
-        pending = _pending_of(client, key, group, name)
-        if pending:
-            return pending
+        if _pending_of(client, key, group, name):
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            time.sleep(0.1)  # commands it had sent before dying are applied by now
+            return _pending_of(client, key, group, name)
         os.kill(proc.pid, signal.SIGCONT)
         time.sleep(0.01)
     raise AssertionError(f"{name} never held a pending entry")
@@ -217,10 +273,7 @@ def test_a_killed_consumers_entries_are_claimed_and_every_decision_is_logged_onc
         deadline = time.monotonic() + 60
         while redis_client.xlen(reply) < 30 and time.monotonic() < deadline:  # mid-stream
             time.sleep(0.05)
-        victim = procs.procs["victim"]
-        held = _freeze_with_pending(victim, redis_client, stream_key, group, "victim")
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
+        held = _kill_holding_entries(procs.procs["victim"], redis_client, stream_key, group, "victim")
         publisher.join(timeout=60)
         last_id = published["p"].last_id  # type: ignore[attr-defined]
         wait_drained(redis_client, stream_key, group, last_id, timeout_s=120, alive=procs.alive)
@@ -243,6 +296,7 @@ def test_a_killed_consumers_entries_are_claimed_and_every_decision_is_logged_onc
     ids = published["p"].ids  # type: ignore[attr-defined]
     by_entry = {entry: tids[i] for i, entry in enumerate(ids)}
     held_tids = {by_entry[e] for e in held}
+    assert held_tids  # it died holding some
     survivor_tids = {int(r["id"]) for r in results if r["consumer"] == "survivor"}
     assert held_tids <= survivor_tids
     assert "claimed" in (tmp_path / "logs" / "survivor.log").read_text()
