@@ -207,3 +207,33 @@ def test_promotion_rule():
     assert rt.is_better(0.8, 0.7, 0.0) and not rt.is_better(0.7, 0.7, 0.0)
     assert not rt.is_better(0.75, 0.7, 0.1) and rt.is_better(0.5, float("nan"), 0.0)
     assert not rt.is_better(float("nan"), 0.5, 0.0)
+
+
+@pytest.mark.slow
+def test_monitor_command_prints_the_drift_day_and_bad_input_is_one_line(world, tmp_path):
+    from typer.testing import CliRunner
+
+    from level4_fraud.cli import app
+
+    runner = CliRunner()
+    args = ["monitor", "--run", str(world["champion"].folder), "--data", str(world["data"])]
+    out = tmp_path / "daily.csv"
+    res = runner.invoke(app, [*args, "--as-of", str(day(D + 2).date()), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "drift alarms" in res.output and str(day(D).date()) in res.output.split("drift alarms")[1]
+    table = pd.read_csv(out, index_col=0)
+    assert not table.loc[str(day(D - 1).date()), "alarm"] and table.loc[str(day(D).date()), "alarm"]
+    # labels arrive 7 days after the transaction: at D + 2, days up to D - 6 are scored, later ones wait
+    assert (
+        table.loc[str(day(D - 6).date()), "labels"] == "labelled"
+        and table.loc[str(day(D - 6).date()), "AP"] > 0
+    )
+    pending = [str(day(k).date()) for k in range(D - 5, D + 2)]
+    assert (table.loc[pending, "labels"] == "pending").all() and table.loc[pending, "AP"].isna().all()
+
+    bad = runner.invoke(
+        app, ["monitor", "--run", str(world["champion"].folder), "--data", str(tmp_path / "none")]
+    )
+    assert bad.exit_code == 2 and bad.output.strip().count("\n") == 0 and "no such folder" in bad.output
+    bad_day = runner.invoke(app, [*args, "--as-of", "yesterday-ish"])
+    assert bad_day.exit_code == 2 and "--as-of" in bad_day.output
