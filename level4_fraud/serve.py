@@ -6,7 +6,8 @@ under the level's artifacts), else — no champion registered yet — the quick 
 first (`pipeline.level4_flow`, about 3 minutes) and served.
 
 Engines: ``uvicorn`` (the latency path, one process: the card state lives in it); ``ray`` (Ray
-Serve, the scale-out path) is not built yet.
+Serve, the scale-out path: `serving.ray_app`, replicas autoscaled; a private local Ray unless
+``ray.address`` joins a cluster).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.errors import ConfigError, InputFileError, UserError
+from shared.errors import ConfigError, InputFileError
 
 if TYPE_CHECKING:
     from level4_fraud.config import FraudConfig
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 ENGINES = ("uvicorn", "ray")
-
-
-class EngineNotBuiltError(UserError):
-    """The requested engine does not exist yet."""
 
 
 def champion(cfg: FraudConfig) -> tuple[Path, str] | None:
@@ -110,31 +107,64 @@ def serve(
     """Resolve the model, build the service, print its URL and key, serve until stopped.
 
     Raises:
-        EngineNotBuiltError: ``engine="ray"`` (not built yet).
         ConfigError: Unknown engine, bad settings.
         InputFileError: The run folder is missing or incomplete.
     """
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "ray":
-        raise EngineNotBuiltError(
-            "--engine ray: the Ray Serve deployment is not built yet; use --engine uvicorn"
-        )
-    import uvicorn
-
     from level4_fraud.serving.config import resolve_api_key
-    from shared.cli import say
 
     scfg = serving_config(cfg, port=port)
     key = resolve_api_key(scfg, api_key)
     run_dir, version = resolve_run(cfg, run)
+    if engine == "ray":
+        serve_ray(cfg, run_dir, scfg, key, version)
+        return
+    import uvicorn
+
     app = build_app(cfg, run_dir, scfg, key, version)
-    say("run", run_dir)
-    say("model", app.state.service.scorer.model_version)
-    say("url", f"http://{scfg.host}:{scfg.port}/v1/score")
-    say("api key", key)
-    say("docs", f"http://{scfg.host}:{scfg.port}/docs")
+    _announce(run_dir, app.state.service.scorer.model_version, scfg, key, "uvicorn")
     try:
         uvicorn.run(app, host=scfg.host, port=scfg.port, log_level="warning", access_log=False)
     finally:
         app.state.service.close()
+
+
+def _announce(run_dir: Path, version: str, scfg: ServingConfig, key: str, engine: str) -> None:
+    from shared.cli import say
+
+    say("run", run_dir)
+    say("model", version)
+    say("engine", engine)
+    say("url", f"http://{scfg.host}:{scfg.port}/v1/score")
+    say("api key", key)
+    say("docs", f"http://{scfg.host}:{scfg.port}/docs")
+
+
+def serve_ray(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, key: str, version: str | None) -> None:
+    """Deploy the service on Ray Serve (`serving.ray_app`) and block until interrupted."""
+    import signal
+    import threading
+
+    from ray import serve as ray_serve
+
+    from level4_fraud.distributed.cluster import ray_session
+    from level4_fraud.serving.ray_app import APPLICATION, application
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with ray_session(cfg.ray):
+        ray_serve.start(http_options={"host": scfg.host, "port": scfg.port})
+        try:
+            app = application(
+                run_dir, scfg, api_key=key, feature_store=cfg.feature_store_config(), model_version=version
+            )
+            ray_serve.run(app, name=APPLICATION, route_prefix="/", blocking=False)
+            _announce(run_dir, version or run_dir.name, scfg, key, "ray")
+            try:
+                while not stop.wait(1.0):
+                    pass
+            except KeyboardInterrupt:
+                pass
+        finally:
+            ray_serve.shutdown()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -44,6 +44,30 @@ class RulesConfig(BaseModel):
     amount_ratio_score: float = Field(0.5, ge=0, le=1)
 
 
+class RayServeSettings(BaseModel):
+    """Replicas and autoscaling of the Ray Serve deployment (``serving.ray``; `serving.ray_app`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(1, ge=1)
+    max_replicas: int = Field(2, ge=1)
+    target_ongoing_requests: float = Field(4.0, gt=0)
+    upscale_delay_s: float = Field(2.0, ge=0)
+    downscale_delay_s: float = Field(10.0, ge=0)
+    replica_cpus: float = Field(0.5, gt=0)
+
+    def autoscaling_config(self) -> dict[str, Any]:
+        """Ray Serve's ``autoscaling_config``."""
+        return {
+            "min_replicas": self.min_replicas,
+            "initial_replicas": self.min_replicas,
+            "max_replicas": max(self.max_replicas, self.min_replicas),
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s,
+            "downscale_delay_s": self.downscale_delay_s,
+        }
+
+
 class ServingConfig(BaseModel):
     """The scoring service.
 
@@ -65,6 +89,7 @@ class ServingConfig(BaseModel):
         history_days: Days of history kept per card for the windows (the longest window + 1).
         onnx_threads: onnxruntime intra-op threads.
         rules: The fallback rules.
+        ray: Ray Serve replicas and autoscaling (``--engine ray``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -83,6 +108,7 @@ class ServingConfig(BaseModel):
     history_days: int = Field(31, ge=1)
     onnx_threads: int = Field(1, ge=1)
     rules: RulesConfig = Field(default_factory=RulesConfig)
+    ray: RayServeSettings = Field(default_factory=RayServeSettings)
 
     @model_validator(mode="after")
     def _check(self) -> ServingConfig:

@@ -13,7 +13,6 @@ from level4_fraud.tests.integration_helpers import small_config
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--engine", "ray"], "not built yet"),
         (["--engine", "gunicorn"], "--engine must be one of"),
         (["--run", "/no/such/run"], "not a level-4 run folder"),
     ],

@@ -1,0 +1,98 @@
+"""The scale-out path: the same `ScoringService` and FastAPI app deployed on Ray Serve.
+
+Each replica builds the run's `ScoringService` (scorer, card state, audit log) and serves the
+app `serving.app.create_app` builds, through ``@serve.ingress`` (the app is built on the
+replica, after the service: ``__serve_build_asgi_app__``). Replicas scale with
+``autoscaling_config`` on the requests each one has in flight.
+
+What changes with several replicas: each keeps its own card state (a card's transactions may
+land on different replicas, so its 1-hour counts and first uses are per replica until the
+state moves to Redis), and each exposes its own ``/metrics`` (``engine="ray"``). The audit log
+is shared (SQLite in WAL mode takes several writer processes; PostgreSQL when configured), so
+idempotency and "acknowledged means audited" hold across replicas.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from level4_fraud.serving.config import RayServeSettings
+
+DEPLOYMENT = "fraud_scorer"
+APPLICATION = "fraud"
+
+
+class FraudScoringReplica:
+    """One replica: the run's service and its FastAPI app (engine label ``ray``).
+
+    Args:
+        run_dir: The run folder.
+        serving: `ServingConfig` values.
+        feature_store: `FeatureStoreConfig` values (None: the run's SQLite store).
+        api_key: The key clients send.
+        model_version: Reported with each decision.
+    """
+
+    def __init__(
+        self,
+        run_dir: str,
+        serving: dict[str, Any],
+        feature_store: dict[str, Any] | None,
+        api_key: str,
+        model_version: str | None,
+    ) -> None:
+        from level4_fraud.feature_store import FeatureStoreConfig
+        from level4_fraud.serving.app import create_app
+        from level4_fraud.serving.config import ServingConfig
+        from level4_fraud.serving.service import ScoringService
+
+        cfg = ServingConfig.model_validate(serving)
+        fs = FeatureStoreConfig.model_validate(feature_store) if feature_store else None
+        self.service = ScoringService.from_run(
+            Path(run_dir), cfg, feature_store=fs, model_version=model_version
+        )
+        self._asgi = create_app(self.service, cfg, api_key=api_key, engine="ray")
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return self._asgi
+
+
+FraudScoringIngress = serve.ingress()(FraudScoringReplica)
+
+
+def application(
+    run_dir: Path,
+    serving: Any,
+    *,
+    api_key: str,
+    feature_store: Any = None,
+    model_version: str | None = None,
+    settings: RayServeSettings | None = None,
+) -> Any:
+    """The bound Ray Serve application (``serve.run`` it).
+
+    Args:
+        run_dir: The run folder.
+        serving: The `ServingConfig`.
+        api_key: The key clients send.
+        feature_store: The `FeatureStoreConfig` (None: the run's SQLite store).
+        model_version: Reported with each decision.
+        settings: Replicas and autoscaling.
+    """
+    settings = settings or serving.ray
+    deployment = serve.deployment(
+        FraudScoringIngress,
+        name=DEPLOYMENT,
+        autoscaling_config=settings.autoscaling_config(),
+        ray_actor_options={"num_cpus": settings.replica_cpus},
+        max_ongoing_requests=max(8, int(settings.target_ongoing_requests * 4)),
+    )
+    values = serving.model_dump(mode="json")
+    for secret in ("api_key", "audit_hash_key"):
+        if getattr(serving, secret) is not None:
+            values[secret] = getattr(serving, secret).get_secret_value()
+    fs = feature_store.model_dump(mode="json") if feature_store is not None else None
+    return deployment.bind(str(Path(run_dir).resolve()), values, fs, api_key, model_version)

@@ -1,0 +1,52 @@
+"""``serve --engine ray``: the same scorer and app on Ray Serve (a private local Ray) answers
+decisions, replays them by id, checks the key, and labels its metrics ``engine="ray"``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from level4_fraud.tests.serving_helpers import payload, serving_run
+from shared.process import free_port, read_log_tail, start_process, stop_process_tree, wait_http_ready
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ray_serve_engine_decides_replays_and_checks_the_key(tmp_path):
+    run = serving_run()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "L4__SERVING__HISTORY": str(run.history),
+        "L4__SERVING__AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "L4__SERVING__AUDIT_HASH_KEY": "k" * 32,
+    }
+    cmd = [sys.executable, "-m", "level4_fraud", "serve", "--engine", "ray", "--run", str(run.run_dir)]
+    proc = start_process([*cmd, "--port", str(port), "--api-key", "ray-key"], env=env, cwd=ROOT, log_path=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_http_ready(f"{base}/readyz", proc=proc, timeout_s=300)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{read_log_tail(log)}") from None
+        body = payload(run.replay().iloc[0])
+        with httpx.Client(base_url=base, timeout=30) as client:
+            first = client.post("/v1/score", json=body, headers={"X-API-Key": "ray-key"})
+            assert first.status_code == 200, first.text
+            again = client.post("/v1/score", json=body, headers={"X-API-Key": "ray-key"}).json()
+            assert again["replayed"] is True and again["decision"] == first.json()["decision"]
+            assert client.post("/v1/score", json=body).status_code == 401
+            assert (
+                client.post("/v1/score", json={"x": 1}, headers={"X-API-Key": "ray-key"}).status_code == 422
+            )
+            assert 'fraud_requests_total{engine="ray",status="2xx"}' in client.get("/metrics").text
+    finally:
+        stop_process_tree(proc, timeout_s=60)
+    assert proc.returncode is not None
