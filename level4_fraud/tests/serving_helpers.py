@@ -25,7 +25,11 @@ from level4_fraud.tests.integration_helpers import small_config, small_folder
 
 FAST_DEEP: dict[str, Any] = {
     "device": "cpu",
-    "models": {"mlp": {"enabled": False}, "moe": {"enabled": False}, "sequence": {"transformer": False, "gru": False}},
+    "models": {
+        "mlp": {"enabled": False},
+        "moe": {"enabled": False},
+        "sequence": {"transformer": False, "gru": False},
+    },
     "lora": {"enabled": False},
     "ray": {"enabled": False},
     "fast_path": {"epochs": 8, "latency": {"n_single": 20, "warmup": 2}, "teacher_n_single": 2},
