@@ -194,6 +194,16 @@ def test_no_drift_and_no_force_stops_before_training(world, tmp_path):
     assert not (tmp_path / "r" / rt.CHALLENGER_DIR).exists()
     assert json.loads((tmp_path / "r" / rt.RETRAIN_FILE).read_text())["decision"] == "no_drift"
 
+    # The same through the command line.
+    from typer.testing import CliRunner
+
+    from level4_fraud.cli import app
+
+    args = ["retrain", "--run", str(world["champion"].folder), "--data", str(world["data"])]
+    res = CliRunner().invoke(app, [*args, "--as-of", str(day(D - 1).date()), "--out", str(tmp_path / "cli")])
+    assert res.exit_code == 0, res.output
+    assert "no_drift" in res.output and (tmp_path / "cli" / rt.RETRAIN_FILE).is_file()
+
 
 @pytest.mark.slow
 def test_comparison_window_is_the_latest_fully_labelled_days(world):
