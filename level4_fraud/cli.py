@@ -342,5 +342,5 @@ def _register_production_commands() -> None:
 
 
 # One entry per command module, added as each lands.
-PRODUCTION_COMMANDS: tuple[str, ...] = ("cli_audit", "cli_serve", "cli_abtest", "cli_retrain")
+PRODUCTION_COMMANDS: tuple[str, ...] = ("cli_audit", "cli_serve", "cli_abtest", "cli_stream", "cli_retrain")
 _register_production_commands()
