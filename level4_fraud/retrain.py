@@ -14,8 +14,8 @@ data folder by default) on what is known then:
    than ``min_post_drift_days`` fully labelled days since the first alarm (the drift's onset):
    stop too (``waiting_for_labels``): a challenger could not learn the new pattern yet.
 3. **challenger** — the level's recipe (`train.fit_baselines`, `train.fit_fold_ensemble`,
-   `train.choose_thresholds`, as ``train`` does on a folder) on every label that has arrived,
-   except the **comparison window**: the most recent ``compare_days`` labelled days.
+   `train.choose_thresholds`, as ``train`` does on a folder) on the last ``train_days`` labelled
+   days, except the **comparison window**: the most recent ``compare_days`` labelled days.
 4. **compare** — champion and challenger score the comparison window, which neither has trained
    on: average precision (the level's headline) and CP@100.
 5. **promote or alert** — a challenger whose AP beats the champion's by more than
@@ -239,6 +239,10 @@ def drift_report(
     ``score_reference_days`` days right after its training period: scores of the rows a forest
     was trained on are in-sample (the frauds it memorised score near 1), so they are no reference
     for the scores of new traffic; the first days it scored unseen are. Score rows start after them.
+
+    A reference taken before the windows have filled (the 30-day terminal windows, delayed by the
+    label delay, need 37 days of history) makes those features "drift" while they fill: true of
+    the data, not of the customers; the quick profile's run shows it.
 
     Returns:
         ``(table, summary)``: `monitoring.drift.drift_by_window` and its `window_summary`.

@@ -18,6 +18,14 @@ A column drifts in a window when its PSI reaches ``psi_threshold`` or its KS sta
 ``ks_threshold`` with a p-value under ``ks_alpha`` (with thousands of rows a day, a tiny gap is
 "significant"; the statistic's size is what matters). A window raises the alarm when at least
 ``min_drifted`` columns drift; the model's score counts as one column.
+
+Measured on the simulator's drift event (``tests/test_retrain.py``: 600 cards, about 1,300
+transactions a day) with the default thresholds: on the 7 days before the drift the largest PSI
+was 0.044 and the largest KS 0.057 (no alarm); on the drift day the merchant category's PSI was
+0.28 (the new pattern's crypto exchanges), so the alarm came that day. The spending shift alone
+(amounts x 1.1, 15 % more transactions, 10 points more online) moves each feature by less than
+0.07 PSI on its first day; the card's 7-day transaction count reaches 0.15-0.2 only once its
+window has filled with the new habits, five to seven days later.
 """
 
 from __future__ import annotations
