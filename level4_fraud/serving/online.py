@@ -22,7 +22,9 @@ lost the card-testing and takeover signals). Feast remains the source of what ne
 or reference data the service never sees: the terminal windows (fraud rates from investigated
 labels), the coordinates (distance from home), and the card's snapshot for a card the ledger
 does not know (a service started without history). The ledger lives in the process: several
-worker processes would each keep their own (a shared one belongs in Redis; not built).
+worker processes (or Ray replicas) each keep their own, and a restart starts again from the
+history folder, without the transactions decided since (the audit log holds card ids only as
+keyed hashes, so it cannot rebuild it); a shared ledger belongs in Redis (not built).
 
 Remaining gap with the batch features: the terminal windows are the midnight snapshot, not the
 window ending exactly a label delay before the transaction (they differ by the terminal's

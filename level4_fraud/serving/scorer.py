@@ -403,7 +403,7 @@ def _reader(run_dir: Path, feature_store: Any) -> FeastOnlineReader | None:
         return None
     try:
         return FeastOnlineReader(store)
-    except Exception as exc:  # the registry cannot be read: decide without the store, flagged
+    except Exception as exc:  # the registry cannot be read: decide without the store
         logger.error("Feast online store unavailable at start (%s)", exc)
         return None
 
