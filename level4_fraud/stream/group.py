@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class ConsumerProcesses:
     """
 
     def __init__(
-        self, commands: dict[str, Sequence[str]], log_dir: Path, env: dict[str, str] | None = None
+        self, commands: Mapping[str, Sequence[str]], log_dir: Path, env: dict[str, str] | None = None
     ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         self.logs = {name: log_dir / f"{name}.log" for name in commands}
