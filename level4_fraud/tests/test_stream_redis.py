@@ -300,3 +300,38 @@ def test_a_killed_consumers_entries_are_claimed_and_every_decision_is_logged_onc
     survivor_tids = {int(r["id"]) for r in results if r["consumer"] == "survivor"}
     assert held_tids <= survivor_tids
     assert "claimed" in (tmp_path / "logs" / "survivor.log").read_text()
+
+
+@pytest.mark.slow
+def test_stream_command_through_the_broker_decides_every_transaction(
+    scoring_run, redis_client, stream_key: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from level4_fraud.cli import app
+    from level4_fraud.serving.audit import AuditLog
+
+    run_dir, history, replay = scoring_run
+    audit_url = f"sqlite:///{tmp_path / 'audit.db'}"
+    for name, value in {
+        "L4__STREAM__KEY": stream_key,
+        "L4__SERVING__AUDIT_URL": audit_url,
+        "L4__SERVING__AUDIT_HASH_KEY": "cli-test-key",
+        "L4__SERVING__HISTORY": str(history),
+        "L4__ARTIFACTS_DIR": str(tmp_path / "artifacts"),  # the consumers' logs
+    }.items():
+        monkeypatch.setenv(name, value)
+    args = ["stream", "--fdh-folder", str(replay), "--limit", "120", "--tps", "100"]
+    args += ["--broker", REDIS_URL, "--consumers", "2", "--run", str(run_dir)]
+    got = CliRunner().invoke(app, args)
+    assert got.exit_code == 0, got.output
+    figures = dict(
+        line.split(None, 1) for line in got.output.splitlines() if line and not line.startswith(" ")
+    )
+    assert figures["decided"].strip() == "120" and figures["errors"].strip() == "0"
+    with AuditLog.open(audit_url, b"cli-test-key") as audit:
+        assert audit.count() == 120
+    assert redis_client.xpending(stream_key, "scorers")["pending"] == 0
+    # the consumers were stopped and left the group; the results stream was removed
+    assert redis_client.xinfo_consumers(stream_key, "scorers") == []
+    assert not list(redis_client.scan_iter(match=f"{stream_key}:results:*"))
