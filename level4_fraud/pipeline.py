@@ -127,7 +127,9 @@ def feature_store_stage(
         warnings.simplefilter("ignore")  # Feast: "on demand feature view is an experimental feature"
         views = store.apply()
     t1 = time.perf_counter()
-    start = tx[schema.TX_DATETIME].min().to_pydatetime()
+    # From the first day's midnight: the profile sources (home and terminal coordinates) are
+    # stamped then, before the first transaction, and a later start would leave them out.
+    start = tx[schema.TX_DATETIME].min().normalize().to_pydatetime()
     end = (tx[schema.TX_DATETIME].max().normalize() + pd.Timedelta(days=1)).to_pydatetime()
     # Feast prints a progress line per view on stdout; the flow prints its own summary.
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

@@ -288,3 +288,17 @@ def test_online_scores_agree_with_batch_predict(run, online_rows):
     )
     assert spearmanr(student, batch_scores).statistic > 0.8
     assert np.mean((student >= review) == (batch_scores >= review)) >= 0.95
+
+
+def test_the_flows_materialisation_fills_every_online_view_profiles_included(run):
+    # The coordinate profiles are stamped at the first day's midnight; a materialisation that
+    # started at the first transaction left their online tables empty.
+    import sqlite3
+
+    db = run.run_dir / "feature_store" / "online.db"
+    with sqlite3.connect(db) as con:
+        tables = [t for (t,) in con.execute("select name from sqlite_master where type='table'")]
+        counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in tables}
+    profiles = {t: n for t, n in counts.items() if t.endswith(("card_profile", "terminal_profile"))}
+    assert len(profiles) == 2, counts
+    assert all(n > 0 for n in counts.values()), counts
