@@ -15,7 +15,9 @@ the images and the compose stack (``docker/level4/``).
   third-party images; the image's requirement list is enough to run ``serve``; compose is
   checked by the compose-spec schema and Debian's ``docker-compose config``; the PostgreSQL
   entrypoint of the Debian image initialises and serves a database (host's PostgreSQL 15).
-* ``container`` tests build the scoring image with podman and score a transaction through it.
+* ``container`` tests build the scoring image with podman and score transactions through it
+  (~6.5 min cold on the shared 2-core machine, seconds cached), and build and run the Debian-package
+  Redis, PostgreSQL, Prometheus and Alertmanager images with the stack's files (~1 min cold).
 
 Binaries come from Debian packages (``make system-deps``: prometheus, prometheus-alertmanager,
 docker-compose); a test whose binary is absent is skipped with the reason.
@@ -1121,4 +1123,115 @@ def test_fraud_image_scores_transactions_as_a_non_root_container(fraud_image, se
     finally:
         subprocess.run(
             [podman, "rm", "-f", "-t", "5", cid], capture_output=True, env=podman_env(), timeout=60
+        )
+
+
+def _eventually(cmd: list[str], timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = subprocess.run(cmd, capture_output=True, text=True, env=podman_env(), timeout=60)
+        if result.returncode == 0:
+            return result.stdout
+        assert time.monotonic() < deadline, result.stdout + result.stderr
+        time.sleep(1)
+
+
+@pytest.mark.container
+@pytest.mark.integration
+def test_debian_service_images_run_the_stack_config_as_non_root(fraud_image):
+    """Redis, PostgreSQL, Prometheus and Alertmanager built from Debian packages (no registry) run
+    with the stack's files and commands: the official stages are never pulled."""
+    podman = fraud_image
+    for service in ("redis", "postgres", "prometheus", "alertmanager"):
+        sh([str(DOCKER / "build_image.sh"), service, f"localhost/level4-{service}:test"], timeout=1200)
+    services = compose_services()
+    mounts = {  # the compose volumes of this repository's files, as podman -v options
+        name: [
+            f"--volume={L4 / v.split(':')[0]}:{v.split(':', 1)[1]}"
+            for v in services[name]["volumes"]
+            if v[0] == "."
+        ]
+        for name in ("prometheus", "alertmanager")
+    }
+    env = [f"--env={k}={v}" for k, v in services["postgres"]["environment"].items() if "$" not in str(v)]
+    started = [
+        sh([podman, "run", "-d", "--rm", "localhost/level4-redis:test", *services["redis"]["command"]]),
+        sh(
+            [
+                podman,
+                "run",
+                "-d",
+                "--rm",
+                *env,
+                "--env=POSTGRES_PASSWORD=pw",
+                "localhost/level4-postgres:test",
+            ]
+        ),
+        sh(
+            [
+                podman,
+                "run",
+                "-d",
+                "--rm",
+                *mounts["prometheus"],
+                "localhost/level4-prometheus:test",
+                *services["prometheus"]["command"],
+            ]
+        ),
+        sh(
+            [
+                podman,
+                "run",
+                "-d",
+                "--rm",
+                *mounts["alertmanager"],
+                "localhost/level4-alertmanager:test",
+                *services["alertmanager"]["command"],
+            ]
+        ),
+    ]
+    redis, pg, prom, am = (r.stdout.strip().splitlines()[-1] for r in started)
+    try:
+        assert _eventually([podman, "exec", redis, "redis-cli", "ping"]).strip() == "PONG"
+        _eventually([podman, "exec", pg, "pg_isready", "-h", "127.0.0.1", "-U", "fraud", "-d", "fraud"])
+        query = [
+            podman,
+            "exec",
+            "-e",
+            "PGPASSWORD=pw",
+            pg,
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "fraud",
+            "-d",
+            "fraud",
+        ]
+        assert _eventually([*query, "-tAc", "select current_database()"]).strip() == "fraud"
+        wrong = subprocess.run(
+            [podman, "exec", "-e", "PGPASSWORD=no", *query[4:], "-c", "select 1"],
+            capture_output=True,
+            text=True,
+            env=podman_env(),
+            timeout=60,
+        )
+        assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+        wget = ["wget", "-q", "-O-"]
+        _eventually([podman, "exec", prom, *wget, "http://127.0.0.1:9090/-/ready"])
+        rules = json.loads(_eventually([podman, "exec", prom, *wget, "http://127.0.0.1:9090/api/v1/rules"]))
+        loaded = {r["name"] for g in rules["data"]["groups"] for r in g["rules"]}
+        assert loaded >= {r["alert"] for r in alert_rules()}
+        _eventually([podman, "exec", am, *wget, "http://127.0.0.1:9093/-/ready"])
+        status = json.loads(_eventually([podman, "exec", am, *wget, "http://127.0.0.1:9093/api/v2/status"]))
+        assert "fraud-oncall" in status["config"]["original"]
+        for cid in (redis, pg, prom, am):
+            user = json.loads(sh([podman, "inspect", cid]).stdout)[0]["Config"]["User"]
+            assert user and user not in ("root", "0")
+    finally:
+        subprocess.run(
+            [podman, "rm", "-f", "-t", "3", redis, pg, prom, am],
+            capture_output=True,
+            env=podman_env(),
+            timeout=60,
         )
