@@ -41,7 +41,11 @@ def summarise(path: str, payload: dict[str, Any]) -> dict[str, Any]:
         "receiver": payload.get("receiver"),
         "status": payload.get("status"),
         "alerts": [
-            {"alertname": a.get("labels", {}).get("alertname"), "status": a.get("status"), "labels": a.get("labels", {})}
+            {
+                "alertname": a.get("labels", {}).get("alertname"),
+                "status": a.get("status"),
+                "labels": a.get("labels", {}),
+            }
             for a in payload.get("alerts", [])
         ],
     }
@@ -59,7 +63,7 @@ def make_handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self._answer(200, "ok")
             elif self.path == "/received":
@@ -67,7 +71,7 @@ def make_handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
             else:
                 self._answer(404, {"error": f"no route {self.path}"})
 
-        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             try:
                 payload = json.loads(self.rfile.read(length) or b"{}")
@@ -82,7 +86,7 @@ def make_handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
             print(json.dumps(item), flush=True)
             self._answer(200, {"received": len(item["alerts"])})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server API
+        def log_message(self, format: str, *args: Any) -> None:
             return  # the JSON lines above are the log
 
     return Handler
@@ -91,7 +95,7 @@ def make_handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
 def main(argv: list[str] | None = None) -> None:
     """Serve until interrupted."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="0.0.0.0")  # noqa: S104 - a container's service port
+    parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=5001)
     args = parser.parse_args(argv)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(Sink()))
