@@ -131,9 +131,17 @@ test-container: install system-deps container-deps
 load-test-level3: install
 	$(PY) benchmarks/run.py 3_load
 
+## load-test-level4: fraud scoring at 500 tx/s (uvicorn, Redis Stream consumers, Ray Serve replicas) -> results.md
+load-test-level4: install
+	$(PY) benchmarks/run.py 4_load
+
 ## bench: run the benchmarks and write benchmarks/results.md
 bench: install
 	$(PY) benchmarks/run.py
+
+## bench-level4: level 4's benchmark alone (simulator at 10 M, Feast, fast path, full profile) -> results.md
+bench-level4: install
+	$(PY) benchmarks/run.py level4
 
 ## lint: ruff check, ruff format --check, mypy on shared/ and every level
 lint: install
@@ -159,4 +167,4 @@ distclean: clean
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install checkov-venv system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-fast test-full bench lint format clean distclean help
+.PHONY: install checkov-venv system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-fast test-full bench bench-level4 lint format clean distclean help
