@@ -50,8 +50,9 @@ all: install
 level%: install
 	$(PY) scripts/run_levels.py $*
 
-# Debian packages some tests use: promtool (prometheus) and docker-compose for the ops checks of
-# level 3; podman, runc and debootstrap for the container tests. Installed only when missing and
+# Debian packages some tests use: promtool (prometheus), amtool (prometheus-alertmanager) and
+# docker-compose for the ops checks of levels 3 and 4; podman, runc and debootstrap for the
+# container tests. Installed only when missing and
 # apt-get is usable (root); elsewhere those tests skip and say which binary is absent.
 APT_TEST      := prometheus:promtool prometheus-alertmanager:amtool docker-compose:docker-compose
 APT_CONTAINER := podman:podman runc:runc debootstrap:debootstrap
@@ -167,4 +168,4 @@ distclean: clean
 help:
 	@grep -E '^## ' $(MAKEFILE_LIST) | sed -e 's/^## //' | awk -F': ' '{ printf "  %-28s %s\n", $$1, substr($$0, length($$1) + 3) }'
 
-.PHONY: install checkov-venv system-deps container-deps lock all serve-level3 test-container load-test-level3 test test-fast test-full bench bench-level4 lint format clean distclean help
+.PHONY: install checkov-venv system-deps container-deps lock all serve-level3 test-container load-test-level3 load-test-level4 test test-fast test-full bench bench-level4 lint format clean distclean help

@@ -45,9 +45,9 @@ def logit(p: Any) -> Any:
 
 # What each input means, for a reviewer: a phrase built from its value.
 _WINDOW_TEXT = {
-    "CUSTOMER_ID_NB_TX_{w}DAY_WINDOW": "{v:.0f} payments on this card in the last {span}",
+    "CUSTOMER_ID_NB_TX_{w}DAY_WINDOW": "{payments} on this card in the last {span}",
     "CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW": "the card's average payment over the last {span} is {v:,.2f}",
-    "TERMINAL_ID_NB_TX_{w}DAY_WINDOW": "{v:.0f} payments at this terminal in {span} (ending a week ago)",
+    "TERMINAL_ID_NB_TX_{w}DAY_WINDOW": "{payments} at this terminal in {span} (ending a week ago)",
     "TERMINAL_ID_RISK_{w}DAY_WINDOW": (
         "{pct} of this terminal's investigated payments over {span} (ending a week ago) were fraud"
     ),
@@ -71,8 +71,10 @@ _TEXT: dict[str, Callable[[float], str]] = {
     "NEW_TERMINAL": lambda v: (
         "first payment of this card at this terminal" if v >= 0.5 else "card used at this terminal before"
     ),
-    "CUSTOMER_ID_NB_TX_1H_WINDOW": lambda v: f"{v:.0f} payments on this card within the last hour",
-    "SMALL_AMOUNT_BURST_1H": lambda v: f"{v:.0f} small payments (under 5) on this card within the last hour",
+    "CUSTOMER_ID_NB_TX_1H_WINDOW": lambda v: f"{_count(v, 'payment')} on this card within the last hour",
+    "SMALL_AMOUNT_BURST_1H": lambda v: (
+        f"{_count(v, 'small payment')} (under 5) on this card within the last hour"
+    ),
     "FOREIGN_COUNTRY": lambda v: (
         "payment outside the holder's home country" if v >= 0.5 else "payment in the home country"
     ),
@@ -87,6 +89,12 @@ def _gap_text(seconds: float) -> str:
     if seconds < 86_400:
         return f"{seconds / 3_600:.1f} hours since the card's previous payment"
     return f"{seconds / 86_400:.1f} days since the card's previous payment"
+
+
+def _count(value: float, noun: str) -> str:
+    """``"1 payment"``, ``"3 payments"``: a count with its noun in the right number."""
+    n = round(float(value))
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _span(w: int) -> str:
@@ -107,7 +115,12 @@ def describe(feature: str, value: Any, contribution: float) -> str:
         for template, text in _WINDOW_TEXT.items():
             for w in (1, 7, 14, 30, 60, 90):
                 if feature == template.format(w=w):
-                    phrase = text.format(v=float(value), span=_span(w), pct=f"{float(value):.0%}")
+                    phrase = text.format(
+                        v=float(value),
+                        span=_span(w),
+                        pct=f"{float(value):.0%}",
+                        payments=_count(value, "payment"),
+                    )
         if phrase is None:
             phrase = f"{feature} = {float(value):.4g}"
     return f"{phrase[0].upper()}{phrase[1:]}: {effect} the fraud risk."
