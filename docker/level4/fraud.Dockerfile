@@ -7,6 +7,7 @@
 # without a registry. A folder of local wheels mounted at /wheels (the CPU torch wheel) is used
 # when present; otherwise pip takes torch from the index.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
+#checkov:skip=CKV_DOCKER_7:FROM names the BASE_IMAGE build argument, whose default above is a versioned tag (checkov cannot resolve it)
 
 FROM ${BASE_IMAGE} AS build
 # PIP_CERT: a CA bundle mounted at build time where TLS to the index is intercepted.
