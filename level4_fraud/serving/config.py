@@ -90,6 +90,9 @@ class ServingConfig(BaseModel):
         onnx_threads: onnxruntime intra-op threads.
         rules: The fallback rules.
         ray: Ray Serve replicas and autoscaling (``--engine ray``).
+        drift_watch: Set the drift gauges from recent decisions (`serving.drift_watch`).
+        drift_window: Recent decisions the drift gauges compare with the reference.
+        drift_every: Recompute the drift gauges after this many new decisions (never per request).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -109,6 +112,9 @@ class ServingConfig(BaseModel):
     onnx_threads: int = Field(1, ge=1)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     ray: RayServeSettings = Field(default_factory=RayServeSettings)
+    drift_watch: bool = True
+    drift_window: int = Field(2000, ge=1)
+    drift_every: int = Field(500, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> ServingConfig:

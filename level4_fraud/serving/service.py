@@ -22,6 +22,7 @@ from typing import Any
 
 from level4_fraud.serving.audit import AuditLog, AuditRecord
 from level4_fraud.serving.config import ServingConfig, ServingPaths
+from level4_fraud.serving.drift_watch import DriftWatch
 from level4_fraud.serving.metrics import ServiceMetrics
 from level4_fraud.serving.schemas import DecisionOut, Reason, TransactionIn
 from level4_fraud.serving.scorer import FraudScorer, Scored
@@ -54,10 +55,18 @@ class ScoringService:
         scorer: Decides.
         audit: Keeps every decision.
         metrics: Prometheus collectors (default: new ones).
+        drift: Sets the drift gauges from recent decisions (None: they stay unset).
     """
 
-    def __init__(self, scorer: FraudScorer, audit: AuditLog, metrics: ServiceMetrics | None = None) -> None:
+    def __init__(
+        self,
+        scorer: FraudScorer,
+        audit: AuditLog,
+        metrics: ServiceMetrics | None = None,
+        drift: DriftWatch | None = None,
+    ) -> None:
         self.scorer = scorer
+        self.drift = drift
         self.audit = audit
         self.metrics = metrics or ServiceMetrics()
         self.metrics.set_model(scorer.model_version)
@@ -83,6 +92,8 @@ class ScoringService:
             return decision_of(kept, replayed=True)
         self.scorer.observe(tx)
         self.metrics.observe_decision(scored.decision, freshness_s=scored.features.freshness_s)
+        if self.drift is not None:
+            self.drift.observe(scored.features.values, scored.decision.score, self.metrics)
         return scored.decision
 
     def _record(self, tx: TransactionIn, scored: Scored) -> AuditRecord:
@@ -134,7 +145,8 @@ class ScoringService:
         paths = ServingPaths(run_dir)
         audit = AuditLog.open(paths.audit_url(cfg), paths.hash_key(cfg))
         scorer = FraudScorer.from_run(run_dir, cfg, feature_store=feature_store, model_version=model_version)
-        return cls(scorer, audit, metrics)
+        drift = DriftWatch.from_run(run_dir, cfg) if cfg.drift_watch else None
+        return cls(scorer, audit, metrics, drift)
 
 
 def _first_line(exc: BaseException) -> str:
