@@ -96,3 +96,36 @@ def application(
             values[secret] = getattr(serving, secret).get_secret_value()
     fs = feature_store.model_dump(mode="json") if feature_store is not None else None
     return deployment.bind(str(Path(run_dir).resolve()), values, fs, api_key, model_version)
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """Application builder for ``serve run level4_fraud.serving.ray_app:build_app`` and KubeRay's
+    RayService (its ``import_path``): the same settings the uvicorn service reads.
+
+    The level's config comes from ``L4__*`` environment variables (``L4__SERVING__API_KEY``,
+    ``L4__SERVING__AUDIT_URL``, ...), as for ``python -m level4_fraud serve``; the application's
+    ``args`` may add ``run`` (a run folder; default: the registered champion's, as ``serve``),
+    ``profile`` and ``config`` (a config file).
+
+    Args:
+        args: The Serve application's ``args`` mapping.
+
+    Returns:
+        The bound application (deployment `DEPLOYMENT`).
+    """
+    from level4_fraud.config import FraudConfig
+    from level4_fraud.serve import resolve_run, serving_config
+    from level4_fraud.serving.config import resolve_api_key
+    from shared.config import load_config
+
+    cfg = load_config(FraudConfig, profile=args.get("profile"), path=args.get("config"))
+    scfg = serving_config(cfg)
+    run = args.get("run")
+    run_dir, version = resolve_run(cfg, Path(run) if run else None)
+    return application(
+        run_dir,
+        scfg,
+        api_key=resolve_api_key(scfg),
+        feature_store=cfg.feature_store_config(),
+        model_version=version,
+    )

@@ -50,3 +50,29 @@ def test_ray_serve_engine_decides_replays_and_checks_the_key(tmp_path):
     finally:
         stop_process_tree(proc, timeout_s=60)
     assert proc.returncode is not None
+
+
+def test_the_rayservice_builder_binds_the_deployment_the_manifest_configures(tmp_path, monkeypatch):
+    # KubeRay runs `import_path` with the manifest's args and matches its deployment settings by
+    # name: the builder must bind a deployment of exactly that name, from L4__ variables.
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from level4_fraud.serving.ray_app import DEPLOYMENT, build_app
+
+    doc = yaml.safe_load((ROOT / "infra" / "k8s" / "ray" / "rayservice.yaml").read_text())
+    config = ServeDeploySchema.model_validate(yaml.safe_load(doc["spec"]["serveConfigV2"]))
+    (app_cfg,) = config.applications
+    assert app_cfg.import_path == "level4_fraud.serving.ray_app:build_app"
+    assert [d.name for d in app_cfg.deployments] == [DEPLOYMENT]
+
+    run = serving_run()
+    monkeypatch.setenv("L4__SERVING__HISTORY", str(run.history))
+    monkeypatch.setenv("L4__SERVING__API_KEY", "manifest-key")
+    monkeypatch.setenv("L4__SERVING__AUDIT_URL", f"sqlite:///{tmp_path / 'audit.db'}")
+    app = build_app({**app_cfg.args, "run": str(run.run_dir)})
+    deployment = app._bound_deployment
+    assert deployment.name == DEPLOYMENT
+    run_arg, serving, _fs, api_key, _version = deployment.init_args
+    assert Path(run_arg) == run.run_dir.resolve()
+    assert api_key == "manifest-key" and serving["history"] == str(run.history)
