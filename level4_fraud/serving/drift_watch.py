@@ -101,10 +101,13 @@ class DriftWatch:
         return self._compute(current)
 
     @classmethod
-    def from_run(cls, run_dir: Path, cfg: ServingConfig) -> DriftWatch | None:
-        """The watcher of a run folder (None: no reference could be built; drift is not watched)."""
+    def from_run(cls, run_dir: Path, cfg: ServingConfig, history: Any = None) -> DriftWatch | None:
+        """The watcher of a run folder (None: no reference could be built; drift is not watched).
+
+        `history`: the history folder's transactions when the caller has read them already.
+        """
         try:
-            reference = reference_from_run(run_dir, cfg)
+            reference = reference_from_run(run_dir, cfg, history=history)
         except Exception as exc:  # the service decides without drift gauges rather than not at all
             logger.warning("drift gauges off: no reference for %s (%s)", run_dir, exc)
             return None
@@ -115,9 +118,14 @@ class DriftWatch:
 
 
 def reference_from_run(
-    run_dir: Path, cfg: ServingConfig, features: Sequence[str] = WATCHED, drift: DriftConfig | None = None
+    run_dir: Path,
+    cfg: ServingConfig,
+    features: Sequence[str] = WATCHED,
+    drift: DriftConfig | None = None,
+    history: Any = None,
 ) -> dict[str, np.ndarray]:
-    """Reference samples of `features` and the score (see the module docstring)."""
+    """Reference samples of `features` and the score (see the module docstring); `history` is
+    the history folder's transactions when the caller has read them (None: read here)."""
     import pandas as pd
 
     from level4_fraud import features as feat
@@ -132,7 +140,7 @@ def reference_from_run(
     out: dict[str, np.ndarray] = {}
     folder = history_folder(run_dir, info, cfg)
     if folder is not None:
-        tx = read_history(folder)
+        tx = read_history(folder) if history is None else history
         windows = tuple(int(w) for w in info.get("features", {}).get("windows", feat.DEFAULT_WINDOWS))
         end = tx[schema.TX_DATETIME].max().floor("D") + pd.Timedelta(days=1)
         start = end - pd.Timedelta(days=drift.reference_days)

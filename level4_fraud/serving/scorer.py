@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from level4_fraud.serving.schemas import (
     DecisionOut,
     TransactionIn,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -343,6 +346,7 @@ class FraudScorer:
         feature_store: Any = None,
         model_version: str | None = None,
         online: bool = True,
+        history: pd.DataFrame | None = None,
     ) -> FraudScorer:
         """The scorer of a run folder (``run`` or ``train`` output with the deep stage's student).
 
@@ -353,6 +357,8 @@ class FraudScorer:
                 run's SQLite store; Redis when that config says so).
             model_version: Reported with each decision (default: ``<run name>@<created>``).
             online: Read the Feast online store (False: card state and request only).
+            history: The history folder's transactions when the caller has read them already
+                (`ScoringService.from_run` shares them with the drift watch); None: read here.
 
         Raises:
             InputFileError: Not a level-4 run folder, or its history folder is unreadable.
@@ -363,7 +369,7 @@ class FraudScorer:
         info = read_run(run_dir)
         windows = tuple(int(w) for w in info.get("features", {}).get("windows", (1, 7, 30)))
         version = model_version or f"{run_dir.name}@{info.get('created', 'unknown')}"
-        ledger, geo = _card_state(run_dir, info, cfg, windows)
+        ledger, geo = _card_state(run_dir, info, cfg, windows, history)
         source = OnlineFeatureSource(
             _reader(run_dir, feature_store) if online else None, ledger, windows, geo
         )
@@ -419,7 +425,11 @@ def history_folder(run_dir: Path, info: Mapping[str, Any], cfg: ServingConfig) -
 
 
 def _card_state(
-    run_dir: Path, info: Mapping[str, Any], cfg: ServingConfig, windows: tuple[int, ...]
+    run_dir: Path,
+    info: Mapping[str, Any],
+    cfg: ServingConfig,
+    windows: tuple[int, ...],
+    history: pd.DataFrame | None = None,
 ) -> tuple[CardLedger, Geo | None]:
     """The card ledger from the history folder, and the side tables' coordinates when present."""
     from level4_fraud.predict import side_tables
@@ -430,7 +440,7 @@ def _card_state(
         return CardLedger(windows, cfg.history_days), None
     customers, terminals = side_tables(folder)
     ledger = CardLedger.from_transactions(
-        read_history(folder),
+        read_history(folder) if history is None else history,
         windows=windows,
         keep_days=cfg.history_days,
         home_country=home_countries(customers),

@@ -142,10 +142,19 @@ class ScoringService:
     ) -> ScoringService:
         """The service of a run folder: its scorer and its audit log (default
         ``RUN/serving/audit.db`` with the run's hash key, see `config.ServingPaths`)."""
+        from level4_fraud.serving.online import read_history
+        from level4_fraud.serving.scorer import history_folder
+        from level4_fraud.train import read_run
+
         paths = ServingPaths(run_dir)
         audit = AuditLog.open(paths.audit_url(cfg), paths.hash_key(cfg))
-        scorer = FraudScorer.from_run(run_dir, cfg, feature_store=feature_store, model_version=model_version)
-        drift = DriftWatch.from_run(run_dir, cfg) if cfg.drift_watch else None
+        # The history folder feeds both the card state and the drift reference: read it once.
+        folder = history_folder(Path(run_dir), read_run(Path(run_dir)), cfg)
+        history = read_history(folder) if folder is not None else None
+        scorer = FraudScorer.from_run(
+            run_dir, cfg, feature_store=feature_store, model_version=model_version, history=history
+        )
+        drift = DriftWatch.from_run(run_dir, cfg, history=history) if cfg.drift_watch else None
         return cls(scorer, audit, metrics, drift)
 
 
