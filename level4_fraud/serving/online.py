@@ -449,7 +449,9 @@ class OnlineFeatureSource:
             values[col] = getattr(tx, col)
         freshness = None
         if row is not None and row.newest_event is not None:
-            freshness = max(0.0, time.time() - row.newest_event)
+            # Age at the transaction's own time, not the wall clock: a replay of 2018 data would
+            # otherwise read years old, and a live stream gets the same value either way.
+            freshness = max(0.0, epoch_seconds(tx.TX_DATETIME) - row.newest_event)
         return OnlineFeatures(values, flags, freshness, store_ms)
 
     def _card(self, tx: TransactionIn, row: StoreRow | None, flags: list[str]) -> dict[str, float]:
