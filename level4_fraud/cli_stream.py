@@ -143,7 +143,8 @@ def _brokered(
     if sc.consumers:
         run_dir = _resolve_run(run, cfg)
         names = consumer_names(sc.consumers)
-        log_dir = cfg.paths().artifacts / "stream" / datetime.now().strftime("%Y%m%d-%H%M%S")
+        # Beside the model they score with, so a run kept elsewhere (--run) keeps its own logs.
+        log_dir = run_dir / "stream" / datetime.now().strftime("%Y%m%d-%H%M%S")
         port = sc.metrics_port
         commands = {
             n: consumer_command(run_dir, sc.broker, n, profile, config, port + i if port else None)
