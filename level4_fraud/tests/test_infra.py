@@ -161,7 +161,7 @@ def test_overlay_has_every_object_of_the_service(overlay: str) -> None:
     kinds = {d["kind"] for d in render(f"overlays/{overlay}")}
     wanted = {
         "Namespace", "ServiceAccount", "ConfigMap", "PersistentVolumeClaim", "Deployment", "Service",
-        "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
+        "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy", "CronJob",
     }  # fmt: skip
     assert wanted <= kinds, f"missing: {sorted(wanted - kinds)}"
 
@@ -219,6 +219,87 @@ def test_pods_are_non_root_read_only_and_bounded(overlay: str) -> None:
     api = spec["containers"][0]
     assert {"startupProbe", "livenessProbe", "readinessProbe"} <= set(api)
     assert api["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def _retention_job(overlay: str) -> dict[str, Any]:
+    return one(render(f"overlays/{overlay}"), "CronJob")
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_retention_job_is_daily_single_and_locked_down(overlay: str) -> None:
+    job = _retention_job(overlay)
+    assert job["spec"]["schedule"].split()[2:] == ["*", "*", "*"], "runs every day"
+    assert job["spec"]["concurrencyPolicy"] == "Forbid"
+    spec = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["automountServiceAccountToken"] is False
+    for c in spec["containers"]:
+        sc = c["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= set(c["resources"]["limits"])
+
+
+@needs_kubectl
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_retention_pods_are_not_scoring_pods(overlay: str) -> None:
+    """The Service, PDB and the API's NetworkPolicy must not select the job's pods (a running
+    job pod without a readiness probe would otherwise receive scoring traffic)."""
+    docs = render(f"overlays/{overlay}")
+    labels = _retention_job(overlay)["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    assert not _selects(one(docs, "Service")["spec"]["selector"], labels)
+    assert not _selects(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"], labels)
+    policies = {d["metadata"]["name"]: d for d in docs if d["kind"] == "NetworkPolicy"}
+    assert not _selects(policies["fraud-scoring"]["spec"]["podSelector"]["matchLabels"], labels)
+    own = policies["fraud-audit-retention"]["spec"]
+    assert _selects(own["podSelector"]["matchLabels"], labels)
+    assert "ingress" not in own and set(own["policyTypes"]) == {"Ingress", "Egress"}, "nothing talks to it"
+
+
+@needs_kubectl
+def test_retention_job_command_purges_an_audit_log(tmp_path: Path) -> None:
+    """The manifest's command line, with the Secret's URL substituted, is a working CLI call."""
+    from datetime import UTC, datetime, timedelta
+
+    from typer.testing import CliRunner
+
+    from level4_fraud.cli import app
+    from level4_fraud.serving.audit import AuditLog, AuditRecord
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    now = datetime.now(UTC)
+    with AuditLog.open(url, b"k") as log:
+        for tid, days in ((1, 4000), (2, 10)):
+            log.append(
+                AuditRecord(
+                    tid,
+                    log.keyed_hash(1),
+                    log.keyed_hash(tid),
+                    datetime(2018, 5, 24, 12),
+                    1.0,
+                    "approve",
+                    0.1,
+                    "level4_fraud/1",
+                    "0" * 64,
+                    [],
+                    [],
+                    1.0,
+                    now - timedelta(days=days),
+                )  # fmt: skip
+            )
+    container = _retention_job("dev")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:3] == ["python3", "-m", "level4_fraud"]
+    args = [a.replace("$(AUDIT_URL)", url) for a in command[3:]]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    with AuditLog.open(url, b"k") as log:
+        assert log.transaction_ids() == [2]  # past the default five years: gone; recent: kept
 
 
 @needs_kubectl
