@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from level3_recsys.serving.schemas import (
     USER_ID_PATTERN,
 )
 from level3_recsys.serving.settings import API_KEY_HEADER
+from shared.asgi import call_observing_status
 
 RECOMMEND_ROUTE = "/v1/recommendations/{user_id}"
 RECOMMEND_PREFIX = "/v1/recommendations/"
@@ -41,30 +41,19 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 500
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_wrapper)
-        except Exception:
-            status = 500
-            raise
-        finally:
+        def record(status: int, seconds: float) -> None:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             m = self.metrics
-            m.request_latency.labels(label).observe(time.perf_counter() - start)
+            m.request_latency.labels(label).observe(seconds)
             m.requests.labels(label, scope.get("method", ""), str(status)).inc()
             if status >= 500:
                 m.errors.labels(label).inc()
             elif status >= 400:
                 m.client_errors.labels(label, str(status)).inc()
+
+        await call_observing_status(self.app, scope, receive, send, record)
 
 
 _K_TEXT = re.compile(r"^[0-9]{1,3}$")

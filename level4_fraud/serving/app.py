@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from typing import Any
 
 from fastapi import FastAPI, Request, Security
@@ -33,6 +32,7 @@ from level4_fraud.serving.config import ServingConfig, resolve_api_key
 from level4_fraud.serving.metrics import CONTENT_TYPE
 from level4_fraud.serving.schemas import DecisionOut, ErrorOut, TransactionIn
 from level4_fraud.serving.service import AuditUnavailableError, ScoringService, decision_of
+from shared.asgi import call_observing_status
 
 logger = logging.getLogger(__name__)
 
@@ -59,19 +59,11 @@ class ScoreMetricsMiddleware:
         if scope["type"] != "http" or scope["path"] != SCORE_ROUTE:
             await self.app(scope, receive, send)
             return
-        start = time.perf_counter()
-        status = 500
 
-        async def send_wrapper(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+        def record(status: int, seconds: float) -> None:
+            self.service.metrics.observe_request(self.engine, status, seconds)
 
-        try:
-            await self.app(scope, receive, send_wrapper)
-        finally:
-            self.service.metrics.observe_request(self.engine, status, time.perf_counter() - start)
+        await call_observing_status(self.app, scope, receive, send, record)
 
 
 def _validation_message(exc: RequestValidationError) -> str:
