@@ -8,7 +8,6 @@ folders by default), so a test or a DVC workspace can redirect all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -24,7 +23,7 @@ from level3_recsys.models import (
 )
 from level3_recsys.simulate import SimulatorConfig
 from shared.config import LevelConfig
-from shared.paths import LevelPaths
+from shared.paths import LevelPaths, RedirectedPaths
 from shared.runtime import mlflow_sqlite_uri
 
 if TYPE_CHECKING:  # tracking imports MLflow helpers lazily; the config stays light to import
@@ -153,19 +152,3 @@ class RecsysConfig(LevelConfig):
         if self.batch.store_url:
             return self.batch.store_url
         return f"sqlite:///{(self.paths().artifacts / 'store' / 'recs.db').resolve()}"
-
-
-@dataclass(frozen=True)
-class RedirectedPaths(LevelPaths):
-    """`LevelPaths` whose data and artifacts folders can live elsewhere."""
-
-    data_root: Path | None = None
-    artifacts_root: Path | None = None
-
-    @property
-    def data(self) -> Path:
-        return self.data_root or self.root / "data"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.artifacts_root or self.root / "artifacts"

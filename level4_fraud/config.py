@@ -22,7 +22,6 @@ plain mappings and validated by their own class when used (`FraudConfig.feature_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -37,7 +36,7 @@ from level4_fraud.evaluate import EvaluationConfig
 from level4_fraud.simulate import SimulatorConfig
 from shared.config import LevelConfig
 from shared.errors import ConfigError
-from shared.paths import LevelPaths
+from shared.paths import LevelPaths, RedirectedPaths
 from shared.runtime import mlflow_sqlite_uri
 
 PATHS = LevelPaths.for_package(__file__)
@@ -242,19 +241,3 @@ class FraudConfig(LevelConfig):
 
 def _problems(exc: Any) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
-
-
-@dataclass(frozen=True)
-class RedirectedPaths(LevelPaths):
-    """`LevelPaths` whose data and artifacts folders can live elsewhere (tests, DVC workspaces)."""
-
-    data_root: Path | None = None
-    artifacts_root: Path | None = None
-
-    @property
-    def data(self) -> Path:
-        return self.data_root or self.root / "data"
-
-    @property
-    def artifacts(self) -> Path:
-        return self.artifacts_root or self.root / "artifacts"

@@ -62,3 +62,25 @@ class LevelPaths:
             run = parent / f"{safe}-{suffix}"
         run.mkdir(parents=True, exist_ok=True)
         return run
+
+
+@dataclass(frozen=True)
+class RedirectedPaths(LevelPaths):
+    """`LevelPaths` whose data and artifacts folders can live elsewhere (tests, DVC workspaces).
+
+    Args:
+        root: The level folder.
+        data_root: Replaces ``root/data`` when set.
+        artifacts_root: Replaces ``root/artifacts`` when set.
+    """
+
+    data_root: Path | None = None
+    artifacts_root: Path | None = None
+
+    @property
+    def data(self) -> Path:
+        return self.data_root or self.root / "data"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.artifacts_root or self.root / "artifacts"
