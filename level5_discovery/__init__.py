@@ -1,0 +1,1 @@
+"""Level 5: autonomous scientific discovery in a simulated molecular biology."""
