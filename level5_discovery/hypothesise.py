@@ -93,7 +93,9 @@ def literature_claims(
     return sorted(claims, key=lambda c: (-c.confidence, c.cause, c.effect, c.sign))
 
 
-def claim_precision(claims: Sequence[LiteratureClaim], true_signed: set[tuple[str, str, str]]) -> dict[str, float]:
+def claim_precision(
+    claims: Sequence[LiteratureClaim], true_signed: set[tuple[str, str, str]]
+) -> dict[str, float]:
     """Share of claims that are true signed edges of the hidden world (evaluation only).
 
     Returns:
