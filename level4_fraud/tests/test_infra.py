@@ -191,7 +191,12 @@ def test_selectors_select_the_deployments_pods(overlay: str) -> None:
     assert selects(deployment["spec"]["selector"]["matchLabels"])
     assert selects(one(docs, "Service")["spec"]["selector"])
     assert selects(one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
-    assert selects(one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
+    # The scoring NetworkPolicy (the retention job has its own, checked below) selects the pods.
+    scoring_policies = [
+        d for d in docs if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] != "fraud-audit-retention"
+    ]
+    assert len(scoring_policies) == 1
+    assert selects(scoring_policies[0]["spec"]["podSelector"]["matchLabels"])
     target = one(docs, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]
     assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
     # The Service's named target port and the probes' ports exist on the container.
