@@ -1,0 +1,1 @@
+"""The hypothesis language model: tokenizer, tiny GPT-2, pretraining, LoRA, constrained decoding."""
