@@ -1,0 +1,1 @@
+"""Level 5b chemistry: molecule encoder, activity models, generators and objectives."""
