@@ -1,0 +1,1 @@
+"""Reinforcement learning of experiment strategies: environment, observation, training, evaluation."""
