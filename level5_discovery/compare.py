@@ -133,7 +133,7 @@ def compare(
             strategy=strategy,  # type: ignore[arg-type]
             seed=seed,
             scorer=score,
-            on_step=(lambda i, s, name=strategy: on_step(name, i, s)) if on_step else None,
+            on_step=_named(on_step, strategy),
         )
         results[strategy] = res
         final = score(res.adjacency)
@@ -153,6 +153,19 @@ def compare(
         curves.append(pc_curve)
     curve_df = pd.concat(curves, ignore_index=True) if curves else pd.DataFrame()
     return Comparison(results, pd.DataFrame(summary), curve_df[["method", "spent", "f1", "shd"]])
+
+
+def _named(
+    on_step: Callable[[str, int, float], None] | None, name: str
+) -> Callable[[int, float], None] | None:
+    """The loop's ``(step, spent)`` callback reporting under a strategy's name."""
+    if on_step is None:
+        return None
+
+    def report(step: int, spent: float) -> None:
+        on_step(name, step, spent)
+
+    return report
 
 
 def _budget_points(budget: float) -> list[float]:

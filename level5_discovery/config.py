@@ -11,7 +11,7 @@ Profiles:
   a budget of 80.
 
 Every module keeps its settings class next to its code (`simulate.WorldConfig`,
-`literature.LiteratureConfig`, `stats.StatsConfig`, `design.DesignConfig`, ...). Sections whose
+`literature.LiteratureConfig`, `investigate.InvestigateConfig`, ...). Sections whose
 modules import torch, transformers, RDKit or the retrieval stack are plain mappings here,
 validated by their class when used (`DiscoveryConfig.section`), so reading the config imports
 none of them.
@@ -69,11 +69,10 @@ class DiscoveryConfig(LevelConfig):
         lab: Experiment costs and noise.
         retrieval: `retrieval.RetrievalConfig` values.
         lm: `lm.config.LMConfig` values (the hypothesis language model).
-        stats: `stats.StatsConfig` values (per-experiment tests).
-        design: `design.DesignConfig` values (the information-gain designer).
-        beliefs: `beliefs.BeliefConfig` values.
         discover: `discover.DiscoverConfig` values (causal discovery from data).
-        investigate: `investigate.InvestigateConfig` values (the loop and its baselines).
+        investigate: `investigate.InvestigateConfig` values (the loop and its baselines; its
+            ``stats``, ``design``, ``beliefs`` and ``estimate`` subsections tune the per-experiment
+            tests, the information-gain designer, the edge beliefs and parent selection).
         tracking: MLflow settings.
         data_dir: Root of generated data (default: the level's ``data/``).
         artifacts_dir: Root of run folders and MLflow (default: the level's ``artifacts/``).
@@ -96,9 +95,6 @@ class DiscoveryConfig(LevelConfig):
     lab: LabConfig = Field(default_factory=LabConfig)
     retrieval: dict[str, Any] = Field(default_factory=dict)
     lm: dict[str, Any] = Field(default_factory=dict)
-    stats: dict[str, Any] = Field(default_factory=dict)
-    design: dict[str, Any] = Field(default_factory=dict)
-    beliefs: dict[str, Any] = Field(default_factory=dict)
     discover: dict[str, Any] = Field(default_factory=dict)
     investigate: dict[str, Any] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)

@@ -67,7 +67,7 @@ def _bic(y: np.ndarray, design: np.ndarray, penalty: float) -> float:
     coef, *_ = np.linalg.lstsq(design, y, rcond=None)
     rss = float(np.sum((y - design @ coef) ** 2))
     n = y.shape[0]
-    return n * np.log(max(rss / n, 1e-12)) + penalty * design.shape[1] * np.log(n)
+    return float(n * np.log(max(rss / n, 1e-12)) + penalty * design.shape[1] * np.log(n))
 
 
 def select_parents(

@@ -41,6 +41,7 @@ from level5_discovery.design import (
 from level5_discovery.estimate import EstimateConfig, ParentChoice, estimate_graph
 from level5_discovery.experiments import BudgetExceededError, ExperimentAPI, Intervention
 from level5_discovery.logic import Fact, KnowledgeBase
+from level5_discovery.logic.facts import Sign
 from level5_discovery.stats import RESULT_COLUMNS, StatsConfig
 from level5_discovery.stats import test_intervention as run_tests
 
@@ -141,7 +142,8 @@ def _seed_knowledge(kb: KnowledgeBase, beliefs: EdgeBeliefs, claims: Iterable[Li
     beliefs.prior_from_hypotheses(claims)
     for c in claims:
         for paper in c.evidence or ("unknown",):
-            kb.add(Fact(c.cause, c.effect, c.sign, "edge", f"paper:{paper}", float(c.confidence)))
+            sign: Sign = "+" if c.sign == "+" else "-"
+            kb.add(Fact(c.cause, c.effect, sign, "edge", f"paper:{paper}", float(c.confidence)))
 
 
 def _candidates(kb: KnowledgeBase, beliefs: EdgeBeliefs, k: int, seed: int) -> np.ndarray:
@@ -178,7 +180,7 @@ def _record_tests(
     source = f"experiment:{experiment}"
     for r in shifted.itertuples():
         # A knockout lowers the target: a gene that falls with it is activated downstream.
-        sign = "+" if r.effect < 0 else "-"
+        sign: Sign = "+" if r.effect < 0 else "-"
         kb.add(Fact(target, str(r.variable), sign, "reach", source, float(max(0.5, 1 - r.q))))
     for r in nulls.itertuples():
         kb.add(Fact(target, str(r.variable), "0", "no_reach", source, 0.9))
@@ -262,7 +264,7 @@ def investigate(
     _seed_knowledge(kb, beliefs, claims)
     designer = make_designer(strategy, genes, cfg.design, seed)
     actions = default_actions(genes, kinds=(cfg.kind,))
-    costs = {cfg.kind: float(getattr(api.costs, cfg.kind))}
+    costs: dict[str, float] = {cfg.kind: float(getattr(api.costs, cfg.kind))}
     frames: list[pd.DataFrame] = []
     tests: list[pd.DataFrame] = []
     steps: list[dict[str, Any]] = []
@@ -287,15 +289,16 @@ def investigate(
             if not untested:
                 break
             choice = Choice(untested[0], 0.0, 0.0, choice.ranking)
-        result = api.run(Intervention(cfg.kind, choice.action.target))
+        action = choice.action
+        assert action is not None and action.target is not None
+        result = api.run(Intervention(cfg.kind, action.target))
         frames.append(result.data)
         t = run_tests(result, alpha=cfg.stats.alpha, min_effect=cfg.stats.min_effect)
         tests.append(t)
-        assert choice.action.target is not None
-        n_shifted = _record_tests(genes, t, choice.action.target, result.experiment_id, kb, beliefs, shifted)
-        tested.add(choice.action.target)
+        n_shifted = _record_tests(genes, t, action.target, result.experiment_id, kb, beliefs, shifted)
+        tested.add(action.target)
         step += 1
-        row = _step_row(step, choice.action, result.cost, api.spent, choice.eig, candidates, n_shifted)
+        row = _step_row(step, action, result.cost, api.spent, choice.eig, candidates, n_shifted)
         if scorer is not None:
             row.update(scorer(_estimate(frames, beliefs, shifted, tested, cfg)[0]))
         steps.append(row)

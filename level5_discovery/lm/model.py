@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     GPT2Config,
@@ -53,6 +54,25 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folde
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return Path(folder)
+
+
+def check_base_model(name_or_path: str) -> None:
+    """Fail early, with `load_base_model`'s one-line error, when a base model cannot be found.
+
+    Reads only the model's config (cheap), so a typo is reported before an index is built.
+
+    Raises:
+        ConfigError: The name is neither a local model folder nor in the cache.
+    """
+    local = Path(name_or_path).expanduser()
+    try:
+        AutoConfig.from_pretrained(str(local) if local.is_dir() else name_or_path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        if local.is_dir():
+            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+            raise ConfigError(f"base model folder {name_or_path!r} holds no causal LM: {detail}") from exc
+        where = "not a local path and not in the Hugging Face cache (offline)"
+        raise ConfigError(f"unknown base model {name_or_path!r}: {where}") from exc
 
 
 def load_base_model(name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
