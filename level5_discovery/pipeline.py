@@ -298,9 +298,13 @@ def write_results(
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """``{"graph": {"designed": {"f1": ..}}}`` -> ``{"graph.designed.f1": ..}`` (numbers only)."""
+    """``{"graph": {"designed": {"f1": ..}}}`` -> ``{"graph.designed.f1": ..}`` (numbers only).
+
+    MLflow refuses ``@`` in metric names: ``recall@5`` becomes ``recall_at_5``.
+    """
     out: dict[str, float] = {}
-    for key, value in metrics.items():
+    for raw_key, value in metrics.items():
+        key = str(raw_key).replace("@", "_at_")
         if isinstance(value, dict):
             out.update({f"{key}.{k}": v for k, v in flat_metrics(value).items()})
         elif isinstance(value, int | float) and not isinstance(value, bool):
