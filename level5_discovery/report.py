@@ -273,9 +273,9 @@ def retrieval_figure(retrieval: pd.DataFrame) -> Any:
         bars = ax.bar(pos, values, width * 0.95, label=mode, color=PALETTE[i % len(PALETTE)])
         ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=8, padding=2)
     ax.set_xticks(np.arange(len(metrics)), labels=[_metric_label(m) for m in metrics])
-    ax.set(ylim=(0, 1.12), ylabel="score", title="Retrieval on questions generated from the hidden world")
+    ax.set(ylim=(0, 1.08), ylabel="score", title="Retrieval on questions generated from the hidden world")
     ax.grid(axis="x", visible=False)
-    ax.legend(fontsize=9, ncol=len(retrieval), loc="upper right")
+    ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)  # clear of bars near 1
     fig.tight_layout()
     return fig
 
@@ -302,7 +302,8 @@ def losses_figure(losses: dict[str, list[float]]) -> Any:
 
 
 def _metric_label(name: str) -> str:
-    return "MRR" if name == "mrr" else name
+    """``mrr`` -> ``MRR``; ``recall_at_5`` (MLflow's spelling) -> ``recall@5``."""
+    return "MRR" if name == "mrr" else name.replace("_at_", "@")
 
 
 # ---------------------------------------------------------------------------------- html pieces
@@ -382,7 +383,8 @@ def _headline(report: Report, metrics: dict[str, Any], scores: pd.DataFrame) -> 
         "recall (the share of real edges found). SHD, the structural Hamming distance, counts the "
         "edge additions, deletions and reversals that turn the learned graph into the hidden one "
         "(0 is perfect). Every method spends the same budget; observational PC buys only "
-        "unperturbed samples with it (its scores are expectations over the equivalence class).",
+        "unperturbed samples with it, and an edge it cannot orient counts as a coin flip (half right), "
+        "so its F1 and SHD can be fractional.",
     )
     if scores.empty:
         sec.text("No method was scored in this run.")
@@ -413,7 +415,7 @@ def _curves(report: Report, curves: pd.DataFrame, metrics: dict[str, Any], folde
     sec = report.section(
         TITLES["curves"],
         "How each method's estimate improves as it spends the budget: one point per experiment for "
-        "the loops, and PC re-run on the first wells bought at six budget levels. A steeper early "
+        "the loops, and PC re-run on the wells bought up to each of six budget levels. A steeper early "
         "rise means each experiment taught more; the dotted line marks the whole budget.",
     )
     budget = _num(metrics.get("budget"))
@@ -605,9 +607,10 @@ def _retrieval(report: Report, retrieval: dict[str, Any], folder: Path) -> None:
     sec = report.section(
         TITLES["retrieval"],
         "How well each retriever finds the papers that state a relation, on questions generated from "
-        "the hidden world. Recall@k: share of questions with a relevant paper in the top k; MRR: mean "
-        "of 1 / rank of the first relevant paper. Hybrid fuses BM25 (exact gene names) with dense "
-        "embeddings (paraphrases).",
+        "the hidden world. Recall@k: the share of a question's relevant papers found in the top k "
+        "(a question can have many, so it stays low when k is small); MRR: the mean of 1 / rank of "
+        "the first relevant paper (1 when it is always first). Hybrid fuses BM25 (exact gene names) "
+        "with dense embeddings (paraphrases).",
     )
     modes = [m for m in MODES if m in retrieval] + [m for m in retrieval if m not in MODES]
     table = pd.DataFrame({m: {k: _num(v) for k, v in (retrieval[m] or {}).items()} for m in modes}).T
@@ -628,7 +631,9 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
     )
     cards: dict[str, Any] = {}
     if "n_params" in lm:
-        cards["parameters"] = f"{_num(lm['n_params']) / 1e6:.2f} M"
+        cards["parameters"] = _count(_num(lm["n_params"]))
+    if "n_trainable" in lm:
+        cards["trainable in LoRA"] = _count(_num(lm["n_trainable"]))
     if "n_pairs" in lm:
         cards["instruction pairs"] = int(_num(lm["n_pairs"]))
     for key, name in (("pretrain_seconds", "pretraining"), ("lora_seconds", "LoRA tuning")):
@@ -650,7 +655,7 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
             ppl.rename_axis("perplexity on").reset_index(),
             "Perplexity before and after each stage",
             index=False,
-            float_format="{:.3g}",
+            float_format="{:,.4g}",
         )
     quality = pd.DataFrame(
         {
@@ -677,6 +682,15 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
     curves = {k: v for k, v in (losses or {}).items() if k in ("pretrain", "lora") and v}
     if curves:
         _figure(sec, losses_figure(curves), folder, "lm_losses.png", "Training loss per step")
+
+
+def _count(n: float) -> str:
+    """``105664`` -> ``"106 k"``, ``1.4e6`` -> ``"1.40 M"``."""
+    if not math.isfinite(n):
+        return "—"
+    if n >= 1e6:
+        return f"{n / 1e6:.2f} M"
+    return f"{n / 1e3:.0f} k" if n >= 1e4 else f"{n:,.0f}"
 
 
 def _claims(report: Report, claims: pd.DataFrame | None, scores: dict[str, Any] | None) -> None:
