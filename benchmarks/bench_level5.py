@@ -179,10 +179,11 @@ def quality_child(seeds: str) -> dict[str, Any]:
 def lm_child(seed: str) -> dict[str, Any]:
     """Train the quick profile's hypothesis LM and score it against the extraction baseline."""
     configure_environment()
+    from level5_discovery.features import retrieval_contexts
     from level5_discovery.lm.config import LMConfig
     from level5_discovery.lm.evaluation import compare_with_baseline
     from level5_discovery.retrieval.index import RetrievalConfig, build_or_load
-    from level5_discovery.train import retrieval_contexts, train_hypothesis_model
+    from level5_discovery.train import train_hypothesis_model
     from level5_discovery.truth import Evaluator
 
     s = int(seed)

@@ -85,6 +85,15 @@ def _corpus_dataset(corpus: Path) -> Any:
     return Dataset(corpus.parent / f"{corpus.stem}-index", papers, None)
 
 
+def _dataset(cfg: DiscoveryConfig, data: Path | None, corpus: Path | None) -> Any:
+    """The dataset of ``--data`` (default: the profile's world) or of a real ``--corpus``."""
+    from level5_discovery.pipeline import load_or_generate
+
+    if data is not None and corpus is not None:
+        raise DataError("pass --data or --corpus, not both")
+    return _corpus_dataset(corpus) if corpus is not None else load_or_generate(cfg, data)
+
+
 def _print_summary(summary: RunSummary) -> None:
     from level5_discovery.pipeline import summary_table
 
@@ -139,9 +148,7 @@ def train(
     from level5_discovery import pipeline
 
     cfg = _config(profile, config, seed=seed, lm={"base_model": base_model})
-    if data is not None and corpus is not None:
-        raise DataError("pass --data or --corpus, not both")
-    dataset = _corpus_dataset(corpus) if corpus is not None else pipeline.load_or_generate(cfg, data)
+    dataset = _dataset(cfg, data, corpus)
     folder = out or cfg.paths().run_dir("train")
     folder.mkdir(parents=True, exist_ok=True)
     result, _ = pipeline.train(cfg, dataset, folder)
@@ -179,9 +186,7 @@ def predict(
 
     cfg = _config(profile, config)
     folder = _resolve_run(run, cfg)
-    if data is not None and corpus is not None:
-        raise DataError("pass --data or --corpus, not both")
-    dataset = _corpus_dataset(corpus) if corpus is not None else pipeline.load_or_generate(cfg, data)
+    dataset = _dataset(cfg, data, corpus)
     index = pipeline.build_index(cfg, dataset.papers, dataset.folder / pipeline.INDEX_DIR)
     model = load_hypothesis_model(folder / LM_DIR)
     if question is not None:
@@ -308,29 +313,24 @@ def evaluate(
     Writes RUN/evaluation.json.
     """
     from level5_discovery import pipeline
-    from level5_discovery.hypothesise import claim_precision
     from level5_discovery.train import LM_DIR, load_hypothesis_model
-    from level5_discovery.truth import Evaluator
     from shared.atomic import atomic_write_json
 
     cfg = _config(profile, config)
     folder = _resolve_run(run, cfg)
     dataset = pipeline.load_or_generate(cfg, data)
-    world = dataset.require_world()
+    dataset.require_world()  # a real corpus has nothing to score against: say so before any work
     index = pipeline.build_index(cfg, dataset.papers, dataset.folder / pipeline.INDEX_DIR)
     model = load_hypothesis_model(folder / LM_DIR)
-    retrieval = pipeline.retrieval_metrics(index, dataset, cfg.seed)
-    lm = pipeline.lm_metrics(model, index, world, cfg.seed)
-    claims = claim_precision(
-        pipeline.lm_claims(model, index, model.genes, progress=cfg.show_progress),
-        set(Evaluator(world).true_edges()),
-    )
-    atomic_write_json(folder / "evaluation.json", {"retrieval": retrieval, "lm": lm, "claims": claims})
+    claims = pipeline.lm_claims(model, index, model.genes, progress=cfg.show_progress)
+    scores = pipeline.evaluation(dataset, index, model, {"lm": claims}, cfg.seed)
+    atomic_write_json(folder / "evaluation.json", scores)
+    retrieval, lm, precision = scores["retrieval"], scores["lm"], scores["claims"]["lm"]
     for mode, scores in retrieval.items():
         say(f"retrieval {mode}", f"recall@5 {scores['recall@5']:.3f}, MRR {scores['mrr']:.3f}")
     say("parse rate", f"constrained {lm['constrained_parse_rate']:.0%}, free {lm['free_parse_rate']:.0%}")
     say("precision", f"LM {lm['lm_precision']:.3f} vs extraction baseline {lm['baseline_precision']:.3f}")
-    say("claims", f"precision {claims['precision']:.3f}, recall {claims['recall']:.3f}")
+    say("claims", f"precision {precision['precision']:.3f}, recall {precision['recall']:.3f}")
     say("wrote", folder / "evaluation.json")
 
 

@@ -35,6 +35,7 @@ from level5_discovery import data
 from level5_discovery.compare import Comparison, compare
 from level5_discovery.config import DiscoveryConfig
 from level5_discovery.corpus import Paper
+from level5_discovery.features import corpus_genes, retrieval_contexts
 from level5_discovery.hypothesise import claim_precision, literature_claims
 from level5_discovery.investigate import InvestigateConfig, LiteratureClaim
 from level5_discovery.lm.config import LMConfig
@@ -49,8 +50,6 @@ from level5_discovery.train import (
     LM_DIR,
     HypothesisModel,
     TrainResult,
-    corpus_genes,
-    retrieval_contexts,
     save_hypothesis_model,
     train_hypothesis_model,
 )
@@ -127,6 +126,11 @@ def genes_of(dataset: data.Dataset, lm_cfg: LMConfig) -> tuple[str, ...]:
     return corpus_genes(dataset.papers, lm_cfg.gene_pattern)
 
 
+def investigate_budget(cfg: DiscoveryConfig, budget: float | None = None) -> float:
+    """The loop's budget: `budget` when given, else the config's."""
+    return float(budget if budget is not None else cfg.section("investigate", InvestigateConfig).budget)
+
+
 def lm_config(cfg: DiscoveryConfig) -> LMConfig:
     """The LM settings, with the level's progress switch."""
     quiet_transformers()
@@ -191,9 +195,9 @@ def investigate(
     strategies: Sequence[str] = ("designed", "random", "round_robin"),
 ) -> Comparison:
     """The designed loop and its baselines with the same budget on the hidden world."""
-    inv = cfg.section("investigate", InvestigateConfig)
-    if budget is not None:
-        inv = inv.model_copy(update={"budget": float(budget)})
+    inv = cfg.section("investigate", InvestigateConfig).model_copy(
+        update={"budget": investigate_budget(cfg, budget)}
+    )
     with make_progress(disable=not cfg.show_progress) as bar:
         tasks = {s: bar.add_task(f"{s} experiments", total=inv.budget) for s in strategies}
         return compare(
@@ -239,6 +243,31 @@ def lm_metrics(model: HypothesisModel, index: HybridIndex, world: World, seed: i
         "baseline_precision": out["baseline"]["precision"],
         "baseline_signed_precision": out["baseline"].get("signed_precision", float("nan")),
         "n_contexts": float(out["n_contexts"]),
+    }
+
+
+def evaluation(
+    dataset: data.Dataset,
+    index: HybridIndex,
+    model: HypothesisModel,
+    claims: dict[str, Sequence[LiteratureClaim]],
+    seed: int,
+) -> dict[str, Any]:
+    """Retrieval, LM and claims scored against the hidden truth (``run`` and ``evaluate``).
+
+    Args:
+        dataset: The dataset (its hidden world is required).
+        index: The retrieval index of its corpus.
+        model: The tuned hypothesis model.
+        claims: Claims by proposer (``lm``, ``baseline``).
+        seed: Seeds the evaluation questions and decoding.
+    """
+    world = dataset.require_world()
+    signed = set(Evaluator(world).true_edges())
+    return {
+        "retrieval": retrieval_metrics(index, dataset, seed),
+        "lm": lm_metrics(model, index, world, seed),
+        "claims": {name: claim_precision(found, signed) for name, found in claims.items()},
     }
 
 
@@ -332,6 +361,37 @@ def write_run_metrics(cfg: DiscoveryConfig, run_dir: Path, dataset: str, **parts
     return written
 
 
+def finish_run(
+    cfg: DiscoveryConfig,
+    run_dir: Path,
+    dataset: data.Dataset,
+    comparison: Comparison,
+    literature: Sequence[LiteratureClaim],
+    *,
+    kind: str,
+    budget: float | None,
+    seconds: dict[str, float],
+    **scores: Any,
+) -> tuple[dict[str, Any], Path]:
+    """Write the tables, ``metrics.json``, the report and ``run.json`` of a finished campaign.
+
+    ``literature`` are the claims the loop started from (``claims.csv``); ``scores`` go into
+    ``metrics.json`` beside the graph scores (``claims`` there are their precision).
+
+    Returns:
+        The metrics written and the report's path.
+    """
+    from level5_discovery.report import build_report
+
+    graph = write_results(run_dir, comparison, literature, dataset.require_world())
+    metrics = write_run_metrics(
+        cfg, run_dir, DATASET, graph=graph, budget=investigate_budget(cfg, budget), seconds=seconds, **scores
+    )
+    report = build_report(run_dir)
+    atomic_write_json(run_dir / RUN_META, {"data": str(dataset.folder), "kind": kind, "profile": cfg.profile})
+    return metrics, report
+
+
 # ---------------------------------------------------------------------------------- the flow
 @task(cache_policy=NO_CACHE)
 def _data_task(cfg: DiscoveryConfig, folder: Path | None) -> data.Dataset:
@@ -371,8 +431,6 @@ def run_pipeline(
     register: bool = True,
 ) -> RunSummary:
     """End to end (the stages of the module docstring) as Prefect tasks; returns what it made."""
-    from level5_discovery.report import build_report
-
     run_dir = out or cfg.paths().run_dir(f"run-{cfg.profile}")
     run_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
@@ -390,24 +448,11 @@ def run_pipeline(
         comparison = _investigate_task(cfg, world, claims, budget)
     seconds["investigate"] = t.seconds
     with Timer() as t:
-        graph = write_results(run_dir, comparison, claims, world)
-        signed = set(Evaluator(world).true_edges())
-        evaluation = {
-            "retrieval": retrieval_metrics(index, dataset, cfg.seed),
-            "lm": {**trained.metrics, **lm_metrics(trained.model, index, world, cfg.seed)},
-            "claims": {
-                "lm": claim_precision(claims, signed),
-                "baseline": claim_precision(base_claims, signed),
-            },
-        }
+        scores = evaluation(dataset, index, trained.model, {"lm": claims, "baseline": base_claims}, cfg.seed)
+        scores["lm"] = {**trained.metrics, **scores["lm"]}
     seconds["evaluate"] = t.seconds
-    inv_budget = float(budget if budget is not None else cfg.section("investigate", InvestigateConfig).budget)
-    metrics = write_run_metrics(
-        cfg, run_dir, DATASET, graph=graph, budget=inv_budget, seconds=seconds, **evaluation
-    )
-    report = build_report(run_dir)
-    atomic_write_json(
-        run_dir / RUN_META, {"data": str(dataset.folder), "kind": "run", "profile": cfg.profile}
+    metrics, report = finish_run(
+        cfg, run_dir, dataset, comparison, claims, kind="run", budget=budget, seconds=seconds, **scores
     )
     registered = None
     if register and cfg.tracking.enabled:
@@ -441,7 +486,6 @@ def investigate_only(
 ) -> RunSummary:
     """``investigate``: the loop on a dataset's world with claims from a trained run's LM (``run``)
     or, without one, from the retrieval-only baseline; writes the tables, metrics and report."""
-    from level5_discovery.report import build_report
     from level5_discovery.train import load_hypothesis_model
 
     run_dir = out or cfg.paths().run_dir("investigate")
@@ -460,20 +504,18 @@ def investigate_only(
     with Timer() as t:
         comparison = investigate(cfg, world, claims, budget=budget)
     seconds["investigate"] = t.seconds
-    graph = write_results(run_dir, comparison, claims, world)
     signed = set(Evaluator(world).true_edges())
-    inv_budget = float(budget if budget is not None else cfg.section("investigate", InvestigateConfig).budget)
-    metrics = write_run_metrics(
+    metrics, report = finish_run(
         cfg,
         run_dir,
-        DATASET,
-        graph=graph,
-        budget=inv_budget,
+        dataset,
+        comparison,
+        claims,
+        kind="investigate",
+        budget=budget,
         seconds=seconds,
         claims={"lm" if run is not None else "baseline": claim_precision(claims, signed)},
     )
-    report = build_report(run_dir)
-    atomic_write_json(run_dir / RUN_META, {"data": str(dataset.folder), "kind": "investigate"})
     return RunSummary(run_dir, comparison.summary, run_dir / "metrics.json", metrics, report, None, seconds)
 
 

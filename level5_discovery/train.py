@@ -29,20 +29,14 @@ import numpy as np
 from transformers import PreTrainedTokenizerBase
 
 from level5_discovery.corpus import Paper
-from level5_discovery.hypothesise import gene_questions
+from level5_discovery.features import context_pairs, retrieval_contexts, split_texts, training_pairs
 from level5_discovery.lm.config import LMConfig
 from level5_discovery.lm.decode import generate_hypotheses
 from level5_discovery.lm.hypotheses import Hypothesis
-from level5_discovery.lm.instructions import (
-    InstructionPair,
-    gene_contexts,
-    instruction_pairs,
-    stated_relations,
-)
 from level5_discovery.lm.lora import load_adapter, lora_finetune, save_adapter, target_nll
 from level5_discovery.lm.model import build_model, load_base_model, save_model
 from level5_discovery.lm.pretrain import perplexity, pretrain
-from level5_discovery.lm.tokenizer import gene_tokens, train_tokenizer
+from level5_discovery.lm.tokenizer import train_tokenizer
 from level5_discovery.retrieval.index import HybridIndex
 from shared.atomic import atomic_write_json
 from shared.errors import EmptyDataError, InputFileError
@@ -90,56 +84,6 @@ class TrainResult:
     losses: dict[str, list[float]] = field(default_factory=dict)
 
 
-def corpus_genes(papers: Sequence[Paper], pattern: str) -> tuple[str, ...]:
-    """Gene names a corpus mentions (``LMConfig.gene_pattern``), sorted: the genes of a real corpus.
-
-    Raises:
-        EmptyDataError: No paper names a gene matching the pattern.
-    """
-    genes = tuple(sorted(set(gene_tokens([p.text for p in papers], pattern))))
-    if len(genes) < 2:
-        raise EmptyDataError(
-            f"the corpus names fewer than two genes matching {pattern!r} (set lm.gene_pattern for your names)"
-        )
-    return genes
-
-
-def retrieval_contexts(index: HybridIndex, genes: Sequence[str], k: int | None = None) -> list[list[Any]]:
-    """One retrieved context per question the agent asks (upstream and downstream of every gene)."""
-    questions = [q for g in genes for q in gene_questions(g)]
-    return [list(hits) for hits in index.search_many(questions, k)]
-
-
-def split_texts(texts: Sequence[str], holdout: float, seed: int) -> tuple[list[str], list[str]]:
-    """A seeded split of abstracts into training and held-out texts (at least one held out)."""
-    order = np.random.default_rng(seed).permutation(len(texts))
-    n_held = max(1, round(holdout * len(texts))) if len(texts) > 1 else 0
-    held = {int(i) for i in order[:n_held]}
-    return [t for i, t in enumerate(texts) if i not in held], [t for i, t in enumerate(texts) if i in held]
-
-
-def training_pairs(
-    papers: Sequence[Paper], genes: Sequence[str], cfg: LMConfig, seed: int, n_draws: int = 4
-) -> list[InstructionPair]:
-    """Instruction pairs from lexical contexts (papers naming each gene, several seeded draws)."""
-    contexts = [
-        c for s in range(n_draws) for c in gene_contexts(papers, genes, k=cfg.context_passages, seed=seed + s)
-    ]
-    return _pairs(contexts, papers, cfg)
-
-
-def _pairs(
-    contexts: Sequence[Sequence[Any]], papers: Sequence[Paper], cfg: LMConfig
-) -> list[InstructionPair]:
-    return instruction_pairs(
-        contexts,
-        stated_relations(papers),
-        passage_words=cfg.passage_words,
-        max_passages=cfg.context_passages,
-        max_evidence=cfg.max_evidence,
-    )
-
-
 def _base(
     papers: Sequence[Paper], genes: Sequence[str], cfg: LMConfig, seed: int
 ) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -184,7 +128,9 @@ def train_hypothesis_model(
     pairs = training_pairs(papers, genes, cfg, seed)
     if not pairs:
         raise EmptyDataError("no passage states a relation between two genes: nothing to tune the LM on")
-    held_pairs = _pairs(retrieval_contexts(index, genes), papers, cfg) or pairs[: max(1, len(pairs) // 10)]
+    held_pairs = (
+        context_pairs(retrieval_contexts(index, genes), papers, cfg) or pairs[: max(1, len(pairs) // 10)]
+    )
     metrics["target_ppl_before_lora"] = float(np.exp(target_nll(model, tokenizer, held_pairs)))
     with Timer() as t_lora, warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers need fan_in_fan_out (it sets it); transformers

@@ -56,6 +56,15 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folde
     return Path(folder)
 
 
+def _not_a_model(name_or_path: str, local: Path, exc: Exception) -> ConfigError:
+    """The one-line error for a base model that cannot be loaded offline."""
+    if local.is_dir():
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
+        return ConfigError(f"base model folder {name_or_path!r} holds no causal LM: {detail}")
+    where = "not a local path and not in the Hugging Face cache (offline)"
+    return ConfigError(f"unknown base model {name_or_path!r}: {where}")
+
+
 def check_base_model(name_or_path: str) -> None:
     """Fail early, with `load_base_model`'s one-line error, when a base model cannot be found.
 
@@ -68,11 +77,7 @@ def check_base_model(name_or_path: str) -> None:
     try:
         AutoConfig.from_pretrained(str(local) if local.is_dir() else name_or_path, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        if local.is_dir():
-            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise ConfigError(f"base model folder {name_or_path!r} holds no causal LM: {detail}") from exc
-        where = "not a local path and not in the Hugging Face cache (offline)"
-        raise ConfigError(f"unknown base model {name_or_path!r}: {where}") from exc
+        raise _not_a_model(name_or_path, local, exc) from exc
 
 
 def load_base_model(name_or_path: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -93,11 +98,7 @@ def load_base_model(name_or_path: str) -> tuple[PreTrainedModel, PreTrainedToken
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError, KeyError) as exc:
-        if local.is_dir():
-            detail = (str(exc).splitlines() or [type(exc).__name__])[0][:160]
-            raise ConfigError(f"base model folder {name_or_path!r} holds no causal LM: {detail}") from exc
-        where = "not a local path and not in the Hugging Face cache (offline)"
-        raise ConfigError(f"unknown base model {name_or_path!r}: {where}") from exc
+        raise _not_a_model(name_or_path, local, exc) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()  # type: ignore[no-untyped-call]
