@@ -295,7 +295,7 @@ def test_retention_job_command_purges_an_audit_log(tmp_path: Path) -> None:
                     [],
                     1.0,
                     now - timedelta(days=days),
-                )  # fmt: skip
+                )
             )
     container = _retention_job("dev")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     command = container["command"]
