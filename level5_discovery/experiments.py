@@ -128,6 +128,7 @@ class ExperimentAPI:
         self.budget = float(budget)
         self.spent = 0.0
         self.history: list[ExperimentResult] = []
+        self._designed: dict[str, str] = {}
 
     @property
     def remaining(self) -> float:
@@ -136,14 +137,38 @@ class ExperimentAPI:
 
     @property
     def compound_ids(self) -> tuple[str, ...]:
-        """Ids of the compounds that can be tested (empty without a library)."""
-        return tuple(self._compounds.ids) if self._compounds is not None else ()
+        """Ids of testable compounds: the library's, then those added (empty without a library)."""
+        return (*self._compounds.ids, *self._designed) if self._compounds is not None else ()
 
     def compound_smiles(self, compound_id: str) -> str:
-        """The (public) structure of a compound in the library."""
+        """The (public) structure of a compound in the library or added with :meth:`add_compound`."""
         self._check_compound(compound_id)
         assert self._compounds is not None
+        if compound_id in self._designed:
+            return self._designed[compound_id]
         return str(self._compounds.smiles_of(compound_id))
+
+    def add_compound(self, smiles: str) -> str:
+        """Make a new molecule testable (a designed compound sent to the wet lab); returns its id.
+
+        Its effect on the cells follows the same hidden structure-activity function as the
+        library's; the same SMILES added twice gets the same id.
+
+        Raises:
+            UnknownTargetError: No compound library, or a SMILES that does not parse.
+        """
+        if self._compounds is None:
+            raise UnknownTargetError("compound experiments need an ExperimentAPI with a compound library")
+        for cid, known in self._designed.items():
+            if known == smiles:
+                return cid
+        try:
+            self._compounds.occupancy_of_smiles(smiles, 1.0)
+        except UserError as exc:
+            raise UnknownTargetError(str(exc)) from None
+        cid = f"D{len(self._designed) + 1:04d}"
+        self._designed[cid] = smiles
+        return cid
 
     def cost_of(self, intervention: Intervention, n_replicates: int | None = None) -> float:
         """Price of an experiment: the kind's cost scaled by replicates / the default replicates."""
@@ -221,7 +246,8 @@ class ExperimentAPI:
             raise UnknownTargetError(
                 "compound experiments need an ExperimentAPI built with a compound library"
             )
-        if compound_id is None or compound_id not in self._compounds.ids:
+        known = compound_id in self._compounds.ids or compound_id in self._designed
+        if compound_id is None or not known:
             raise UnknownTargetError(f"unknown compound {compound_id!r}: not in the library")
 
     def _resolve(self, iv: Intervention) -> tuple[dict[int, float], dict[int, float]]:
@@ -238,7 +264,11 @@ class ExperimentAPI:
             if not np.isfinite(iv.dose) or iv.dose < 0:
                 raise UnknownTargetError(f"compound dose must be a finite number >= 0, got {iv.dose}")
             assert self._compounds is not None and iv.target is not None
-            occupancy = self._compounds.occupancy(iv.target, iv.dose)
+            occupancy = (
+                self._compounds.occupancy_of_smiles(self._designed[iv.target], iv.dose)
+                if iv.target in self._designed
+                else self._compounds.occupancy(iv.target, iv.dose)
+            )
             return {}, {self._check_gene(g): 1.0 - occ for g, occ in occupancy.items() if occ > 0}
         i = self._check_gene(iv.target)
         if iv.kind == "knockout":

@@ -137,7 +137,9 @@ class DiscoveryEnv(gym.Env[np.ndarray, np.int64]):
 
     Actions: ``Discrete(len(kinds) * n_genes)``, action ``a`` = kind ``kinds[a // n]`` on gene ``a % n``.
     ``reset(seed=s)`` seeds the world draw (uniform over ``seed_range``);
-    ``reset(options={"world_seed": w})`` plays world ``w`` exactly (held-out evaluation).
+    ``reset(options={"world_seed": w})`` plays world ``w`` exactly (held-out evaluation);
+    ``reset(options={"world": world})`` plays a given world (a campaign's), its lab seeded from
+    ``world.seed``.
 
     Args:
         cfg: Environment settings.
@@ -171,11 +173,16 @@ class DiscoveryEnv(gym.Env[np.ndarray, np.int64]):
         """Start a campaign on a new world; returns the observation and ``info``."""
         super().reset(seed=seed)
         low, high = self.cfg.seed_range
-        if options and "world_seed" in options:
+        world = (options or {}).get("world")
+        if world is not None:
+            if world.n_genes != self.n_genes:
+                raise ValueError(f"the environment plays {self.n_genes}-gene worlds, not {world.n_genes}")
+            self.world_seed = int(world.seed)
+        elif options and "world_seed" in options:
             self.world_seed = int(options["world_seed"])
         else:
             self.world_seed = int(self.np_random.integers(low, high))
-        self._world = generate_world(self.cfg.world, self.world_seed)
+        self._world = world if world is not None else generate_world(self.cfg.world, self.world_seed)
         self._api = ExperimentAPI(
             self._world,
             budget=self.budget,
@@ -228,6 +235,11 @@ class DiscoveryEnv(gym.Env[np.ndarray, np.int64]):
     def genes(self) -> tuple[str, ...]:
         """Gene names of the current world."""
         return self.beliefs.genes[: self.n_genes]
+
+    @property
+    def history(self) -> tuple[ExperimentResult, ...]:
+        """The experiments of the current episode, in order (their wells and costs)."""
+        return tuple(self._api.history) if self._api is not None else ()
 
     @property
     def remaining(self) -> float:

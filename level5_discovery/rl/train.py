@@ -20,11 +20,12 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 
 from level5_discovery.rl.env import DiscoveryEnv, EnvConfig
 from shared.atomic import atomic_path
+from shared.progress import make_progress
 
 Algo = Literal["ppo", "a2c"]
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C}
@@ -122,11 +123,31 @@ def make_model(cfg: TrainConfig) -> BaseAlgorithm:
     return A2C("MlpPolicy", vec, n_steps=cfg.a2c_n_steps, **common)
 
 
-def train_policy(cfg: TrainConfig | None = None) -> TrainResult:
+class ProgressCallback(BaseCallback):
+    """A rich progress bar over the environment steps (the level's shared bar)."""
+
+    def __init__(self, total: int, label: str) -> None:
+        super().__init__()
+        self._bar = make_progress()
+        self._task = self._bar.add_task(label, total=total)
+
+    def _on_training_start(self) -> None:
+        self._bar.start()
+
+    def _on_step(self) -> bool:
+        self._bar.update(self._task, completed=self.num_timesteps)
+        return True
+
+    def _on_training_end(self) -> None:
+        self._bar.stop()
+
+
+def train_policy(cfg: TrainConfig | None = None, *, progress: bool = False) -> TrainResult:
     """Train one policy for ``cfg.timesteps`` environment steps.
 
     Args:
         cfg: Algorithm, budget of steps, network and environment settings; same config -> same model.
+        progress: Draw a progress bar over the steps.
 
     Returns:
         The model, its learning curve (``CURVE_COLUMNS``) and the wall seconds.
@@ -134,8 +155,11 @@ def train_policy(cfg: TrainConfig | None = None) -> TrainResult:
     cfg = cfg or TrainConfig()
     model = make_model(cfg)
     callback = LearningCurveCallback()
+    callbacks: list[BaseCallback] = [callback]
+    if progress:
+        callbacks.append(ProgressCallback(cfg.timesteps, f"{cfg.algo.upper()} policy on simulated worlds"))
     start = time.perf_counter()
-    model.learn(total_timesteps=cfg.timesteps, callback=callback)
+    model.learn(total_timesteps=cfg.timesteps, callback=CallbackList(callbacks))
     curve = callback.frame()
     curve.insert(0, "algo", cfg.algo)
     return TrainResult(model, curve, time.perf_counter() - start)
