@@ -366,6 +366,83 @@ def register(run: RunOpt = None, profile: ProfileOpt = "quick", config: ConfigOp
     say(reg["alias"], f"{reg['name']} v{reg['version']} ({reg['uri']})")
 
 
+@app.command()
+@handle_user_errors
+def campaign(
+    budget: Annotated[
+        float | None, typer.Option("--budget", help="Total budget of the campaign (default: config).")
+    ] = None,
+    profile: ProfileOpt = "quick",
+    config: ConfigOpt = None,
+    seed: SeedOpt = None,
+    out: OutOpt = None,
+    data: DataOpt = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="Read the literature with this run's tuned LM (default: train one)."),
+    ] = None,
+    fresh: Annotated[bool, typer.Option("--fresh", help="Start over in --out instead of resuming.")] = False,
+) -> None:
+    """The autonomous campaign: literature -> hypotheses -> logic -> RL-chosen knockouts -> causal
+    model -> target -> screening and compound design -> cell tests -> report.
+
+    Checkpointed after every step: run the same command again after a kill and it resumes.
+    Writes the campaign folder --out (default: artifacts/campaign-<profile>-seed<seed>).
+    """
+    cfg = _config(profile, config, seed=seed)
+    lm_run = _resolve_run(run, cfg) if run is not None else None
+    _campaign(cfg, out=out, data_dir=data, lm_run=lm_run, budget=budget, fresh=fresh)
+
+
+def _campaign(cfg: DiscoveryConfig, **kwargs: Any) -> None:
+    """Run or resume a campaign and print its figures; a step that failed every attempt is one
+    ``error:`` line (exit code 1) naming it, and the next run resumes there."""
+    from level5_discovery.campaign.checkpoint import StepFailedError
+    from level5_discovery.campaign.run import run_campaign
+
+    try:
+        res = run_campaign(cfg, **kwargs)
+    except StepFailedError as exc:
+        typer.echo(
+            f"error: {exc} (its outputs so far are kept; run the same command again to resume)", err=True
+        )
+        raise typer.Exit(code=1) from None
+    _print_campaign(res.result)
+    if res.resumed:
+        say("resumed", "steps already done were read back from the checkpoint")
+    say("seconds", ", ".join(f"{k} {v:.0f}" for k, v in res.seconds.items()))
+    say("campaign report", res.report)
+
+
+def _print_campaign(result: dict[str, Any]) -> None:
+    rl, rnd = result["causal"]["rl"], result["causal"]["random"]
+    say(
+        "causal model",
+        f"edge F1 {rl['f1']:.3f}, SHD {rl['shd']:.0f} "
+        f"(random knockouts: F1 {rnd['f1']:.3f}, SHD {rnd['shd']:.0f})",
+    )
+    say(
+        "phenotype links",
+        f"{rl['correct_share']:.0%} of genes decided right by the RL policy, "
+        f"{rnd['correct_share']:.0%} by random knockouts",
+    )
+    t = result["target"]
+    if t.get("target") is None:
+        say("target", "no target with a screening hit: no compound designed")
+        return
+    say("target", f"{t['target']} (true driver: {t['is_driver']}; true knockout rank {t['true_rank']})")
+    c = result.get("compounds", {})
+    if "designed_best_true_pic50" in c:
+        say(
+            "best compound",
+            f"designed pIC50 {c['designed_best_true_pic50']:.2f} (true) "
+            f"vs library best {c['library_best_true_pic50']:.2f}"
+            f" -> beats the library: {c['beats_library']}",
+        )
+    b = result["budget"]
+    say("budget", f"{b['experiments'] + b['assays'] + b['validation']:.1f} of {b['total']:g} spent")
+
+
 # ---------------------------------------------------------------------------------- everything
 @app.command("run")
 @handle_user_errors
@@ -376,11 +453,16 @@ def run_all(
     out: OutOpt = None,
     data: DataOpt = None,
     budget: BudgetOpt = None,
+    with_campaign: Annotated[
+        bool,
+        typer.Option("--campaign/--no-campaign", help="Then run the autonomous campaign with this run's LM."),
+    ] = True,
 ) -> None:
     """End to end: world -> index -> LM (pretrain, LoRA) -> hypotheses -> designed experiments vs
-    baselines -> evaluate -> register -> report.
+    baselines -> evaluate -> register -> report; then the autonomous campaign (RL-chosen
+    experiments, target, compound design) reading the literature with the LM just trained.
 
-    Writes the run folder --out (default: a new one under artifacts/).
+    Writes the run folder --out (default: a new one under artifacts/), the campaign in RUN/campaign.
     """
     from level5_discovery.pipeline import level5_flow
 
@@ -402,3 +484,6 @@ def run_all(
     if summary.report:
         say("report", summary.report)
     say("headline", f"edge_f1 = {summary.headline_value:.4f} (designed experiments)")
+    if with_campaign:
+        say("campaign", "literature -> RL experiments -> target -> compounds (checkpointed)")
+        _campaign(cfg, out=summary.run_dir / "campaign", data_dir=data, lm_run=summary.run_dir)

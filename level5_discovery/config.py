@@ -87,6 +87,7 @@ class DiscoveryConfig(LevelConfig):
             "literature": {"n_papers": 4000},
             "lm": {"n_layer": 4, "n_embd": 192, "pretrain_steps": 1500, "lora_steps": 600},
             "investigate": {"budget": 80.0},
+            "campaign": {"budget": 200.0, "rl_timesteps": 60_000, "design_rounds": 12},
         },
     }
 
@@ -97,6 +98,7 @@ class DiscoveryConfig(LevelConfig):
     lm: dict[str, Any] = Field(default_factory=dict)
     discover: dict[str, Any] = Field(default_factory=dict)
     investigate: dict[str, Any] = Field(default_factory=dict)
+    campaign: dict[str, Any] = Field(default_factory=dict)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     data_dir: str | None = None
     artifacts_dir: str | None = None

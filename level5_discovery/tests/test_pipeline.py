@@ -32,6 +32,16 @@ SMALL: dict[str, Any] = {
         "context_passages": 3,
     },
     "investigate": {"budget": 12.0, "candidates": 40},
+    "campaign": {
+        "budget": 30.0,
+        "rl_timesteps": 256,
+        "rl_n_envs": 2,
+        "rl_n_steps": 64,
+        "screen_size": 20,
+        "design_rounds": 1,
+        "design_batch": 5,
+        "compounds": {"n_compounds": 60},
+    },
     "show_progress": False,
 }
 
@@ -68,6 +78,20 @@ def test_run_writes_the_scored_campaign_and_prints_the_baselines(setup: dict[str
     assert lm["target_ppl_after_lora"] < 0.5 * lm["target_ppl_before_lora"]
     assert lm["constrained_parse_rate"] == 1.0
     assert set(metrics["retrieval"]) == {"hybrid", "bm25", "dense"}
+
+
+def test_run_ends_with_the_campaign_reading_the_literature_with_its_tuned_lm(setup: dict[str, Path]) -> None:
+    folder = setup["run"] / "campaign"
+    state = json.loads((folder / "state.json").read_text())
+    assert (
+        state["settings"]["lm_run"] == str(setup["run"])
+        and state["settings"]["campaign"]["hypotheses"] == "lm"
+    )
+    assert all(step["status"] == "done" for step in state["steps"].values())
+    result = json.loads((folder / "result.json").read_text())
+    assert result["causal"]["rl"]["experiments"] >= 1
+    printed = str(setup["output"])
+    assert "campaign report" in printed and (folder / "report.html").is_file()
 
 
 def test_every_accepted_relation_carries_its_evidence_trail(setup: dict[str, Path]) -> None:

@@ -1,0 +1,275 @@
+"""The autonomous campaign: checkpoints, the assay's budget, target choice, designed compounds in the
+lab, and a campaign killed mid-way that resumes to the same result as an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from level5_discovery import data
+from level5_discovery.campaign import causal
+from level5_discovery.campaign.assay import Assay
+from level5_discovery.campaign.checkpoint import Checkpoint, StepFailedError
+from level5_discovery.campaign.run import run_campaign
+from level5_discovery.campaign.target import rank_targets
+from level5_discovery.compounds import CompoundConfig, build_library
+from level5_discovery.config import DiscoveryConfig
+from level5_discovery.experiments import BudgetExceededError, ExperimentAPI, Intervention, UnknownTargetError
+from level5_discovery.investigate import LiteratureClaim
+from level5_discovery.literature import LiteratureConfig
+from level5_discovery.rl.env import DiscoveryEnv, EnvConfig
+from level5_discovery.simulate import WorldConfig, generate_world
+from shared.errors import ConfigError, DataError
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY: dict[str, Any] = {
+    "seed": 5,
+    "world": {"n_genes": 8},
+    "literature": {"n_papers": 60},
+    "campaign": {
+        "budget": 40.0,
+        "hypotheses": "extraction",
+        "rl_timesteps": 256,
+        "rl_n_envs": 2,
+        "rl_n_steps": 64,
+        "screen_size": 20,
+        "design_rounds": 4,
+        "design_batch": 6,
+        "compounds": {"n_compounds": 60},
+    },
+    "tracking": {"enabled": False},
+    "show_progress": False,
+}
+
+
+# ---------------------------------------------------------------------------------- checkpoint
+def test_checkpoint_retries_a_failing_step_then_loads_it_instead_of_rerunning(tmp_path: Path) -> None:
+    calls = {"work": 0, "load": 0}
+
+    def flaky() -> int:
+        calls["work"] += 1
+        if calls["work"] == 1:
+            raise OSError("disk hiccup")
+        return 7
+
+    def load() -> int:
+        calls["load"] += 1
+        return 7
+
+    ck = Checkpoint(tmp_path, {"seed": 1})
+    assert ck.run("a", flaky, load, retries=2) == 7
+    assert ck.state["steps"]["a"]["attempts"] == 2 and ck.is_done("a")
+    again = Checkpoint(tmp_path, {"seed": 1})
+    assert again.resumed and again.run("a", flaky, load) == 7
+    assert calls == {"work": 2, "load": 1}
+
+
+def test_checkpoint_reports_a_step_that_always_fails_and_never_retries_user_errors(tmp_path: Path) -> None:
+    ck = Checkpoint(tmp_path, {"seed": 1})
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(StepFailedError, match="'b' failed 2 times: RuntimeError: boom"):
+        ck.run("b", broken, broken, retries=2)
+    assert ck.state["steps"]["b"]["status"] == "failed"
+    attempts = []
+
+    def mistake() -> None:
+        attempts.append(1)
+        raise DataError("bad file")
+
+    with pytest.raises(DataError):
+        ck.run("c", mistake, mistake, retries=3)
+    assert len(attempts) == 1
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["steps"]["b"]["error"] == "RuntimeError: boom" and not saved["order"]
+
+
+def test_checkpoint_refuses_a_folder_of_other_settings_unless_fresh(tmp_path: Path) -> None:
+    Checkpoint(tmp_path, {"seed": 1}).run("a", lambda: 1, lambda: 1)
+    with pytest.raises(ConfigError, match="other settings"):
+        Checkpoint(tmp_path, {"seed": 2})
+    assert not Checkpoint(tmp_path, {"seed": 2}, fresh=True).is_done("a")
+
+
+# ---------------------------------------------------------------------------------- lab pieces
+@pytest.fixture(scope="module")
+def small_world_and_library() -> tuple[Any, Any]:
+    world = generate_world(WorldConfig(n_genes=8), 3)
+    return world, build_library(world, CompoundConfig(n_compounds=40), 3)
+
+
+def test_assay_charges_its_price_and_replays_the_same_noise_when_resumed(
+    small_world_and_library: tuple[Any, Any],
+) -> None:
+    _world, library = small_world_and_library
+    gene = library.genes[int(np.argmax(library.druggable))]
+    smiles = list(library.smiles[:6])
+    whole = Assay(library, 11, cost=0.5, sd=0.3).measure(smiles, gene, remaining=10.0)
+    first = Assay(library, 11, cost=0.5, sd=0.3)
+    head = first.measure(smiles[:2], gene, remaining=10.0)
+    tail = Assay(library, 11, cost=0.5, sd=0.3, calls_done=first.calls).measure(smiles[2:], gene, 10.0)
+    np.testing.assert_allclose(np.concatenate([head, tail]), whole)
+    truth = np.array([library.hidden_activity(s, gene) for s in smiles])
+    assert 0 < np.abs(whole - truth).max() < 1.5  # noisy, but around the hidden value
+    broke = Assay(library, 11, cost=0.5, sd=0.3)
+    with pytest.raises(BudgetExceededError):
+        broke.measure(smiles, gene, remaining=2.9)  # 6 x 0.5 = 3 > 2.9
+    assert broke.calls == 0
+
+
+def test_a_designed_compound_can_be_tested_on_cells_and_acts_through_the_hidden_sar(
+    small_world_and_library: tuple[Any, Any],
+) -> None:
+    world, library = small_world_and_library
+    api = ExperimentAPI(world, budget=10.0, seed=1, compounds=library)
+    smi = "CC(=O)Nc1ccc(O)cc1"
+    cid = api.add_compound(smi)
+    assert api.add_compound(smi) == cid and cid in api.compound_ids and api.compound_smiles(cid) == smi
+    result = api.run(Intervention("compound", cid, dose=10.0))
+    assert result.cost == api.costs.compound and len(result.treated) == api.n_replicates
+    with pytest.raises(UnknownTargetError):
+        api.add_compound("not a molecule")
+    with pytest.raises(UnknownTargetError):
+        api.run(Intervention("compound", "D9999"))
+
+
+def test_environment_plays_a_given_world_and_refuses_one_of_another_size() -> None:
+    world = generate_world(WorldConfig(n_genes=6), 42)
+    env = DiscoveryEnv(EnvConfig(world=WorldConfig(n_genes=6)))
+    env.reset(options={"world": world})
+    assert env.world_seed == 42 and env.genes == world.genes
+    with pytest.raises(ValueError, match="6-gene"):
+        env.reset(options={"world": generate_world(WorldConfig(n_genes=5), 1)})
+
+
+def test_replaying_recorded_knockouts_rebuilds_the_same_beliefs_and_continues_identically() -> None:
+    world = generate_world(WorldConfig(n_genes=8), 9)
+    cfg = EnvConfig(world=WorldConfig(n_genes=8), budget=8.0)
+    claims = [LiteratureClaim(world.genes[0], world.genes[1], "+", ("P1",), 0.8)]
+
+    def first_untested(env: DiscoveryEnv, obs: np.ndarray) -> tuple[int, float]:
+        return int(np.argmin(env.tested)), 1.0
+
+    whole = causal.play(DiscoveryEnv(cfg), world, claims, first_untested)
+    resumed_env = DiscoveryEnv(cfg)
+    resumed = causal.play(resumed_env, world, claims, first_untested, [r["action"] for r in whole[:3]])
+    cols = [c for c in causal.EXPERIMENT_COLUMNS if c != "policy_prob"]
+    pd.testing.assert_frame_equal(
+        causal.experiments_frame(whole)[cols], causal.experiments_frame(resumed)[cols]
+    )
+
+
+def test_targets_rank_by_phenotype_drop_and_exclude_genes_whose_knockout_raises_it() -> None:
+    experiments = pd.DataFrame(
+        {
+            "step": [1, 2, 3, 4],
+            "target": ["A", "B", "C", "D"],
+            "phenotype_effect": [-0.2, -0.5, 0.3, -0.4],
+            "phenotype_ci_low": [-0.3, -0.6, 0.2, -0.9],
+            "phenotype_ci_high": [-0.1, -0.4, 0.4, 0.1],
+            "phenotype_q": [0.01, 0.001, 0.01, 0.3],
+        }
+    )
+    claims = [LiteratureClaim("B", "A", "+", ("P7", "P8"), 0.9)]
+    ranked = rank_targets(["A", "B", "C", "D", "E"], experiments, claims)
+    assert list(ranked["gene"]) == ["B", "A", "E", "C", "D"]
+    assert list(ranked["eligible"]) == [True, True, True, False, False]
+    top = ranked.iloc[0]
+    assert "-0.500" in top["reason"] and "experiment 2" in top["reason"] and top["papers"] == "P7,P8"
+    assert "raise the phenotype" in ranked.iloc[3]["reason"]
+    assert "not significant" in ranked.iloc[4]["reason"]
+
+
+# ---------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("campaign")
+    cfg = DiscoveryConfig.model_validate({**TINY, "artifacts_dir": str(tmp / "artifacts")})
+    dataset = tmp / "data"
+    data.generate(dataset, cfg.world, LiteratureConfig(n_papers=60), cfg.seed)
+    config = tmp / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "artifacts_dir": str(tmp / "artifacts")}))
+    whole = tmp / "whole"
+    run_campaign(cfg, out=whole, data_dir=dataset)
+    return {"tmp": tmp, "data": dataset, "config": config, "whole": whole}
+
+
+def test_campaign_designs_compounds_that_beat_the_library_on_the_hidden_activity(
+    tiny: dict[str, Path],
+) -> None:
+    result = json.loads((tiny["whole"] / "result.json").read_text())
+    target = result["target"]
+    assert target["target"] is not None and target["is_upstream"]
+    comp = result["compounds"]
+    assert comp["beats_library"] and comp["designed_best_true_pic50"] > comp["library_best_true_pic50"]
+    compounds = pd.read_csv(tiny["whole"] / "compounds.csv")
+    designed = compounds[compounds["source"] == "designed"]
+    assert len(designed) > 0 and designed["passes"].all()  # only filter-passing designs are assayed
+    spent = result["budget"]
+    assert spent["experiments"] + spent["assays"] + spent["validation"] <= spent["total"] + 1e-9
+    validation = pd.read_csv(tiny["whole"] / "validation.csv")
+    assert set(validation["source"]) == {"designed", "library"}
+    assert (tiny["whole"] / "report.html").is_file()
+
+
+def _done(folder: Path) -> list[str]:
+    path = folder / "state.json"
+    if not path.is_file():
+        return []
+    try:
+        state = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return []
+    return [s for s, v in state["steps"].items() if v.get("status") == "done"]
+
+
+def test_campaign_killed_mid_design_resumes_to_the_same_result(tiny: dict[str, Path]) -> None:
+    out = tiny["tmp"] / "killed"
+    cmd = [sys.executable, "-m", "level5_discovery", "campaign", "--config", str(tiny["config"]),
+           "--data", str(tiny["data"]), "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while "design_round_1" not in _done(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _done(out)
+    assert "design_round_1" in done and "report" not in done, done
+    resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout
+    state = json.loads((out / "state.json").read_text())
+    assert state["steps"]["policy"]["attempts"] == 1  # read back, not trained again
+    for name in ("experiments.csv", "assays.csv", "validation.csv", "compounds.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(out / name), pd.read_csv(tiny["whole"] / name))
+    assert json.loads((out / "result.json").read_text()) == json.loads(
+        (tiny["whole"] / "result.json").read_text()
+    )
+
+
+def test_campaign_cli_gives_one_line_errors(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from level5_discovery.cli import app
+
+    runner = CliRunner()
+    missing = runner.invoke(
+        app, ["campaign", "--config", str(tiny["config"]), "--data", str(tmp_path / "nope")]
+    )
+    assert missing.exit_code == 2 and "no such dataset folder" in missing.output
+    args = ["campaign", "--config", str(tiny["config"]), "--data", str(tiny["data"])]
+    other = runner.invoke(app, [*args, "--out", str(tiny["whole"]), "--seed", "6"])
+    assert other.exit_code == 2 and "other settings" in other.output
