@@ -140,10 +140,16 @@ def lm_config(cfg: DiscoveryConfig) -> LMConfig:
 
 def quiet_transformers() -> None:
     """Hide transformers' per-load progress bars and advice: the level draws its own progress."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    # peft (0.x) still calls this transformers method when it wraps a model; nothing to act on here.
+    warnings.filterwarnings(
+        "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+    )
 
 
 # ---------------------------------------------------------------------------------- 3. train
