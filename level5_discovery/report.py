@@ -307,20 +307,21 @@ def _metric_label(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------- html pieces
-def _figure(section: Section, fig: Any, folder: Path, name: str, caption: str) -> None:
+def add_figure(section: Section, fig: Any, folder: Path, name: str, caption: str) -> None:
     """Save ``fig`` as ``folder/name`` and add it inlined, linked to the file (full size)."""
     data = png_bytes(fig)
     atomic_write_bytes(folder / name, data)
     img = f"<img src='{png_data_uri(data)}' alt='{html.escape(caption, quote=True)}'>"
-    _html(section, f"<a href='{html.escape(name, quote=True)}'>{img}</a>", caption)
+    add_html(section, f"<a href='{html.escape(name, quote=True)}'>{img}</a>", caption)
 
 
-def _html(section: Section, markup: str, caption: str) -> None:
+def add_html(section: Section, markup: str, caption: str = "") -> None:
     """Trusted markup with a caption (`Section.html` takes none)."""
     section.blocks.append(Block("html", markup, caption))
 
 
-def _cell(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A table cell: a dash for missing, yes/no, integers plain, other numbers to 3 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     if isinstance(value, bool | np.bool_):
@@ -352,7 +353,9 @@ def marked_table(
     flags = [None] * len(frame) if good is None else list(good)
     rows = []
     for (_, row), ok in zip(frame.iterrows(), flags, strict=True):
-        cells = "".join(f"<td{st}>{html.escape(_cell(v))}</td>" for v, st in zip(row, styles, strict=True))
+        cells = "".join(
+            f"<td{st}>{html.escape(cell_text(v))}</td>" for v, st in zip(row, styles, strict=True)
+        )
         tint = "" if ok is None else f" style='background:{ROW_GOOD if ok else ROW_BAD}'"
         rows.append(f"<tr{tint}>{cells}</tr>")
     return f"<table class='table'><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
@@ -419,7 +422,9 @@ def _curves(report: Report, curves: pd.DataFrame, metrics: dict[str, Any], folde
         "rise means each experiment taught more; the dotted line marks the whole budget.",
     )
     budget = _num(metrics.get("budget"))
-    _figure(sec, curves_figure(curves, budget), folder, "curves.png", "Edge F1 and SHD against budget spent")
+    add_figure(
+        sec, curves_figure(curves, budget), folder, "curves.png", "Edge F1 and SHD against budget spent"
+    )
 
 
 def _graph(report: Report, graph: dict[str, Any], folder: Path) -> None:
@@ -435,7 +440,7 @@ def _graph(report: Report, graph: dict[str, Any], folder: Path) -> None:
         sec.text(f"graph.json is inconsistent: {len(genes)} genes, estimate {est.shape}, truth {tru.shape}.")
         return
     cat = graph_categories(est, tru)
-    _figure(sec, graph_figure(genes, cat), folder, "graph.png", "Learned adjacency vs the hidden truth")
+    add_figure(sec, graph_figure(genes, cat), folder, "graph.png", "Learned adjacency vs the hidden truth")
     counts = {
         "true edges": int(tru[~np.eye(len(genes), dtype=bool)].sum()),
         "learned edges": int(est[~np.eye(len(genes), dtype=bool)].sum()),
@@ -490,7 +495,7 @@ def _relations(report: Report, relations: pd.DataFrame) -> None:
     )
     if truth is not None:
         shown["verdict"] = ["✓ true edge" if t else "✗ not in the truth" for t in truth]
-    _html(
+    add_html(
         sec, marked_table(shown, truth), "Accepted relations (green: real edge, red: not in the hidden world)"
     )
 
@@ -538,7 +543,7 @@ def _rejected(report: Report, rejected: pd.DataFrame | None, contradictions: lis
         if truth is not None:
             shown["verdict"] = ["✗ real edge (missed)" if t else "✓ not an edge" for t in truth]
         good = None if truth is None else ~truth
-        _html(sec, marked_table(shown, good), "Rejected hypotheses (red: the hidden world has this edge)")
+        add_html(sec, marked_table(shown, good), "Rejected hypotheses (red: the hidden world has this edge)")
     elif rejected is not None:
         sec.text("No literature hypothesis was rejected.")
     if contradictions is not None:
@@ -553,7 +558,7 @@ def _rejected(report: Report, rejected: pd.DataFrame | None, contradictions: lis
                 if len(contradictions) <= CONTRADICTIONS_OPEN
                 else f"<details><summary>show all {len(contradictions)}</summary><ul>{items}</ul></details>"
             )
-            _html(sec, markup, title)
+            add_html(sec, markup, title)
         else:
             sec.text("The knowledge base found no contradiction between the literature and the experiments.")
 
@@ -582,7 +587,9 @@ def _steps(report: Report, steps: pd.DataFrame, folder: Path) -> None:
         }
     )
     if "eig_bits" in steps:
-        _figure(sec, steps_figure(steps), folder, "steps.png", "EIG per experiment and the estimate after it")
+        add_figure(
+            sec, steps_figure(steps), folder, "steps.png", "EIG per experiment and the estimate after it"
+        )
     cols = [
         c
         for c in (
@@ -614,7 +621,7 @@ def _retrieval(report: Report, retrieval: dict[str, Any], folder: Path) -> None:
     )
     modes = [m for m in MODES if m in retrieval] + [m for m in retrieval if m not in MODES]
     table = pd.DataFrame({m: {k: _num(v) for k, v in (retrieval[m] or {}).items()} for m in modes}).T
-    _figure(sec, retrieval_figure(table), folder, "retrieval.png", "Recall@k and MRR per retrieval mode")
+    add_figure(sec, retrieval_figure(table), folder, "retrieval.png", "Recall@k and MRR per retrieval mode")
     shown = table.rename(columns=_metric_label).rename_axis("mode").reset_index()
     sec.table(shown, "Retrieval per mode", index=False, float_format="{:.3f}")
 
@@ -681,7 +688,7 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
         )
     curves = {k: v for k, v in (losses or {}).items() if k in ("pretrain", "lora") and v}
     if curves:
-        _figure(sec, losses_figure(curves), folder, "lm_losses.png", "Training loss per step")
+        add_figure(sec, losses_figure(curves), folder, "lm_losses.png", "Training loss per step")
 
 
 def _count(n: float) -> str:
@@ -736,7 +743,7 @@ def _claims(report: Report, claims: pd.DataFrame | None, scores: dict[str, Any] 
         sec.text(f"{len(claims)} claims, {n_true} of them true edges{_shown(len(top), len(claims))}")
     else:
         sec.text(f"{len(claims)} claims{_shown(len(top), len(claims))}")
-    _html(sec, marked_table(shown, truth), "Most confident claims (green: a real edge)")
+    add_html(sec, marked_table(shown, truth), "Most confident claims (green: a real edge)")
 
 
 def _shown(n: int, total: int) -> str:

@@ -34,11 +34,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from level5_discovery.report import GRID_COLOURS, GRID_LABELS, graph_categories, read_table
+from level5_discovery.report import (
+    GRID_COLOURS,
+    GRID_LABELS,
+    add_figure,
+    add_html,
+    cell_text,
+    graph_categories,
+    read_table,
+)
 from shared.atomic import atomic_write_bytes
 from shared.errors import InputFileError
-from shared.plotting import PALETTE, png_bytes, png_data_uri, set_theme
-from shared.report import Block, Report, Section
+from shared.plotting import PALETTE, set_theme
+from shared.report import Report, Section
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -384,7 +392,7 @@ def validation_figure(validation: pd.DataFrame) -> Figure:
 
 def _compound_name(row: pd.Series) -> str:
     cid = row.get("compound_id")
-    name = str(cid) if isinstance(cid, str) and cid.strip() else f"assay {_cell(row.get('assay'))}"
+    name = str(cid) if isinstance(cid, str) and cid.strip() else f"assay {cell_text(row.get('assay'))}"
     return f"{name} ({row.get('source', '')})" if row.get("source") else name
 
 
@@ -430,30 +438,6 @@ def molecules_png(smiles: list[str], legends: list[str]) -> bytes | None:
 
 
 # ---------------------------------------------------------------------------------- html pieces
-def _figure(section: Section, fig: Figure, folder: Path, name: str, caption: str) -> None:
-    """Save ``fig`` as ``folder/name`` and add it inlined, linked to the file (full size)."""
-    data = png_bytes(fig)
-    atomic_write_bytes(folder / name, data)
-    img = f"<img src='{png_data_uri(data)}' alt='{html.escape(caption, quote=True)}'>"
-    _html(section, f"<a href='{html.escape(name, quote=True)}'>{img}</a>", caption)
-
-
-def _html(section: Section, markup: str, caption: str = "") -> None:
-    """Trusted markup with a caption (`Section.html` takes none)."""
-    section.blocks.append(Block("html", markup, caption))
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if isinstance(value, float | np.floating):
-        v = float(value)
-        if v.is_integer() and abs(v) < 1e6:
-            return str(int(v))
-        return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.3g}"
-    return str(value)
 
 
 def html_table(
@@ -492,7 +476,7 @@ def html_table(
     rows = []
     for (_, row), tint in zip(frame.iterrows(), tints or [None] * len(frame), strict=True):
         cells = "".join(
-            f"<td{st}>{v if c in markup else html.escape(_cell(v))}</td>"
+            f"<td{st}>{v if c in markup else html.escape(cell_text(v))}</td>"
             for c, v, st in zip(frame.columns, row, styles, strict=True)
         )
         rows.append(f"<tr style='background:{tint}'>{cells}</tr>" if tint else f"<tr>{cells}</tr>")
@@ -611,7 +595,7 @@ def _headline_sentence(
     if chosen:
         driver = "a true driver" if _truthy(target.get("is_driver")) else "not a true driver"
         rank = target.get("true_rank")
-        ranked = f", ranked {_cell(rank)} by its true knockout effect" if rank is not None else ""
+        ranked = f", ranked {cell_text(rank)} by its true knockout effect" if rank is not None else ""
         parts.append(f"The campaign chose target {chosen}: {driver} ({HIDDEN}){ranked}.")
     else:
         parts.append(
@@ -657,7 +641,7 @@ def _graph(report: Report, graph: dict[str, Any], truth: dict[str, Any] | None, 
     elif tru is None:
         sec.text("The hidden world has other genes than the agent's graph: the agent's graph is drawn alone.")
     fig = campaign_graph_figure(genes, est, tru, calls, true_calls)
-    _figure(sec, fig, folder, "graph.png", "The agent's causal graph (and its phenotype-ancestry calls)")
+    add_figure(sec, fig, folder, "graph.png", "The agent's causal graph (and its phenotype-ancestry calls)")
     off = ~np.eye(len(genes), dtype=bool)
     counts: dict[str, Any] = {"learned edges": int(est[off].sum())}
     if tru is not None:
@@ -722,7 +706,7 @@ def _policy(
     wanted = [(curve, {"timesteps", "episode_return"}), (experiments, {"spent", "information", "info_gain"})]
     usable = [t if t is not None and not t.empty and need <= set(t.columns) else None for t, need in wanted]
     if any(t is not None for t in usable):
-        _figure(
+        add_figure(
             sec,
             policy_figure(*usable),
             folder,
@@ -730,7 +714,7 @@ def _policy(
             "Learning curve on training worlds; information gained per experiment here",
         )
     if experiments is not None and not experiments.empty:
-        _html(
+        add_html(
             sec,
             _experiments_table(experiments),
             "Experiments the policy chose, in order (grey: no information gained)",
@@ -803,7 +787,7 @@ def _target(
                 "reason": _col(targets, "reason", ""),
             }
         )
-        _html(
+        add_html(
             sec,
             html_table(shown, [CHOSEN_TINT if c else None for c in is_chosen], wrap=("reason",)),
             "Candidate targets and why (★ chosen)",
@@ -829,7 +813,7 @@ def _screens(sec: Section, tried: list[dict[str, Any]], name: str | None) -> Non
         }
     )
     tints = [CHOSEN_TINT if name and t.get("target") == name else None for t in tried]
-    _html(sec, html_table(table, tints), "Library screens, in the order tried")
+    add_html(sec, html_table(table, tints), "Library screens, in the order tried")
 
 
 def _target_truth(sec: Section, evaluation: dict[str, Any], name: str | None) -> None:
@@ -849,8 +833,8 @@ def _target_truth(sec: Section, evaluation: dict[str, Any], name: str | None) ->
                 "druggable": _yes_no(evaluation.get("druggable")),
             }
         )
-    frame = pd.DataFrame({"measure": list(rows), "value": [_cell(v) for v in rows.values()]})
-    _html(sec, html_table(frame), f"The target against the hidden world ({HIDDEN})")
+    frame = pd.DataFrame({"measure": list(rows), "value": [cell_text(v) for v in rows.values()]})
+    add_html(sec, html_table(frame), f"The target against the hidden world ({HIDDEN})")
 
 
 def _design(
@@ -876,9 +860,9 @@ def _design(
     if summary:
         sec.metrics(
             {
-                "compounds assayed": _cell(summary.get("assayed")),
-                "designed and assayed": _cell(summary.get("designed_assayed")),
-                "designed passing filters": _cell(summary.get("designed_passing")),
+                "compounds assayed": cell_text(summary.get("assayed")),
+                "designed and assayed": cell_text(summary.get("designed_assayed")),
+                "designed passing filters": cell_text(summary.get("designed_passing")),
                 "best designed · measured": round(_num(summary.get("designed_best_measured_pic50")), 2),
                 "best designed · true (hidden)": round(_num(summary.get("designed_best_true_pic50")), 2),
                 "library best · true (hidden)": round(_num(summary.get("library_best_true_pic50")), 2),
@@ -892,7 +876,7 @@ def _design(
         )
         if not mine.empty:
             caption = f"Measured pIC50 per round against {target}" if target else "Measured pIC50 per round"
-            _figure(sec, rounds_figure(mine, hit), folder, "rounds.png", caption)
+            add_figure(sec, rounds_figure(mine, hit), folder, "rounds.png", caption)
     if compounds is not None and not compounds.empty:
         _structures(sec, compounds, summary, folder)
 
@@ -916,7 +900,7 @@ def _structures(sec: Section, compounds: pd.DataFrame, summary: dict[str, Any], 
         LIBRARY_TINT if s == "library" else CHOSEN_TINT if pick and smi == pick else None
         for s, smi in zip(_col(rows, "source", ""), _col(rows, "smiles", ""), strict=True)
     ]
-    _html(
+    add_html(
         sec,
         html_table(_structure_rows(rows), tints, markup=("structure",), wrap=("filters",)),
         f"The {len(top)} most potent designed compounds by measured pIC50 (yellow: the campaign's "
@@ -931,7 +915,7 @@ def _structures(sec: Section, compounds: pd.DataFrame, summary: dict[str, Any], 
 
 
 def _legend(row: pd.Series) -> str:
-    where = "library" if row.get("source") == "library" else f"round {_cell(row.get('round'))}"
+    where = "library" if row.get("source") == "library" else f"round {cell_text(row.get('round'))}"
     return f"{where}, measured {_num(row.get('measured_pic50')):.2f}"
 
 
@@ -946,7 +930,7 @@ def _structure_rows(rows: pd.DataFrame) -> pd.DataFrame:
     def origin(row: pd.Series) -> str:
         if row.get("source") == "library":
             return f"library {row.get('compound_id') or ''}".strip()
-        return f"design {_cell(row.get('round'))}"
+        return f"design {cell_text(row.get('round'))}"
 
     def filters(row: pd.Series) -> str:
         if _truthy(row.get("passes")):
@@ -990,7 +974,7 @@ def _cells(report: Report, validation: pd.DataFrame, folder: Path) -> None:
         sec.text("No compound was tested in cells.")
         return
     if {"phenotype_effect"} <= set(validation.columns):
-        _figure(
+        add_figure(
             sec, validation_figure(validation), folder, "validation.png", "Phenotype change in cells (95% CI)"
         )
     shown = pd.DataFrame(
@@ -1008,7 +992,7 @@ def _cells(report: Report, validation: pd.DataFrame, folder: Path) -> None:
         }
     )
     tints = [LIBRARY_TINT if s == "library" else None for s in _col(validation, "source", "")]
-    _html(sec, html_table(shown, tints, wrap=("SMILES",)), "Cell tests (blue: the library hit)")
+    add_html(sec, html_table(shown, tints, wrap=("SMILES",)), "Cell tests (blue: the library hit)")
 
 
 def _literature(
@@ -1063,7 +1047,7 @@ def _claims_table(sec: Section, claims: pd.DataFrame) -> None:
         }
     )
     caption = f"The {len(top)} most confident of {len(claims)} claims"
-    _html(sec, html_table(shown, wrap=("papers",)), caption)
+    add_html(sec, html_table(shown, wrap=("papers",)), caption)
 
 
 def _paths_table(sec: Section, logic: pd.DataFrame) -> None:
@@ -1082,7 +1066,7 @@ def _paths_table(sec: Section, logic: pd.DataFrame) -> None:
         }
     )
     caption = f"The {len(top)} most confident of {len(paths)} indirect relations the logic derived"
-    _html(sec, html_table(shown), caption)
+    add_html(sec, html_table(shown), caption)
 
 
 def _contradictions(sec: Section, contradictions: list[str]) -> None:
@@ -1096,7 +1080,7 @@ def _contradictions(sec: Section, contradictions: list[str]) -> None:
         if len(contradictions) <= CONTRADICTIONS_OPEN
         else f"<details><summary>show all {len(contradictions)}</summary><ul>{items}</ul></details>"
     )
-    _html(sec, markup, f"Contradictions found and how they were resolved ({len(contradictions)})")
+    add_html(sec, markup, f"Contradictions found and how they were resolved ({len(contradictions)})")
 
 
 def _steps(report: Report, state: dict[str, Any]) -> None:
@@ -1132,7 +1116,7 @@ def _steps(report: Report, state: dict[str, Any]) -> None:
         }
     )
     tints = [None if s == "done" else BAD_TINT if s == "failed" else "#f1f3f6" for s in frame["status"]]
-    _html(
+    add_html(
         sec,
         html_table(frame, tints, wrap=("last error",)),
         "Steps in the order they finished, unfinished ones last (red: failed)",
@@ -1234,5 +1218,5 @@ def _meta(state: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     if "fingerprint" in state:
         meta["settings fingerprint"] = state["fingerprint"]
     if "headline_metric" in metrics:
-        meta[str(metrics["headline_metric"])] = _cell(_num(metrics.get("headline_value")))
+        meta[str(metrics["headline_metric"])] = cell_text(_num(metrics.get("headline_value")))
     return meta
