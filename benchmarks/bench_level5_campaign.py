@@ -82,8 +82,9 @@ def markdown(results: list[dict[str, Any]], profile: str, load: tuple[float, flo
         "",
         f"`python -m level5_discovery campaign --profile {profile}` per seed in a fresh process (2 cores; "
         f"{datetime.now(UTC):%Y-%m-%d}; load average {load[0]:.1f} before, {load[1]:.1f} after): the LM is "
-        "pretrained and LoRA-tuned inside, the PPO policy trained on other worlds, then the campaign spends "
-        "a budget of 100 (knockouts, assays, cell tests). Graph and ancestry scores are against the hidden "
+        "pretrained and LoRA-tuned inside, the PPO policy trained on other worlds, then the campaign runs on "
+        "a budget of 100 cost units (knockouts, assays, cell tests; a cap, not all of it is spent). "
+        "Graph and ancestry scores are against the hidden "
         "truth; *random* plays random knockouts on the same world with the same budget and literature "
         "priors.",
         "",

@@ -57,9 +57,13 @@ def main() -> int:
         print(f"== {script.name}: exit {rc} in {time.time() - start:.0f} s", flush=True)
         status |= rc
     sections = [p.read_text(encoding="utf-8").strip() for p in sorted((HERE / "sections").glob("level*.md"))]
+    # Sections keep the date and machine load they were measured under; the header says which
+    # scripts ran now (none when only stitching), so older sections are not passed off as new.
+    ran = ", ".join(s.stem for s in scripts) if scripts else "none (sections stitched as measured)"
     header = (
         "# Benchmark results\n\n"
-        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d}. Machine: {machine()}.\n"
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d}; benchmarks run then: {ran}. "
+        f"Machine of this run: {machine()}; each section states when and under what load it was measured.\n"
         "Each section states its workload, our figure, and the anchor's figure measured in the same run "
         "(or a published figure with its source). Medians of repeated runs; ratios are anchor / ours.\n"
     )
