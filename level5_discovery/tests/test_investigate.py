@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from level5_discovery.design import Action, Choice
 from level5_discovery.estimate import EstimateConfig, estimate_graph
 from level5_discovery.experiments import ExperimentAPI, Intervention
-from level5_discovery.investigate import InvestigateConfig, LiteratureClaim, investigate
+from level5_discovery.investigate import InvestigateConfig, LiteratureClaim, investigate, prefer_untested
 from level5_discovery.simulate import WorldConfig, generate_world
 from level5_discovery.truth import Evaluator
 
@@ -83,3 +84,23 @@ def test_parent_selection_among_ancestors_drops_mediated_paths() -> None:
     truth = ev.true_adjacency()
     assert ev.score(adj)["shd"] <= 1, (np.argwhere(adj != truth), truth.sum())
     assert closure.sum() > truth.sum()  # there were mediated ancestors to drop
+
+
+def _choice(scores: dict[str, float]) -> tuple[Choice, list[Action]]:
+    actions = [Action("knockout", g) for g in scores]
+    ranking = pd.DataFrame(
+        {"target": list(scores), "eig": list(scores.values()), "score_per_cost": list(scores.values()),
+         "order": range(len(scores))}
+    ).sort_values("score_per_cost", ascending=False)  # fmt: skip
+    best = ranking.iloc[0]
+    return Choice(
+        actions[int(best["order"])], float(best["eig"]), float(best["score_per_cost"]), ranking
+    ), actions
+
+
+def test_a_repeat_gives_way_to_an_untested_gene_scoring_within_the_ratio_only() -> None:
+    choice, actions = _choice({"A": 1.0, "B": 0.4, "C": 0.2})
+    assert prefer_untested(choice, actions, {"A"}, 0.3).action == Action("knockout", "B")
+    assert prefer_untested(choice, actions, {"A"}, 0.5).action == Action("knockout", "A")  # 0.4 < 0.5
+    assert prefer_untested(choice, actions, {"A"}, 0.0).action == Action("knockout", "A")  # off
+    assert prefer_untested(choice, actions, {"B"}, 0.3) is choice  # the best is untested already
