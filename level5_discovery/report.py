@@ -92,17 +92,18 @@ def read_table(run_dir: Path, name: str) -> pd.DataFrame | None:
         if col in frame:
             frame[col] = frame[col].fillna("")
     if "true_edge" in frame:
-        frame["true_edge"] = frame["true_edge"].map(_as_bool)
+        frame["true_edge"] = frame["true_edge"].map(as_bool)
     return frame
 
 
-def _as_bool(value: Any) -> bool:
+def as_bool(value: Any) -> bool:
+    """A CSV cell as a bool: text "true"/"1"/"yes", or a truthy non-NaN value."""
     if isinstance(value, str):
         return value.strip().lower() in {"true", "1", "yes"}
     return bool(value) and not (isinstance(value, float) and math.isnan(value))
 
 
-def _num(value: Any) -> float:
+def as_number(value: Any) -> float:
     """A metric as a float; JSON null (an undefined metric) becomes NaN."""
     try:
         return float(value)
@@ -135,7 +136,9 @@ def method_scores(metrics: dict[str, Any], summary: pd.DataFrame | None) -> pd.D
         frame = summary.set_index(summary["method"].astype(str)).drop(columns="method")
     graph = metrics.get("graph") or {}
     if graph:
-        scores = pd.DataFrame({m: {k: _num(v) for k, v in (s or {}).items()} for m, s in graph.items()}).T
+        scores = pd.DataFrame(
+            {m: {k: as_number(v) for k, v in (s or {}).items()} for m, s in graph.items()}
+        ).T
         frame = scores.combine_first(frame) if not frame.empty else scores
     if frame.empty:
         return frame
@@ -396,7 +399,7 @@ def _headline(report: Report, metrics: dict[str, Any], scores: pd.DataFrame) -> 
     for col, name in (("f1", "edge F1"), ("shd", "SHD")):
         if col in scores:
             cards.update({f"{name} · {_label(m)}": round(float(scores.loc[m, col]), 3) for m in scores.index})
-    budget = _num(metrics.get("budget"))
+    budget = as_number(metrics.get("budget"))
     if math.isfinite(budget):
         cards["budget"] = round(budget, 3)
     sec.metrics(cards)
@@ -421,7 +424,7 @@ def _curves(report: Report, curves: pd.DataFrame, metrics: dict[str, Any], folde
         "the loops, and PC re-run on the wells bought up to each of six budget levels. A steeper early "
         "rise means each experiment taught more; the dotted line marks the whole budget.",
     )
-    budget = _num(metrics.get("budget"))
+    budget = as_number(metrics.get("budget"))
     add_figure(
         sec, curves_figure(curves, budget), folder, "curves.png", "Edge F1 and SHD against budget spent"
     )
@@ -501,7 +504,7 @@ def _relations(report: Report, relations: pd.DataFrame) -> None:
 
 
 def _ci(lo: Any, hi: Any) -> str:
-    lo, hi = _num(lo), _num(hi)
+    lo, hi = as_number(lo), as_number(hi)
     if math.isnan(lo) or math.isnan(hi):
         return "—"
     return f"[{lo:.3g}, {hi:.3g}]"
@@ -620,7 +623,7 @@ def _retrieval(report: Report, retrieval: dict[str, Any], folder: Path) -> None:
         "with dense embeddings (paraphrases).",
     )
     modes = [m for m in MODES if m in retrieval] + [m for m in retrieval if m not in MODES]
-    table = pd.DataFrame({m: {k: _num(v) for k, v in (retrieval[m] or {}).items()} for m in modes}).T
+    table = pd.DataFrame({m: {k: as_number(v) for k, v in (retrieval[m] or {}).items()} for m in modes}).T
     add_figure(sec, retrieval_figure(table), folder, "retrieval.png", "Recall@k and MRR per retrieval mode")
     shown = table.rename(columns=_metric_label).rename_axis("mode").reset_index()
     sec.table(shown, "Retrieval per mode", index=False, float_format="{:.3f}")
@@ -638,14 +641,14 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
     )
     cards: dict[str, Any] = {}
     if "n_params" in lm:
-        cards["parameters"] = _count(_num(lm["n_params"]))
+        cards["parameters"] = _count(as_number(lm["n_params"]))
     if "n_trainable" in lm:
-        cards["trainable in LoRA"] = _count(_num(lm["n_trainable"]))
+        cards["trainable in LoRA"] = _count(as_number(lm["n_trainable"]))
     if "n_pairs" in lm:
-        cards["instruction pairs"] = int(_num(lm["n_pairs"]))
+        cards["instruction pairs"] = int(as_number(lm["n_pairs"]))
     for key, name in (("pretrain_seconds", "pretraining"), ("lora_seconds", "LoRA tuning")):
         if key in lm:
-            cards[name] = f"{_num(lm[key]):.1f} s"
+            cards[name] = f"{as_number(lm[key]):.1f} s"
     if cards:
         sec.metrics(cards)
     ppl_rows = {
@@ -653,7 +656,10 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
         "held-out answers (LoRA)": ("target_ppl_before_lora", "target_ppl_after_lora"),
     }
     ppl = pd.DataFrame(
-        {name: {"before": _num(lm.get(b)), "after": _num(lm.get(a))} for name, (b, a) in ppl_rows.items()}
+        {
+            name: {"before": as_number(lm.get(b)), "after": as_number(lm.get(a))}
+            for name, (b, a) in ppl_rows.items()
+        }
     ).T
     ppl = ppl[ppl.notna().any(axis=1)]
     if not ppl.empty:
@@ -667,14 +673,14 @@ def _lm(report: Report, lm: dict[str, Any], losses: dict[str, Any] | None, folde
     quality = pd.DataFrame(
         {
             "LM": {
-                "parse rate, constrained decoding": _num(lm.get("constrained_parse_rate")),
-                "parse rate, free decoding": _num(lm.get("free_parse_rate")),
-                "precision (edge)": _num(lm.get("lm_precision")),
-                "precision (edge and sign)": _num(lm.get("lm_signed_precision")),
+                "parse rate, constrained decoding": as_number(lm.get("constrained_parse_rate")),
+                "parse rate, free decoding": as_number(lm.get("free_parse_rate")),
+                "precision (edge)": as_number(lm.get("lm_precision")),
+                "precision (edge and sign)": as_number(lm.get("lm_signed_precision")),
             },
             "retrieval-only baseline": {
-                "precision (edge)": _num(lm.get("baseline_precision")),
-                "precision (edge and sign)": _num(lm.get("baseline_signed_precision")),
+                "precision (edge)": as_number(lm.get("baseline_precision")),
+                "precision (edge and sign)": as_number(lm.get("baseline_signed_precision")),
             },
         }
     )
@@ -711,7 +717,7 @@ def _claims(report: Report, claims: pd.DataFrame | None, scores: dict[str, Any] 
     if scores:
         names = {"lm": "LM", "baseline": "retrieval-only baseline"}
         table = pd.DataFrame(
-            {names.get(k, k): {m: _num(v) for m, v in s.items()} for k, s in scores.items()}
+            {names.get(k, k): {m: as_number(v) for m, v in s.items()} for k, s in scores.items()}
         ).T
         table = table.rename(columns={"precision_top": "precision (confidence ≥ 0.5)", "n_claims": "claims"})
         sec.table(
@@ -828,5 +834,5 @@ def _meta(metrics: dict[str, Any]) -> dict[str, Any]:
     }
     meta = {name: metrics[k] for k, name in names.items() if k in metrics}
     for stage, seconds in (metrics.get("seconds") or {}).items():
-        meta[f"seconds: {stage}"] = f"{_num(seconds):.1f}"
+        meta[f"seconds: {stage}"] = f"{as_number(seconds):.1f}"
     return meta

@@ -39,6 +39,8 @@ from level5_discovery.report import (
     GRID_LABELS,
     add_figure,
     add_html,
+    as_bool,
+    as_number,
     cell_text,
     graph_categories,
     read_table,
@@ -89,21 +91,6 @@ def _read_lines(path: Path) -> list[str] | None:
     if not path.is_file():
         return None
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def _num(value: Any) -> float:
-    """A number as a float; null, missing or text becomes NaN."""
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
-
-
-def _truthy(value: Any) -> bool:
-    # CSV booleans come back as bools, or as text when a column also holds blanks.
-    if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes"}
-    return bool(value) and not (isinstance(value, float) and math.isnan(value))
 
 
 def _dataset_folder(folder: Path, state: dict[str, Any]) -> Path | None:
@@ -485,7 +472,7 @@ def html_table(
 
 
 def _ci(low: Any, high: Any) -> str:
-    lo, hi = _num(low), _num(high)
+    lo, hi = as_number(low), as_number(high)
     if math.isnan(lo) or math.isnan(hi):
         return "—"
     return f"[{lo:.3g}, {hi:.3g}]"
@@ -519,7 +506,7 @@ def _spaced(ids: Any) -> str:
 
 
 def _yes_no(value: Any) -> str:
-    return "—" if value is None else "yes" if _truthy(value) else "no"
+    return "—" if value is None else "yes" if as_bool(value) else "no"
 
 
 # ---------------------------------------------------------------------------------- sections
@@ -541,23 +528,23 @@ def _headline(report: Report, result: dict[str, Any]) -> None:
     cards: dict[str, Any] = {}
     for method, name in (("rl", "RL"), ("random", "random")):
         if method in causal:
-            cards[f"causal F1 · {name}"] = round(_num(causal[method].get("f1")), 3)
+            cards[f"causal F1 · {name}"] = round(as_number(causal[method].get("f1")), 3)
     cards["target"] = target.get("target") or "none"
     if target.get("target"):
         cards["true driver? (hidden)"] = _yes_no(target.get("is_driver"))
     if compounds:
-        cards["best designed · true pIC50"] = round(_num(compounds.get("designed_best_true_pic50")), 2)
-        cards["library best · true pIC50"] = round(_num(compounds.get("library_best_true_pic50")), 2)
-    spent = sum(_num(budget.get(k)) for k in ("experiments", "assays", "validation") if k in budget)
+        cards["best designed · true pIC50"] = round(as_number(compounds.get("designed_best_true_pic50")), 2)
+        cards["library best · true pIC50"] = round(as_number(compounds.get("library_best_true_pic50")), 2)
+    spent = sum(as_number(budget.get(k)) for k in ("experiments", "assays", "validation") if k in budget)
     if budget:
-        cards["budget spent"] = f"{spent:.4g} of {_num(budget.get('total')):.4g}"
+        cards["budget spent"] = f"{spent:.4g} of {as_number(budget.get('total')):.4g}"
     sec.metrics(cards)
     sec.text(_headline_sentence(causal, target, compounds))
     scores = {name: causal[m] for m, name in (("rl", "RL policy"), ("random", "random")) if m in causal}
     if scores:
         cols = ["precision", "recall", "f1", "shd", "n_true", "n_pred", "n_correct", "correct_share"]
         table = pd.DataFrame(
-            {k: {c: _num(v.get(c)) for c in [*cols, "experiments", "cost"]} for k, v in scores.items()}
+            {k: {c: as_number(v.get(c)) for c in [*cols, "experiments", "cost"]} for k, v in scores.items()}
         ).T
         names = {
             "n_true": "true edges",
@@ -572,11 +559,11 @@ def _headline(report: Report, result: dict[str, Any]) -> None:
             float_format="{:.3g}",
         )
     if budget:
-        parts = {k: _num(budget.get(k)) for k in ("experiments", "assays", "validation") if k in budget}
-        parts["left unspent"] = _num(budget.get("total")) - spent
+        parts = {k: as_number(budget.get(k)) for k in ("experiments", "assays", "validation") if k in budget}
+        parts["left unspent"] = as_number(budget.get("total")) - spent
         sec.table(
             pd.DataFrame([parts], index=["cost units"]),
-            f"Budget of {_num(budget.get('total')):.4g} and where it went",
+            f"Budget of {as_number(budget.get('total')):.4g} and where it went",
             float_format="{:.3g}",
         )
 
@@ -586,14 +573,14 @@ def _headline_sentence(
 ) -> str:
     parts = []
     if "rl" in causal and "random" in causal:
-        rl, rnd = _num(causal["rl"].get("f1")), _num(causal["random"].get("f1"))
+        rl, rnd = as_number(causal["rl"].get("f1")), as_number(causal["random"].get("f1"))
         word = "above" if rl > rnd else "below" if rl < rnd else "level with"
         parts.append(
             f"The RL-chosen experiments reach causal F1 {rl:.3f}, {word} random experiments ({rnd:.3f})."
         )
     chosen = target.get("target")
     if chosen:
-        driver = "a true driver" if _truthy(target.get("is_driver")) else "not a true driver"
+        driver = "a true driver" if as_bool(target.get("is_driver")) else "not a true driver"
         rank = target.get("true_rank")
         ranked = f", ranked {cell_text(rank)} by its true knockout effect" if rank is not None else ""
         parts.append(f"The campaign chose target {chosen}: {driver} ({HIDDEN}){ranked}.")
@@ -602,12 +589,12 @@ def _headline_sentence(
             "No candidate target gave a screening hit, so no target was chosen and no compound was designed."
         )
     if compounds:
-        margin = _num(compounds.get("margin_over_library"))
-        beats = "beats" if _truthy(compounds.get("beats_library")) else "does not beat"
+        margin = as_number(compounds.get("margin_over_library"))
+        beats = "beats" if as_bool(compounds.get("beats_library")) else "does not beat"
         parts.append(
             f"The best designed compound {beats} the library's best on the hidden activity "
-            f"(true pIC50 {_num(compounds.get('designed_best_true_pic50')):.2f} vs "
-            f"{_num(compounds.get('library_best_true_pic50')):.2f}, margin {margin:+.2f})."
+            f"(true pIC50 {as_number(compounds.get('designed_best_true_pic50')):.2f} vs "
+            f"{as_number(compounds.get('library_best_true_pic50')):.2f}, margin {margin:+.2f})."
         )
     return " ".join(parts)
 
@@ -699,7 +686,7 @@ def _policy(
                 "genes perturbed": int(_col(experiments, "target", "").nunique()),
                 "with no information gain": int((gain.fillna(0) <= 0).sum()),
                 "information at the end": round(
-                    _num(pd.to_numeric(_col(experiments, "information"), errors="coerce").iloc[-1]), 3
+                    as_number(pd.to_numeric(_col(experiments, "information"), errors="coerce").iloc[-1]), 3
                 ),
             }
         )
@@ -808,7 +795,7 @@ def _screens(sec: Section, tried: list[dict[str, Any]], name: str | None) -> Non
             "target": [t.get("target") for t in tried],
             "compounds screened": [t.get("screened") for t in tried],
             "best compound": [t.get("best_compound") for t in tried],
-            "best measured pIC50": [round(_num(t.get("best_pic50")), 2) for t in tried],
+            "best measured pIC50": [round(as_number(t.get("best_pic50")), 2) for t in tried],
             "hit": [_yes_no(t.get("hit")) for t in tried],
         }
     )
@@ -820,7 +807,7 @@ def _target_truth(sec: Section, evaluation: dict[str, Any], name: str | None) ->
     """``result.json``'s scores of the target against the hidden world."""
     rows = {
         "best true target": evaluation.get("best_true_target"),
-        "best true target's knockout effect": _num(evaluation.get("best_true_effect")),
+        "best true target's knockout effect": as_number(evaluation.get("best_true_effect")),
         "candidates": evaluation.get("candidates"),
     }
     if name:
@@ -828,7 +815,7 @@ def _target_truth(sec: Section, evaluation: dict[str, Any], name: str | None) ->
             {
                 "chosen target upstream of the phenotype": _yes_no(evaluation.get("is_upstream")),
                 "chosen target a driver": _yes_no(evaluation.get("is_driver")),
-                "chosen target's true knockout effect": _num(evaluation.get("true_knockout_effect")),
+                "chosen target's true knockout effect": as_number(evaluation.get("true_knockout_effect")),
                 "its rank by true effect": evaluation.get("true_rank"),
                 "druggable": _yes_no(evaluation.get("druggable")),
             }
@@ -863,9 +850,9 @@ def _design(
                 "compounds assayed": cell_text(summary.get("assayed")),
                 "designed and assayed": cell_text(summary.get("designed_assayed")),
                 "designed passing filters": cell_text(summary.get("designed_passing")),
-                "best designed · measured": round(_num(summary.get("designed_best_measured_pic50")), 2),
-                "best designed · true (hidden)": round(_num(summary.get("designed_best_true_pic50")), 2),
-                "library best · true (hidden)": round(_num(summary.get("library_best_true_pic50")), 2),
+                "best designed · measured": round(as_number(summary.get("designed_best_measured_pic50")), 2),
+                "best designed · true (hidden)": round(as_number(summary.get("designed_best_true_pic50")), 2),
+                "library best · true (hidden)": round(as_number(summary.get("library_best_true_pic50")), 2),
             }
         )
     if assays is not None and not assays.empty and {"round", "measured_pic50"} <= set(assays.columns):
@@ -916,7 +903,7 @@ def _structures(sec: Section, compounds: pd.DataFrame, summary: dict[str, Any], 
 
 def _legend(row: pd.Series) -> str:
     where = "library" if row.get("source") == "library" else f"round {cell_text(row.get('round'))}"
-    return f"{where}, measured {_num(row.get('measured_pic50')):.2f}"
+    return f"{where}, measured {as_number(row.get('measured_pic50')):.2f}"
 
 
 def _structure_rows(rows: pd.DataFrame) -> pd.DataFrame:
@@ -933,7 +920,7 @@ def _structure_rows(rows: pd.DataFrame) -> pd.DataFrame:
         return f"design {cell_text(row.get('round'))}"
 
     def filters(row: pd.Series) -> str:
-        if _truthy(row.get("passes")):
+        if as_bool(row.get("passes")):
             return "✓ passes"
         reasons = row.get("reasons")
         return f"✗ {reasons}" if isinstance(reasons, str) and reasons.strip() else "✗ fails"
@@ -1102,7 +1089,7 @@ def _steps(report: Report, state: dict[str, Any]) -> None:
             "step": order,
             "status": [str(steps[s].get("status", "")) for s in order],
             "attempts": [steps[s].get("attempts") for s in order],
-            "seconds": [round(_num(steps[s].get("seconds")), 2) for s in order],
+            "seconds": [round(as_number(steps[s].get("seconds")), 2) for s in order],
         }
     )
     if any(steps[s].get("error") for s in order):
@@ -1163,7 +1150,7 @@ def build_campaign_report(folder: str | Path, *, out: str | Path | None = None) 
         _target(report, targets, chosen, result)
     compounds = read_table(folder, "compounds.csv")
     if result.get("compounds") or compounds is not None:
-        hit = _num(((state.get("settings") or {}).get("campaign") or {}).get("hit_pic50"))
+        hit = as_number(((state.get("settings") or {}).get("campaign") or {}).get("hit_pic50"))
         _design(report, read_table(folder, "assays.csv"), compounds, result, hit, figures)
     validation = read_table(folder, "validation.csv")
     if validation is not None:
@@ -1187,7 +1174,7 @@ def _subtitle(folder: Path, state: dict[str, Any], result: dict[str, Any]) -> st
         parts.append(f"{world['n_genes']} genes")
     if "n_papers" in literature:
         parts.append(f"{literature['n_papers']} papers")
-    total = _num((result.get("budget") or {}).get("total"))
+    total = as_number((result.get("budget") or {}).get("total"))
     if math.isfinite(total):
         parts.append(f"budget {total:g}")
     return " · ".join(parts)
@@ -1218,5 +1205,5 @@ def _meta(state: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
     if "fingerprint" in state:
         meta["settings fingerprint"] = state["fingerprint"]
     if "headline_metric" in metrics:
-        meta[str(metrics["headline_metric"])] = cell_text(_num(metrics.get("headline_value")))
+        meta[str(metrics["headline_metric"])] = cell_text(as_number(metrics.get("headline_value")))
     return meta
