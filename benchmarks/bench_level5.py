@@ -555,6 +555,27 @@ def _budget_md(res: dict[str, Any], figure: Path | None) -> list[str]:
     return lines
 
 
+# The opening words of each part's block in the section (see the ``_*_md`` renderers).
+PART_MARKERS = {
+    "retrieval": "**Retrieval at scale**",
+    "quality": "**Retrieval quality**",
+    "lm": "**Hypothesis LM**",
+    "budget": "**F1 and SHD against budget**",
+}
+
+
+def previous_blocks(section: str) -> dict[str, str]:
+    """Each part's block of an existing section, so re-measuring one part keeps the others' text
+    when their saved results are absent (a fresh checkout has none under ``benchmarks/work``)."""
+    starts = sorted((i, part) for part, marker in PART_MARKERS.items() if (i := section.find(marker)) >= 0)
+    blocks: dict[str, str] = {}
+    for k, (i, part) in enumerate(starts):
+        end = starts[k + 1][0] if k + 1 < len(starts) else len(section)
+        block = section[i:end].split("\nNot measured yet:")[0]
+        blocks[part] = block.strip()
+    return blocks
+
+
 def markdown() -> str:
     lines = [
         "## Level 5 — discovery: retrieval at scale, retrieval quality, hypothesis LM, F1/SHD against budget",
@@ -569,11 +590,14 @@ def markdown() -> str:
         ("lm", _lm_md),
         ("budget", lambda r: _budget_md(r, FIGURE if FIGURE.is_file() else None)),
     ]
+    kept = previous_blocks(SECTION.read_text(encoding="utf-8") if SECTION.is_file() else "")
     for name, render in renders:
         res = _load(name)
         if res is not None:
             lines += [*render(res), ""]
-    missing = [p for p in PARTS if _load(p) is None]
+        elif name in kept:
+            lines += [kept[name], ""]
+    missing = [p for p in PARTS if _load(p) is None and p not in kept]
     if missing:
         lines.append(
             f"Not measured yet: {', '.join(missing)} (`python benchmarks/bench_level5.py --parts ...`)."
