@@ -33,7 +33,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.children import in_child, json_default  # noqa: E402
 from shared.atomic import atomic_write_text  # noqa: E402
 from shared.runtime import configure_environment  # noqa: E402
 from shared.timing import Timer, peak_rss_mib  # noqa: E402
@@ -82,35 +82,6 @@ MODEL_NAMES = {
 
 
 # ------------------------------------------------------------------------------------ children
-def _in_child(func: str, *args: str) -> dict[str, Any]:
-    """Run ``bench_level4.<func>(*args)`` in a fresh process (its own peak RSS); its JSON result.
-
-    The child's stderr (progress, warnings) goes to ours; its result is the last stdout line
-    starting with ``RESULT``.
-    """
-    code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_level4 as b; "
-        f"print('RESULT ' + json.dumps(b.{func}(*sys.argv[2:]), default=b.json_default), flush=True)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(HERE), *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not results:
-        sys.stdout.write(proc.stdout[-4000:])
-        raise RuntimeError(f"{func}{args}: exit {proc.returncode}")
-    return dict(json.loads(results[-1][len("RESULT ") :]))
-
-
-def json_default(obj: Any) -> Any:
-    """NumPy scalars and arrays, timestamps and paths in a child's JSON result."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def _folder_mib(path: Path) -> float:
@@ -174,7 +145,7 @@ def bench_sim(scale_customers: int) -> dict[str, Any]:
         out = WORK / f"sim-{mode}-{n}"
         shutil.rmtree(out, ignore_errors=True)
         try:
-            runs.append(_in_child("sim_child", mode, str(n), str(out)))
+            runs.append(in_child("bench_level4", "sim_child", mode, str(n), str(out)))
         finally:
             shutil.rmtree(out, ignore_errors=True)
         r = runs[-1]
@@ -252,7 +223,7 @@ def feast_child(profile: str, work: str) -> dict[str, Any]:
 def bench_feast() -> dict[str, Any]:
     runs = []
     for profile in ("quick", "full"):
-        runs.append(_in_child("feast_child", profile, str(WORK)))
+        runs.append(in_child("bench_level4", "feast_child", profile, str(WORK)))
         r = runs[-1]
         print(
             f"  feast {profile}: materialise {r['materialize_seconds']:.1f} s "
@@ -631,11 +602,11 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     if part == "feast":
         return bench_feast()
     if part == "fastpath":
-        return _in_child("fastpath_child", str(WORK))
+        return in_child("bench_level4", "fastpath_child", str(WORK))
     if part == "full":
-        return _in_child("full_child", str(WORK), "1" if args.deep else "0", "all")
+        return in_child("bench_level4", "full_child", str(WORK), "1" if args.deep else "0", "all")
     if part == "full_baseline":
-        return _in_child("full_child", str(WORK), "1" if args.deep else "0", "baseline")
+        return in_child("bench_level4", "full_child", str(WORK), "1" if args.deep else "0", "baseline")
     raise ValueError(part)
 
 

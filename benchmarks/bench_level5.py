@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -45,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.children import in_child, json_default  # noqa: E402
 from shared.atomic import atomic_write_text  # noqa: E402
 from shared.runtime import configure_environment  # noqa: E402
 from shared.timing import Timer, peak_rss_mib  # noqa: E402
@@ -64,34 +64,6 @@ LABELS = {
 
 
 # ------------------------------------------------------------------------------------ children
-def _in_child(func: str, *args: str) -> dict[str, Any]:
-    """Run ``bench_level5.<func>(*args)`` in a fresh process (its own peak RSS); its JSON result.
-
-    The child's stderr goes to ours; its result is the last stdout line starting with ``RESULT``.
-    """
-    code = (
-        "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_level5 as b; "
-        f"print('RESULT ' + json.dumps(b.{func}(*sys.argv[2:]), default=b.json_default), flush=True)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code, str(HERE), *args],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
-    results = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not results:
-        sys.stdout.write(proc.stdout[-4000:])
-        raise RuntimeError(f"{func}{args}: exit {proc.returncode}")
-    return dict(json.loads(results[-1][len("RESULT ") :]))
-
-
-def json_default(obj: Any) -> Any:
-    """NumPy scalars and arrays, paths in a child's JSON result."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
 
 
 def _seeds(text: str) -> list[int]:
@@ -130,7 +102,7 @@ def bench_retrieval_sizes(
 ) -> dict[str, Any]:
     """The probe, then every size whose extrapolated build fits ``max_build_min``."""
     print(f"  probe: {probe:,} documents", flush=True)
-    first = _in_child("retrieval_child", str(probe), str(n_queries))
+    first = in_child("bench_level5", "retrieval_child", str(probe), str(n_queries))
     per_doc = first["build_s"] / first["n_docs"]
     wall_per_doc = first["wall_s"] / first["n_docs"]
     runs, skipped = [], []
@@ -141,7 +113,7 @@ def bench_retrieval_sizes(
             print(f"  {n:,}: skipped (build extrapolated to {est_min:.0f} min)", flush=True)
             continue
         print(f"  {n:,} documents (build extrapolated to {est_min:.1f} min)", flush=True)
-        runs.append(_in_child("retrieval_child", str(n), str(n_queries)))
+        runs.append(in_child("bench_level5", "retrieval_child", str(n), str(n_queries)))
     return {
         "probe": first,
         "runs": runs,
@@ -611,11 +583,11 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         return bench_retrieval_sizes(sizes, args.probe, args.queries, args.max_build_min)
     if part == "quality":
-        return _in_child("quality_child", args.seeds)
+        return in_child("bench_level5", "quality_child", args.seeds)
     if part == "lm":
-        return _in_child("lm_child", str(_seeds(args.seeds)[0]))
+        return in_child("bench_level5", "lm_child", str(_seeds(args.seeds)[0]))
     if part == "budget":
-        res = _in_child("budget_child", args.seeds, str(args.budget))
+        res = in_child("bench_level5", "budget_child", args.seeds, str(args.budget))
         plot_budget(res, FIGURE)
         return res
     raise ValueError(part)
