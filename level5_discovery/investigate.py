@@ -146,13 +146,20 @@ def make_designer(strategy: Strategy, genes: Sequence[str], cfg: DesignConfig, s
     raise ValueError(f"unknown strategy {strategy!r}: designed, random or round_robin")
 
 
+def claim_facts(claims: Iterable[LiteratureClaim]) -> list[Fact]:
+    """Literature claims as knowledge-base facts: one direct-edge fact per citing paper."""
+    facts = []
+    for c in claims:
+        sign: Sign = "+" if c.sign == "+" else "-"
+        for paper in c.evidence or ("unknown",):
+            facts.append(Fact(c.cause, c.effect, sign, "edge", f"paper:{paper}", float(c.confidence)))
+    return facts
+
+
 def _seed_knowledge(kb: KnowledgeBase, beliefs: EdgeBeliefs, claims: Iterable[LiteratureClaim]) -> None:
     claims = list(claims)
     beliefs.prior_from_hypotheses(claims)
-    for c in claims:
-        for paper in c.evidence or ("unknown",):
-            sign: Sign = "+" if c.sign == "+" else "-"
-            kb.add(Fact(c.cause, c.effect, sign, "edge", f"paper:{paper}", float(c.confidence)))
+    kb.add_many(claim_facts(claims))
 
 
 def _candidates(kb: KnowledgeBase, beliefs: EdgeBeliefs, k: int, seed: int) -> np.ndarray:

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from level5_discovery.design import transitive_closure
 from level5_discovery.evaluate import edge_scores
 from level5_discovery.simulate import World
+
+
+def phenotype_ancestor_mask(weights: np.ndarray, phenotype_weights: np.ndarray) -> np.ndarray:
+    """Boolean ``(n,)``: the genes with a causal path to the phenotype (its drivers and every gene
+    upstream of a driver), from the hidden weights alone.
+
+    Args:
+        weights: ``(n, n)`` gene-to-gene weights (non-zero = edge).
+        phenotype_weights: ``(n,)`` driver weights on the phenotype (non-zero = driver).
+    """
+    adj = np.asarray(weights) != 0
+    drivers = np.asarray(phenotype_weights) != 0
+    return np.asarray(drivers | (transitive_closure(adj) & drivers[None, :]).any(axis=1))
 
 
 class Evaluator:
@@ -50,6 +64,11 @@ class Evaluator:
     def drivers(self) -> list[str]:
         """Genes that drive the phenotype."""
         return [self.genes[i] for i in np.flatnonzero(self._world.phenotype_weights)]
+
+    def phenotype_ancestors(self) -> set[str]:
+        """Genes with a causal path to the phenotype: the drivers and every gene upstream of one."""
+        mask = phenotype_ancestor_mask(self._world.weights, self._world.phenotype_weights)
+        return {g for g, up in zip(self.genes, mask, strict=True) if up}
 
     def driver_signs(self) -> dict[str, int]:
         """Driver -> +1 when raising it raises the phenotype, -1 otherwise."""

@@ -26,13 +26,6 @@ if TYPE_CHECKING:
     from level5_discovery.simulate import World
 
 
-def true_upstream(world: World) -> set[str]:
-    """Genes with a causal path to the phenotype: the drivers and their ancestors."""
-    ev = Evaluator(world)
-    drivers = set(ev.drivers())
-    return drivers | {a for d in drivers for a in ev.ancestors(d)}
-
-
 def knockout_effects(world: World, n: int = 4000, seed: int = 0) -> dict[str, float]:
     """Hidden truth: mean phenotype change of knocking out each gene (common random numbers)."""
     base = world.sample(n, np.random.default_rng(seed))[:, -1].mean()
@@ -42,20 +35,12 @@ def knockout_effects(world: World, n: int = 4000, seed: int = 0) -> dict[str, fl
     }
 
 
-def ancestry_scores(
-    upstream: list[str], not_upstream: list[str], truth: set[str], n: int
-) -> dict[str, float]:
-    """Decided, right and wrong shares of the genes' links to the phenotype."""
-    right = sum(g in truth for g in upstream) + sum(g not in truth for g in not_upstream)
-    decided = len(upstream) + len(not_upstream)
-    return {"decided_share": decided / n, "correct_share": right / n, "wrong": float(decided - right)}
-
-
 def _graph_and_ancestry(env: DiscoveryEnv, world: World) -> dict[str, Any]:
     model = causal.causal_model(env)
+    ancestry = env.truth_summary()  # decided, right and wrong calls on the genes' phenotype links
     return {
         **Evaluator(world).score(np.asarray(model["estimated"], dtype=bool)),
-        **ancestry_scores(model["upstream"], model["not_upstream"], true_upstream(world), world.n_genes),
+        **{k: ancestry[k] for k in ("decided_share", "correct_share", "wrong")},
         "cost": float(env.total_cost),
         "experiments": len(env.history),
     }
@@ -86,7 +71,7 @@ def target_scores(ctx: Context, target: str | None, ranked: pd.DataFrame) -> dic
     return {
         **out,
         "target": target,
-        "is_upstream": target in true_upstream(ctx.world),
+        "is_upstream": target in Evaluator(ctx.world).phenotype_ancestors(),
         "is_driver": target in set(Evaluator(ctx.world).drivers()),
         "true_knockout_effect": effects[target],
         "true_rank": order.index(target) + 1,

@@ -45,6 +45,7 @@ from level5_discovery.report import (
     graph_categories,
     read_table,
 )
+from level5_discovery.truth import phenotype_ancestor_mask
 from shared.atomic import atomic_write_bytes
 from shared.errors import InputFileError
 from shared.plotting import PALETTE, set_theme
@@ -132,12 +133,7 @@ def load_truth(folder: Path, state: dict[str, Any]) -> dict[str, Any] | None:
         return None
     upstream = None
     if world.get("phenotype_weights") is not None:
-        drivers = np.asarray(world["phenotype_weights"], dtype=float) != 0
-        # Drivers and every gene with a path to one are the phenotype's ancestors.
-        reach = adjacency.copy()
-        for _ in range(len(genes)):
-            reach = reach | ((reach.astype(int) @ adjacency.astype(int)) > 0)
-        ancestors = drivers | (reach[:, drivers].any(axis=1) if drivers.any() else False)
+        ancestors = phenotype_ancestor_mask(adjacency, np.asarray(world["phenotype_weights"], dtype=float))
         upstream = {g for g, a in zip(genes, ancestors, strict=True) if a}
     return {"genes": genes, "adjacency": adjacency, "upstream": upstream}
 

@@ -17,7 +17,6 @@ from typing import Any
 from level5_discovery.campaign import evaluation, steps
 from level5_discovery.campaign.checkpoint import Checkpoint
 from level5_discovery.campaign.settings import CampaignConfig
-from level5_discovery.chem.filters import morgan_fps
 from level5_discovery.compounds import CompoundConfig, build_library
 from level5_discovery.config import DiscoveryConfig
 from level5_discovery.pipeline import load_or_generate, write_csv
@@ -157,7 +156,7 @@ def _evaluate(ctx: steps.Context) -> dict[str, Any]:
         "claims": len(claims),
     }
     if target is not None:
-        table = compound_table(steps.readings(ctx), ctx.library, morgan_fps(list(ctx.library.smiles)), target)
+        table = compound_table(steps.readings(ctx), ctx.library, ctx.library_fps, target)
         write_csv(table, ctx.path(COMPOUNDS))
         result["compounds"] = evaluation.compound_scores(table, ctx, target)
     atomic_write_json(ctx.path(RESULT), result)

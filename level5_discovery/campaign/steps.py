@@ -8,6 +8,7 @@ step done. `run.run_campaign` chains them through `checkpoint.Checkpoint`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,8 +18,7 @@ import pandas as pd
 from level5_discovery.campaign import causal, chemistry
 from level5_discovery.campaign.assay import Assay
 from level5_discovery.campaign.target import rank_targets
-from level5_discovery.investigate import LiteratureClaim
-from level5_discovery.logic.facts import Fact
+from level5_discovery.investigate import LiteratureClaim, claim_facts
 from level5_discovery.logic.kb import KnowledgeBase
 from level5_discovery.pipeline import claims_frame, write_csv
 from level5_discovery.rl.env import DiscoveryEnv, api_seed
@@ -68,6 +68,13 @@ class Context:
         """A file of the campaign folder."""
         return self.folder / name
 
+    @cached_property
+    def library_fps(self) -> list[Any]:
+        """Morgan fingerprints of the library (the novelty filter's reference), computed once."""
+        from level5_discovery.chem.filters import morgan_fps
+
+        return morgan_fps(list(self.library.smiles))
+
 
 # ------------------------------------------------------------------------------ hypotheses
 def do_hypotheses(ctx: Context) -> list[LiteratureClaim]:
@@ -104,18 +111,7 @@ def load_hypotheses(ctx: Context) -> list[LiteratureClaim]:
 def do_logic(ctx: Context, claims: list[LiteratureClaim]) -> dict[str, int]:
     """Claims -> clingo knowledge base: implied signed paths and contradictions, with provenance."""
     kb = KnowledgeBase(ctx.world.genes)
-    for c in claims:
-        for paper in c.evidence or ("unknown",):
-            kb.add(
-                Fact(
-                    c.cause,
-                    c.effect,
-                    "+" if c.sign == "+" else "-",
-                    "edge",
-                    f"paper:{paper}",
-                    float(c.confidence),
-                )
-            )
+    kb.add_many(claim_facts(claims))
     derived = kb.derive() if len(kb) else []
     contradictions = kb.contradictions() if len(kb) else []
     frame = pd.DataFrame(
@@ -235,7 +231,7 @@ def spent(ctx: Context) -> dict[str, float]:
     if ctx.path(EXPERIMENTS).is_file():
         out["experiments"] = float(experiments(ctx)["cost"].sum())
     if ctx.path(ASSAYS).is_file():
-        out["assays"] = len(pd.read_csv(ctx.path(ASSAYS))) * ctx.camp.assay_cost
+        out["assays"] = len(readings(ctx)) * ctx.camp.assay_cost
     if ctx.path(VALIDATION).is_file():
         out["validation"] = float(pd.read_csv(ctx.path(VALIDATION))["cost"].sum())
     return out
@@ -254,7 +250,7 @@ def validation_reserve(ctx: Context) -> float:
 # ------------------------------------------------------------------------------ compounds
 def assay(ctx: Context) -> Assay:
     """The assay, continuing the readings already on disk."""
-    done = len(pd.read_csv(ctx.path(ASSAYS))) if ctx.path(ASSAYS).is_file() else 0
+    done = len(readings(ctx))
     seed = int(np.random.SeedSequence([ctx.seed, 31]).generate_state(1)[0])
     return Assay(ctx.library, seed, ctx.camp.assay_cost, ctx.camp.assay_sd, calls_done=done)
 
@@ -303,13 +299,11 @@ def do_screen(ctx: Context, targets: pd.DataFrame) -> dict[str, Any]:
 
 def do_design_round(ctx: Context, target: str, round_no: int) -> int:
     """One model-guided design round on ``target``; returns the compounds assayed."""
-    from level5_discovery.chem.filters import morgan_fps
-
     lab = assay(ctx)
     own = readings(ctx)
     own = own[own["target"] == target]
     new = chemistry.design_round(
-        own, round_no, ctx.camp, lab, morgan_fps(list(ctx.library.smiles)),
+        own, round_no, ctx.camp, lab, ctx.library_fps,
         ctx.library.cfg.pic50_floor, ctx.seed, remaining(ctx, validation_reserve(ctx)),
     )  # fmt: skip
     if not new.empty:

@@ -267,8 +267,7 @@ class DiscoveryEnv(gym.Env[np.ndarray, np.int64]):
         if self._world is None:
             raise RuntimeError("no world yet: call reset() first")
         ev = Evaluator(self._world)
-        drivers = set(ev.drivers())
-        upstream = drivers | {a for d in drivers for a in ev.ancestors(d)}
+        upstream = ev.phenotype_ancestors()
         truth = np.array([g in upstream for g in self.genes])
         req, forb = self._reach()
         n = self.n_genes
