@@ -323,6 +323,15 @@ def add_html(section: Section, markup: str, caption: str = "") -> None:
     section.blocks.append(Block("html", markup, caption))
 
 
+def contradictions_markup(contradictions: list[str]) -> str:
+    """The contradictions as a list; a long one folds away (it is the trail behind the tables, not
+    a result)."""
+    items = "".join(f"<li>{html.escape(c)}</li>" for c in contradictions)
+    if len(contradictions) <= CONTRADICTIONS_OPEN:
+        return f"<ul>{items}</ul>"
+    return f"<details><summary>show all {len(contradictions)}</summary><ul>{items}</ul></details>"
+
+
 def cell_text(value: Any) -> str:
     """A table cell: a dash for missing, yes/no, integers plain, other numbers to 3 significant digits."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -551,17 +560,10 @@ def _rejected(report: Report, rejected: pd.DataFrame | None, contradictions: lis
         sec.text("No literature hypothesis was rejected.")
     if contradictions is not None:
         if contradictions:
-            items = "".join(f"<li>{html.escape(c)}</li>" for c in contradictions)
             title = (
                 f"Contradictions the knowledge base found and how it resolved them ({len(contradictions)})"
             )
-            # A long list folds away: it is the trail behind the tables above, not a result.
-            markup = (
-                f"<ul>{items}</ul>"
-                if len(contradictions) <= CONTRADICTIONS_OPEN
-                else f"<details><summary>show all {len(contradictions)}</summary><ul>{items}</ul></details>"
-            )
-            add_html(sec, markup, title)
+            add_html(sec, contradictions_markup(contradictions), title)
         else:
             sec.text("The knowledge base found no contradiction between the literature and the experiments.")
 

@@ -42,6 +42,7 @@ from level5_discovery.report import (
     as_bool,
     as_number,
     cell_text,
+    contradictions_markup,
     graph_categories,
     read_table,
 )
@@ -68,7 +69,6 @@ TITLES = {
 }
 MOLECULES_SHOWN = 8
 CLAIMS_SHOWN = 12
-CONTRADICTIONS_OPEN = 8
 MOL_SIZE = (200, 145)
 HIDDEN = "hidden truth, evaluation only"
 CHOSEN_TINT, LIBRARY_TINT, BAD_TINT = "#fff4d6", "#eaf0f8", "#fbe9e9"
@@ -1056,14 +1056,8 @@ def _contradictions(sec: Section, contradictions: list[str]) -> None:
     if not contradictions:
         sec.text("The logic found no contradiction among the claims.")
         return
-    items = "".join(f"<li>{html.escape(c)}</li>" for c in contradictions)
-    # A long list folds away: it is the trail behind the tables, not a result.
-    markup = (
-        f"<ul>{items}</ul>"
-        if len(contradictions) <= CONTRADICTIONS_OPEN
-        else f"<details><summary>show all {len(contradictions)}</summary><ul>{items}</ul></details>"
-    )
-    add_html(sec, markup, f"Contradictions found and how they were resolved ({len(contradictions)})")
+    caption = f"Contradictions found and how they were resolved ({len(contradictions)})"
+    add_html(sec, contradictions_markup(contradictions), caption)
 
 
 def _steps(report: Report, state: dict[str, Any]) -> None:
