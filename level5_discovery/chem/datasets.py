@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 
+from level5_discovery.chem.library import moses_train_path
 from shared.errors import DataError, InputFileError
 
 CHEMBL_ASSAY = "CHEMBL2321810"
@@ -94,14 +94,6 @@ def wehi_smiles() -> list[str]:
     with path.open(encoding="utf-8", newline="") as fh:
         smiles = [row[0] for row in csv.reader(fh) if row and row[0]]
     return [s for s, k in zip(smiles, _valid(smiles), strict=True) if k]
-
-
-def moses_train_path() -> Path:
-    """Path of MOSES ``train.csv.gz`` inside the installed ``molsets`` wheel."""
-    spec = importlib.util.find_spec("moses")
-    if spec is None or spec.origin is None:
-        raise InputFileError("the molsets wheel (package 'moses') is not installed")
-    return _require(Path(spec.origin).parent / "dataset" / "data" / "train.csv.gz", "MOSES train set")
 
 
 def moses_train_smiles(n: int | None = None, seed: int | None = None) -> list[str]:
