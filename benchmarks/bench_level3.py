@@ -20,9 +20,7 @@ Writes `benchmarks/sections/level3.md`. Options: ``--repeats N``, ``--users``,
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.children import in_child  # noqa: E402
 from shared.atomic import atomic_write_text  # noqa: E402
 from shared.runtime import configure_environment  # noqa: E402
 from shared.timing import Timer, peak_rss_mib  # noqa: E402
@@ -63,7 +62,7 @@ def synthetic_log(n_users: int, n_items: int, per_user: int, seed: int = 0) -> p
     return log.drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
 
 
-def one_batch(model_dir: str, db: str, chunk: int) -> dict[str, float]:
+def one_batch(model_dir: str, db: str, chunk: int | str) -> dict[str, float]:
     """Load a saved model, score every user, write the batch; runs in a fresh process."""
     from level3_recsys.batch import cold_start_list, score_users
     from level3_recsys.models import Recommender
@@ -75,7 +74,7 @@ def one_batch(model_dir: str, db: str, chunk: int) -> dict[str, float]:
     store = SQLiteStore(db)
     with Timer() as t:
         info = store.write_batch(
-            score_users(model, users, k=10, chunk_size=chunk, show_progress=False),
+            score_users(model, users, k=10, chunk_size=int(chunk), show_progress=False),
             model_name=model.name,
             model_version="bench",
             k=10,
@@ -113,18 +112,7 @@ def bench_batch(n_users: int, n_items: int, repeats: int, chunk: int) -> tuple[p
             runs = []
             for rep in range(repeats):
                 db = Path(tmp) / f"{name}-{rep}.db"
-                code = (
-                    "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_level3 as b; "
-                    "print(json.dumps(b.one_batch(sys.argv[2], sys.argv[3], int(sys.argv[4]))))"
-                )
-                out = subprocess.run(
-                    [sys.executable, "-c", code, str(HERE), str(model_dir), str(db), str(chunk)],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                    cwd=ROOT,
-                )
-                runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                runs.append(in_child("bench_level3", "one_batch", str(model_dir), str(db), str(chunk)))
                 print(f"  batch {name} run {rep + 1}: {runs[-1]['seconds']:.1f} s", flush=True)
             rows.append(
                 {
