@@ -439,6 +439,9 @@ def _print_campaign(result: dict[str, Any]) -> None:
             f"vs library best {c['library_best_true_pic50']:.2f}"
             f" -> beats the library: {c['beats_library']}",
         )
+    d = result.get("design")
+    if d:
+        say("design", f"{d['rounds']} rounds; stopped: {d['stopped']}")
     b = result["budget"]
     say("budget", f"{b['experiments'] + b['assays'] + b['validation']:.1f} of {b['total']:g} spent")
 

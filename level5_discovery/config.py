@@ -87,7 +87,7 @@ class DiscoveryConfig(LevelConfig):
             "literature": {"n_papers": 4000},
             "lm": {"n_layer": 4, "n_embd": 192, "pretrain_steps": 1500, "lora_steps": 600},
             "investigate": {"budget": 80.0},
-            "campaign": {"budget": 200.0, "rl_timesteps": 60_000, "design_rounds": 12},
+            "campaign": {"budget": 200.0, "rl_timesteps": 60_000, "design_rounds": 80},
         },
     }
 

@@ -133,6 +133,37 @@ def design_round(
     )
 
 
+def best_by_round(readings: pd.DataFrame, rounds: int) -> list[float]:
+    """The best measured pIC50 so far after each round 0 (the screen) .. ``rounds``."""
+    per_round = readings.groupby("round")["measured_pic50"].max()
+    best, out = -np.inf, []
+    for k in range(rounds + 1):
+        best = max(best, float(per_round.get(k, -np.inf)))
+        out.append(best)
+    return out
+
+
+def stop_reason(
+    best: Sequence[float], rounds_done: int, max_rounds: int, can_pay: bool, patience: int
+) -> str | None:
+    """Why the design ends after ``rounds_done`` rounds, or None to run another.
+
+    Args:
+        best: Best measured pIC50 after each round 0 .. ``rounds_done`` (`best_by_round`).
+        rounds_done: Design rounds finished.
+        max_rounds: The most rounds allowed.
+        can_pay: Whether the budget left pays for another assay.
+        patience: Rounds without a better compound before the design is called converged.
+    """
+    if rounds_done >= max_rounds:
+        return f"reached the most rounds ({max_rounds})"
+    if not can_pay:
+        return "the budget is spent"
+    if rounds_done >= patience and best[rounds_done] <= best[rounds_done - patience]:
+        return f"no better compound in {patience} rounds"
+    return None
+
+
 def validation_picks(readings: pd.DataFrame, top: int) -> pd.DataFrame:
     """The best library hit and the ``top`` best designed compounds by measured potency."""
     best_library = readings[readings["source"] == "library"].nlargest(1, "measured_pic50")

@@ -343,7 +343,16 @@ def rounds_figure(assays: pd.DataFrame, hit: float | None = None) -> Figure:
     ax.plot(range(len(rounds)), best, color=PALETTE[3], marker="o", lw=2, zorder=4, label="best so far")
     if hit is not None and math.isfinite(hit):
         ax.axhline(hit, color="grey", ls=":", lw=1, label=f"hit threshold ({hit:g})")
-    ax.set_xticks(range(len(rounds)), labels=[round_name(r) for r in rounds])
+    # Past a dozen rounds, name every few so the labels stay legible.
+    step = max(1, math.ceil(len(rounds) / 12))
+    ticks = list(range(0, len(rounds), step))
+    if len(rounds) - 1 - ticks[-1] > step / 2:  # the last round too, unless its label would overlap
+        ticks.append(len(rounds) - 1)
+    names = [round_name(rounds[i]) if len(rounds) <= 12 else str(rounds[i]) for i in ticks]
+    if len(rounds) > 12:
+        names[0] = "screen"
+        ax.set_xlabel("design round (0: the library screen)")
+    ax.set_xticks(ticks, labels=names)
     ax.set(ylabel="measured pIC50", title="Measured potency per round")
     ax.grid(axis="x", visible=False)
     ax.legend(fontsize=9, loc="lower right")
@@ -836,8 +845,12 @@ def _design(
         "noise (and up to its top of range). Filters score drug-likeness (QED; SA, the synthetic "
         "accessibility, 1 easy to 10 hard; TPSA, the polar surface area; Lipinski rule-of-five "
         "violations) and novelty (library sim.: the Tanimoto similarity to the nearest library "
-        "compound).",
+        "compound). Rounds go on until the budget is spent, the most rounds are done, or several "
+        "rounds in a row find nothing better.",
     )
+    stopped = (result.get("design") or {}).get("stopped")
+    if stopped:
+        add_html(sec, f"<p>The design stopped: {html.escape(str(stopped))}.</p>")
     target = (result.get("target") or {}).get("target")
     summary = result.get("compounds") or {}
     if summary:
@@ -846,6 +859,7 @@ def _design(
                 "compounds assayed": cell_text(summary.get("assayed")),
                 "designed and assayed": cell_text(summary.get("designed_assayed")),
                 "designed passing filters": cell_text(summary.get("designed_passing")),
+                "design rounds": cell_text((result.get("design") or {}).get("rounds")),
                 "best designed · measured": round(as_number(summary.get("designed_best_measured_pic50")), 2),
                 "best designed · true (hidden)": round(as_number(summary.get("designed_best_true_pic50")), 2),
                 "library best · true (hidden)": round(as_number(summary.get("library_best_true_pic50")), 2),
@@ -1184,7 +1198,7 @@ def _meta(state: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
         "rl_algo": "RL algorithm",
         "rl_timesteps": "RL training timesteps",
         "screen_size": "library screen size",
-        "design_rounds": "design rounds",
+        "design_rounds": "most design rounds (they stop when the budget is spent)",
         "design_batch": "compounds per round",
         "validate_top": "designed compounds tested in cells",
     }

@@ -99,7 +99,19 @@ def run_campaign(
     _compound_phase(ck, ctx)
     result = ck.run("evaluate", lambda: _evaluate(ctx), lambda: steps.load_json(ctx, RESULT), camp.retries)
     report = ck.run("report", lambda: _report(ctx), lambda: folder / "report.html", camp.retries)
-    return CampaignResult(folder, result, report, ck.resumed, ck.seconds())
+    return CampaignResult(folder, result, report, ck.resumed, step_seconds(ck.seconds()))
+
+
+def step_seconds(seconds: dict[str, float]) -> dict[str, float]:
+    """Seconds per step, the design rounds summed into one ``design (N rounds)`` entry."""
+    rounds = {k: v for k, v in seconds.items() if k.startswith("design_round_")}
+    out: dict[str, float] = {}
+    for step, value in seconds.items():
+        if step not in rounds:
+            out[step] = value
+        elif step == next(iter(rounds)):
+            out[f"design ({len(rounds)} rounds)"] = sum(rounds.values())
+    return out
 
 
 def _causal_phase(ck: Checkpoint, ctx: steps.Context) -> None:
@@ -134,13 +146,23 @@ def _compound_phase(ck: Checkpoint, ctx: steps.Context) -> None:
     ctx.values["target"] = target
     if target is None:
         return
-    for k in range(1, ctx.camp.design_rounds + 1):
+    # Rounds go on while they find better compounds and the budget pays (a fixed count either wastes
+    # rounds on a converged design or stops a hard one early). Whether to go on is decided from the
+    # files, so a resumed campaign stops after the same round as an uninterrupted one.
+    rounds = 0
+    while True:  # design_stop ends it by design_rounds at the latest
+        step = f"design_round_{rounds + 1}"
+        reason = None if ck.is_done(step) else steps.design_stop(ctx, target, rounds)
+        if reason:
+            break
+        rounds += 1
         ck.run(
-            f"design_round_{k}",
-            lambda k=k: steps.do_design_round(ctx, target, k),  # type: ignore[misc]
-            lambda k=k: steps.count_round(ctx, k),  # type: ignore[misc]
+            step,
+            lambda k=rounds: steps.do_design_round(ctx, target, k),  # type: ignore[misc]
+            lambda k=rounds: steps.count_round(ctx, k),  # type: ignore[misc]
             r,
         )
+    ctx.values["design"] = {"rounds": rounds, "stopped": reason}
     ck.run("validate", lambda: steps.do_validate(ctx, target), lambda: steps.load_validation(ctx), r)
 
 
@@ -159,6 +181,7 @@ def _evaluate(ctx: steps.Context) -> dict[str, Any]:
         table = compound_table(steps.readings(ctx), ctx.library, ctx.library_fps, target)
         write_csv(table, ctx.path(COMPOUNDS))
         result["compounds"] = evaluation.compound_scores(table, ctx, target)
+        result["design"] = ctx.values["design"]
     atomic_write_json(ctx.path(RESULT), result)
     comp = result.get("compounds", {})
     write_metrics(

@@ -30,7 +30,15 @@ class CampaignConfig(BaseModel):
     hit_pic50: float = Field(5.0, description="A screened compound at or above this is a hit")
     max_targets: int = Field(3, ge=1, description="Targets screened before giving up on compounds")
     screen_size: int = Field(60, ge=2, description="Library compounds assayed per target")
-    design_rounds: int = Field(6, ge=0)
+    design_rounds: int = Field(
+        40,
+        ge=0,
+        description="Most design rounds; they stop earlier when the budget left (after the cell "
+        "tests' reserve) cannot pay for an assay, or when design_patience rounds found nothing better",
+    )
+    design_patience: int = Field(
+        5, ge=1, description="Stop designing after this many rounds without a better measured compound"
+    )
     design_batch: int = Field(20, ge=1, description="Designed compounds assayed per round")
     candidate_factor: int = Field(10, ge=1, description="Children proposed per compound assayed")
     ucb_beta: float = Field(1.0, ge=0.0, description="Exploration weight of the assay choice (pIC50 units)")

@@ -297,6 +297,21 @@ def do_screen(ctx: Context, targets: pd.DataFrame) -> dict[str, Any]:
     return result
 
 
+def can_design(ctx: Context) -> bool:
+    """Whether the budget left, after the cell tests' reserve, pays for at least one more assay."""
+    return remaining(ctx, validation_reserve(ctx)) + 1e-9 >= ctx.camp.assay_cost
+
+
+def design_stop(ctx: Context, target: str, rounds_done: int) -> str | None:
+    """Why the design rounds end after ``rounds_done`` rounds, or None to run another."""
+    own = readings(ctx)
+    own = own[own["target"] == target]
+    best = chemistry.best_by_round(own, rounds_done)
+    return chemistry.stop_reason(
+        best, rounds_done, ctx.camp.design_rounds, can_design(ctx), ctx.camp.design_patience
+    )
+
+
 def do_design_round(ctx: Context, target: str, round_no: int) -> int:
     """One model-guided design round on ``target``; returns the compounds assayed."""
     lab = assay(ctx)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from level5_discovery import data
-from level5_discovery.campaign import causal
+from level5_discovery.campaign import causal, chemistry
 from level5_discovery.campaign.assay import Assay
 from level5_discovery.campaign.checkpoint import Checkpoint, StepFailedError
 from level5_discovery.campaign.run import run_campaign
@@ -44,8 +44,10 @@ TINY: dict[str, Any] = {
         "rl_n_envs": 2,
         "rl_n_steps": 64,
         "screen_size": 20,
-        "design_rounds": 4,
-        "design_batch": 6,
+        "design_rounds": 14,
+        "design_batch": 25,
+        "assay_cost": 0.1,
+        "design_patience": 3,
         "compounds": {"n_compounds": 60},
     },
     "tracking": {"enabled": False},
@@ -193,6 +195,16 @@ def test_targets_rank_by_phenotype_drop_and_exclude_genes_whose_knockout_raises_
     assert "not significant" in ranked.iloc[4]["reason"]
 
 
+def test_design_rounds_stop_on_the_budget_the_cap_or_no_progress() -> None:
+    readings = pd.DataFrame({"round": [0, 0, 1, 2, 2, 4], "measured_pic50": [5.0, 6.0, 6.5, 6.2, 7.0, 6.9]})
+    best = chemistry.best_by_round(readings, 5)
+    assert best == [6.0, 6.5, 7.0, 7.0, 7.0, 7.0]  # round 3 assayed nothing; the best carries over
+    assert chemistry.stop_reason(best, 4, 40, True, 3) is None  # 7.0 first reached in round 2
+    assert chemistry.stop_reason(best, 5, 40, True, 3) == "no better compound in 3 rounds"
+    assert chemistry.stop_reason(best, 2, 40, False, 3) == "the budget is spent"
+    assert chemistry.stop_reason(best, 2, 2, True, 3) == "reached the most rounds (2)"
+
+
 # ---------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
@@ -219,7 +231,18 @@ def test_campaign_designs_compounds_that_beat_the_library_on_the_hidden_activity
     designed = compounds[compounds["source"] == "designed"]
     assert len(designed) > 0 and designed["passes"].all()  # only filter-passing designs are assayed
     spent = result["budget"]
-    assert spent["experiments"] + spent["assays"] + spent["validation"] <= spent["total"] + 1e-9
+    used = spent["experiments"] + spent["assays"] + spent["validation"]
+    assert used <= spent["total"] + 1e-9
+    # The rounds stop for the reason recorded, and that reason holds in the data.
+    design, camp = result["design"], TINY["campaign"]
+    assert design["rounds"] == compounds["round"].max()
+    best = chemistry.best_by_round(compounds, design["rounds"])
+    if design["stopped"] == "the budget is spent":
+        assert spent["total"] - camp["assay_cost"] - 1e-9 < used
+    else:
+        assert design["stopped"] == f"no better compound in {camp['design_patience']} rounds"
+        assert best[-1] == best[-1 - camp["design_patience"]]
+        assert used <= spent["total"] - camp["assay_cost"] + 1e-9  # an assay was still affordable
     validation = pd.read_csv(tiny["whole"] / "validation.csv")
     assert set(validation["source"]) == {"designed", "library"}
     assert (tiny["whole"] / "report.html").is_file()
