@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from rdkit import Chem
 
-from level5_discovery.chem.ga import GAConfig, propose, run_ga
+from level5_discovery.chem.ga import GAConfig, default_config, propose, run_ga, selection_weights
 from level5_discovery.chem.mutations import crossover, mutate
 from level5_discovery.chem.objectives import get_objective
 from level5_discovery.chem.oracle import Oracle
@@ -26,6 +26,19 @@ def test_proposals_are_valid_canonical_and_distinct() -> None:
         assert (
             again.GetNumAtoms() > 5 and max((len(r) for r in again.GetRingInfo().AtomRings()), default=0) <= 6
         )
+
+
+def test_rank_selection_keeps_its_pressure_when_every_score_is_close() -> None:
+    close = [0.60, 0.61, 0.62, 0.63]  # a late population: scores within 5 % of each other
+    proportional = selection_weights(close, "score")
+    assert proportional.max() / proportional.min() < 1.06  # almost a uniform draw
+    # 1 / (k n + rank) with k n = 0.4: the best is drawn 1 / 0.4 / (1 / 3.4) = 8.5 times as often
+    # as the worst, and the weights depend on the order alone, not on the scale.
+    ranked = selection_weights(close, "rank", rank_k=0.1)
+    assert np.isclose(ranked[3] / ranked[0], 3.4 / 0.4)
+    np.testing.assert_allclose(ranked, selection_weights([6.0, 6.1, 6.2, 6.3], "rank", rank_k=0.1))
+    assert np.isclose(ranked.sum(), 1.0) and list(np.argsort(ranked)) == [0, 1, 2, 3]
+    assert default_config("guided").selection == "rank" and default_config("ga").selection == "score"
 
 
 def test_mutation_changes_the_molecule_and_crossover_differs_from_parents() -> None:
