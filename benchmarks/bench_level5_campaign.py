@@ -68,7 +68,13 @@ def _row(r: dict[str, Any]) -> str:
     design = sum(v for k, v in steps.items() if k.startswith("design_round"))
     timing = f"{steps.get('hypotheses', 0):.0f} / {steps.get('policy', 0):.0f} / {design:.0f}"
     causal = f"{rl['f1']:.3f} vs {rnd['f1']:.3f} | {rl['correct_share']:.2f} vs {rnd['correct_share']:.2f}"
-    return f"| {r['seed']} | {r['wall']:.0f} | {timing} | {causal} | {target} | {comp} |"
+    d, b = res.get("design") or {}, res["budget"]
+    spent = b["experiments"] + b["assays"] + b["validation"]
+    rounds = f"{d['rounds']} ({d['stopped']})" if d else "—"
+    return (
+        f"| {r['seed']} | {r['wall']:.0f} | {timing} | {causal} | {target} | {comp} | {rounds} "
+        f"| {spent:.1f} of {b['total']:g} |"
+    )
 
 
 def markdown(results: list[dict[str, Any]], profile: str, load: tuple[float, float]) -> str:
@@ -83,14 +89,17 @@ def markdown(results: list[dict[str, Any]], profile: str, load: tuple[float, flo
         f"`python -m level5_discovery campaign --profile {profile}` per seed in a fresh process (2 cores; "
         f"{datetime.now(UTC):%Y-%m-%d}; load average {load[0]:.1f} before, {load[1]:.1f} after): the LM is "
         "pretrained and LoRA-tuned inside, the PPO policy trained on other worlds, then the campaign runs on "
-        "a budget of 100 cost units (knockouts, assays, cell tests; a cap, not all of it is spent). "
+        "a budget of 100 cost units (knockouts, assays, cell tests; a cap: the knockouts stop once every "
+        "gene's link to the phenotype is decided, the design rounds when the budget is spent or 5 rounds "
+        "in a row find nothing better). "
         "Graph and ancestry scores are against the hidden "
         "truth; *random* plays random knockouts on the same world with the same budget and literature "
         "priors.",
         "",
         "| seed | wall s | LM / policy / design s | edge F1 RL vs random "
-        "| phenotype links right, RL vs random | target | best designed vs best library pIC50 (hidden) |",
-        "|---:|---:|---:|---|---|---|---|",
+        "| phenotype links right, RL vs random | target | best designed vs best library pIC50 (hidden) "
+        "| design rounds (why they stopped) | budget spent |",
+        "|---:|---:|---:|---|---|---|---|---|---|",
         *[_row(r) for r in results],
         "",
         f"The designed compound beats the whole library's best on the hidden activity on {wins} of "
