@@ -50,7 +50,7 @@ class GAConfig(BaseModel):
     rank_k: float = Field(0.1, gt=0.0, description="rank selection: how flat the weights are")
 
 
-def selection_weights(scores: Sequence[float], selection: str = "score", rank_k: float = 0.1) -> np.ndarray:
+def selection_weights(scores: Sequence[float], selection: str, rank_k: float) -> np.ndarray:
     """Mating probabilities: proportional to score (PMO's ``make_mating_pool``), or rank-based.
 
     Rank weights ``1 / (rank_k * n + rank)`` (rank 0 the best; Tripp et al. 2020) keep the same
@@ -68,16 +68,10 @@ def selection_weights(scores: Sequence[float], selection: str = "score", rank_k:
 
 
 def mating_pool(
-    mols: Sequence[Chem.Mol],
-    scores: Sequence[float],
-    size: int,
-    rng: np.random.Generator,
-    selection: str = "score",
-    rank_k: float = 0.1,
+    mols: Sequence[Chem.Mol], weights: np.ndarray, size: int, rng: np.random.Generator
 ) -> list[Chem.Mol]:
-    """Parents drawn with replacement by `selection_weights`."""
-    p = selection_weights(scores, selection, rank_k)
-    idx = rng.choice(len(mols), size=size, replace=True, p=p)
+    """Parents drawn with replacement with the given probabilities (`selection_weights`)."""
+    idx = rng.choice(len(mols), size=size, replace=True, p=weights)
     return [mols[int(i)] for i in idx]
 
 
@@ -85,7 +79,8 @@ def propose(
     mols: Sequence[Chem.Mol], scores: Sequence[float], n: int, cfg: GAConfig, rng: np.random.Generator
 ) -> list[tuple[str, Chem.Mol]]:
     """Up to ``n`` distinct valid children as (canonical SMILES, sanitised molecule)."""
-    pool = mating_pool(mols, scores, cfg.offspring_size, rng, cfg.selection, cfg.rank_k)
+    weights = selection_weights(scores, cfg.selection, cfg.rank_k)
+    pool = mating_pool(mols, weights, cfg.offspring_size, rng)
     out: dict[str, Chem.Mol] = {}
     for _ in range(n):
         child = reproduce(pool, cfg.mutation_rate, rng)

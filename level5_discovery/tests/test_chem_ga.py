@@ -30,7 +30,7 @@ def test_proposals_are_valid_canonical_and_distinct() -> None:
 
 def test_rank_selection_keeps_its_pressure_when_every_score_is_close() -> None:
     close = [0.60, 0.61, 0.62, 0.63]  # a late population: scores within 5 % of each other
-    proportional = selection_weights(close, "score")
+    proportional = selection_weights(close, "score", rank_k=0.1)
     assert proportional.max() / proportional.min() < 1.06  # almost a uniform draw
     # 1 / (k n + rank) with k n = 0.4: the best is drawn 1 / 0.4 / (1 / 3.4) = 8.5 times as often
     # as the worst, and the weights depend on the order alone, not on the scale.
