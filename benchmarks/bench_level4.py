@@ -81,9 +81,6 @@ MODEL_NAMES = {
 }
 
 
-# ------------------------------------------------------------------------------------ children
-
-
 def _folder_mib(path: Path) -> float:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
 

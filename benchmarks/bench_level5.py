@@ -63,9 +63,6 @@ LABELS = {
 }
 
 
-# ------------------------------------------------------------------------------------ children
-
-
 def _seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",") if s.strip()]
 

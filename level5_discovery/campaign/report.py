@@ -348,9 +348,10 @@ def rounds_figure(assays: pd.DataFrame, hit: float | None = None) -> Figure:
     ticks = list(range(0, len(rounds), step))
     if len(rounds) - 1 - ticks[-1] > step / 2:  # the last round too, unless its label would overlap
         ticks.append(len(rounds) - 1)
-    names = [round_name(rounds[i]) if len(rounds) <= 12 else str(rounds[i]) for i in ticks]
-    if len(rounds) > 12:
-        names[0] = "screen"
+    if len(rounds) <= 12:
+        names = [round_name(rounds[i]) for i in ticks]
+    else:
+        names = ["screen" if rounds[i] == 0 else str(rounds[i]) for i in ticks]
         ax.set_xlabel("design round (0: the library screen)")
     ax.set_xticks(ticks, labels=names)
     ax.set(ylabel="measured pIC50", title="Measured potency per round")
@@ -1198,7 +1199,8 @@ def _meta(state: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
         "rl_algo": "RL algorithm",
         "rl_timesteps": "RL training timesteps",
         "screen_size": "library screen size",
-        "design_rounds": "most design rounds (they stop when the budget is spent)",
+        "design_rounds": "most design rounds",
+        "design_patience": "rounds without a better compound before the design stops",
         "design_batch": "compounds per round",
         "validate_top": "designed compounds tested in cells",
     }

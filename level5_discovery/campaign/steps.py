@@ -263,6 +263,12 @@ def readings(ctx: Context) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"compound_id": str})
 
 
+def target_readings(ctx: Context, target: str) -> pd.DataFrame:
+    """The readings so far on one target."""
+    frame = readings(ctx)
+    return frame[frame["target"] == target]
+
+
 def _append_readings(ctx: Context, new: pd.DataFrame) -> None:
     old = readings(ctx)
     both = new if old.empty else pd.concat([old, new], ignore_index=True)
@@ -283,8 +289,7 @@ def do_screen(ctx: Context, targets: pd.DataFrame) -> dict[str, Any]:
             _append_readings(
                 ctx, chemistry.screen(ctx.library, lab, gene, ctx.camp.screen_size, ctx.seed, left)
             )
-        own = readings(ctx)
-        own = own[own["target"] == gene]
+        own = target_readings(ctx, gene)
         best = own.loc[own["measured_pic50"].idxmax()]
         hit = float(best["measured_pic50"]) >= ctx.camp.hit_pic50
         tried.append({"target": gene, "screened": len(own), "best_compound": best["compound_id"],
@@ -304,8 +309,7 @@ def can_design(ctx: Context) -> bool:
 
 def design_stop(ctx: Context, target: str, rounds_done: int) -> str | None:
     """Why the design rounds end after ``rounds_done`` rounds, or None to run another."""
-    own = readings(ctx)
-    own = own[own["target"] == target]
+    own = target_readings(ctx, target)
     best = chemistry.best_by_round(own, rounds_done)
     return chemistry.stop_reason(
         best, rounds_done, ctx.camp.design_rounds, can_design(ctx), ctx.camp.design_patience
@@ -315,8 +319,7 @@ def design_stop(ctx: Context, target: str, rounds_done: int) -> str | None:
 def do_design_round(ctx: Context, target: str, round_no: int) -> int:
     """One model-guided design round on ``target``; returns the compounds assayed."""
     lab = assay(ctx)
-    own = readings(ctx)
-    own = own[own["target"] == target]
+    own = target_readings(ctx, target)
     new = chemistry.design_round(
         own, round_no, ctx.camp, lab, ctx.library_fps,
         ctx.library.cfg.pic50_floor, ctx.seed, remaining(ctx, validation_reserve(ctx)),
@@ -336,8 +339,7 @@ def do_validate(ctx: Context, target: str) -> pd.DataFrame:
     """The best designed compounds and the best library hit, tested on cells."""
     from level5_discovery.experiments import ExperimentAPI
 
-    own = readings(ctx)
-    picks = chemistry.validation_picks(own[own["target"] == target], ctx.camp.validate_top)
+    picks = chemistry.validation_picks(target_readings(ctx, target), ctx.camp.validate_top)
     lab = ctx.cfg.lab
     api = ExperimentAPI(
         ctx.world, budget=remaining(ctx), seed=api_seed(ctx.seed) + 1, costs=lab.costs,
