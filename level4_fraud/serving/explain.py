@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from level4_fraud.serving.schemas import Reason
 
@@ -200,8 +199,9 @@ class StudentExplainer:
         return top_reasons(names, [values.get(n) for n in names], self.contributions(x, p), k, alert=alert)
 
 
-class FrameExplainer:
-    """Occlusion reasons of a model that scores feature-frame rows (the grey-zone ensemble).
+class RowExplainer:
+    """Occlusion reasons of a model that scores rows of numeric and categorical features (the
+    grey-zone ensemble, `serving.rows.RowEnsemble`).
 
     One call scores the transaction and every substitution together, so `score_and_explain`
     costs one ``predict`` of ``1 + features`` rows.
@@ -210,7 +210,7 @@ class FrameExplainer:
         numeric: Numeric feature columns.
         categorical: Categorical feature columns.
         typical: Typical value per column (means; most frequent category).
-        predict: ``frame -> (n,)`` probabilities.
+        predict: ``(numeric (n, N) float64, categorical n tuples) -> (n,)`` probabilities.
     """
 
     def __init__(
@@ -218,30 +218,40 @@ class FrameExplainer:
         numeric: Sequence[str],
         categorical: Sequence[str],
         typical: Mapping[str, Any],
-        predict: Callable[[pd.DataFrame], np.ndarray],
+        predict: Callable[[np.ndarray, list[tuple[Any, ...]]], np.ndarray],
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.typical = dict(typical)
         self.predict = predict
 
-    def frame(self, values: Mapping[str, Any]) -> pd.DataFrame:
-        """The transaction and its substitutions as feature-frame rows (row 0: as it is)."""
-        cols = [*self.numeric, *self.categorical]
-        base = {c: values.get(c) for c in cols}
-        rows = [base] + [{**base, c: self.typical.get(c, base[c])} for c in cols]
-        df = pd.DataFrame(rows, columns=cols)
-        df[self.numeric] = df[self.numeric].astype("float64")
-        for c in self.categorical:
-            df[c] = pd.Categorical(df[c].astype(str))
-        return df
+    def rows(self, values: Mapping[str, Any]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
+        """The transaction and its substitutions (row 0: as it is; then one row per numeric
+        column, then one per categorical column, with that column at its typical value)."""
+        base = np.array([_number(values.get(c)) for c in self.numeric], dtype=np.float64)
+        cats = tuple(str(values.get(c)) for c in self.categorical)
+        n_num = len(self.numeric)
+        numeric = np.repeat(base[None, :], 1 + n_num + len(self.categorical), axis=0)
+        for j, c in enumerate(self.numeric):
+            numeric[1 + j, j] = _number(self.typical.get(c, base[j]))
+        categorical = [cats] * (1 + n_num)
+        for j, c in enumerate(self.categorical):
+            row = list(cats)
+            row[j] = str(self.typical.get(c, cats[j]))
+            categorical.append(tuple(row))
+        return numeric, categorical
 
     def score_and_explain(
         self, values: Mapping[str, Any], k: int, *, alert_at: float
     ) -> tuple[float, list[Reason]]:
         """The model's score of the transaction and its top `k` reasons."""
-        p = np.asarray(self.predict(self.frame(values)), dtype=np.float64)
+        p = np.asarray(self.predict(*self.rows(values)), dtype=np.float64)
         contributions = float(logit(p[0])) - logit(p[1:])
         cols = [*self.numeric, *self.categorical]
         reasons = top_reasons(cols, [values.get(c) for c in cols], contributions, k, alert=p[0] >= alert_at)
         return float(p[0]), reasons
+
+
+def _number(value: Any) -> float:
+    """A numeric input as float (None: NaN, as a frame column holds it)."""
+    return math.nan if value is None else float(value)

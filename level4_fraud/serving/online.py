@@ -46,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from level4_fraud import features as feat
 from level4_fraud import schema
@@ -296,6 +298,18 @@ class FeastOnlineReader:
             refs += [f"card_profile:{c}" for c in (schema.X_CUSTOMER, schema.Y_CUSTOMER)]
             refs += [f"terminal_profile:{c}" for c in (schema.X_TERMINAL, schema.Y_TERMINAL)]
         self.refs = refs
+        by_view: dict[str, list[str]] = {}
+        for ref in refs:
+            view, name = ref.split(":")
+            by_view.setdefault(view, []).append(name)
+        fs = store.store
+        # (view, its join key, the features asked): resolved once, at start.
+        self._views = [(fv, fv.join_keys[0], by_view[fv.name]) for fv in map(fs.get_feature_view, by_view)]
+        # Feast's own provider, asked directly: `get_online_features` rebuilds the request and
+        # converts the response on every call, which cost more than the reads themselves
+        # (about 0.7 of its 1 ms on SQLite); the rows and timestamps are the same.
+        self._provider = fs._get_provider()
+        self._config = fs.config
 
     def read(self, card: int, terminal: int) -> StoreRow:
         """The stored rows of `card` and `terminal`.
@@ -303,16 +317,24 @@ class FeastOnlineReader:
         Raises:
             OnlineStoreUnavailableError: The store failed (any error of Feast or its database).
         """
+        keys = {schema.CUSTOMER_ID: card, schema.TERMINAL_ID: terminal}
+        values: dict[str, Any] = {}
+        stamps: list[float] = []
         try:
-            got = self.store.store.get_online_features(
-                features=self.refs, entity_rows=[{schema.CUSTOMER_ID: card, schema.TERMINAL_ID: terminal}]
-            ).to_dict(include_event_timestamps=True)
+            for fv, join_key, names in self._views:
+                key = EntityKeyProto(
+                    join_keys=[join_key], entity_values=[ValueProto(int64_val=keys[join_key])]
+                )
+                ts, row = self._provider.online_read(self._config, fv, [key], names)[0]
+                if row is None:
+                    continue
+                values.update({n: _scalar(row.get(n)) for n in names})
+                if ts is not None:
+                    stamps.append(ts.timestamp())
         except Exception as exc:  # Feast wraps SQLite/Redis errors in many types
             raise OnlineStoreUnavailableError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from exc
-        values = {k: (v[0] if v else None) for k, v in got.items()}
         card_row = _row(values, self.card_features, required=self.card_features[0])
         term_row = _row(values, self.terminal_features, required=self.terminal_features[0])
-        stamps = [float(v) for k, v in values.items() if k.endswith("__ts") and v]
         return StoreRow(card_row, term_row, self._distance(values), max(stamps) if stamps else None)
 
     def _distance(self, values: Mapping[str, Any]) -> float:
@@ -326,6 +348,14 @@ class FeastOnlineReader:
             return math.nan
         cx, cy, tx_, ty = (float(v) for v in xy)  # type: ignore[arg-type]
         return math.hypot(cx - tx_, cy - ty)
+
+
+def _scalar(value: Any) -> Any:
+    """A Feast `ValueProto` of a scalar as a Python value (None: missing or null)."""
+    if value is None:
+        return None
+    kind = value.WhichOneof("val")
+    return None if kind is None or kind == "null_val" else getattr(value, kind)
 
 
 def _row(values: Mapping[str, Any], names: Sequence[str], *, required: str) -> dict[str, float] | None:

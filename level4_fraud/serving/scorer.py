@@ -40,7 +40,7 @@ import numpy as np
 
 from level4_fraud import schema
 from level4_fraud.serving.config import ServingConfig
-from level4_fraud.serving.explain import FrameExplainer, StudentExplainer
+from level4_fraud.serving.explain import RowExplainer, StudentExplainer
 from level4_fraud.serving.online import (
     CardLedger,
     FeastOnlineReader,
@@ -215,16 +215,22 @@ class FastPath:
         return fast
 
 
-def _ensemble(run_dir: Path, fast: FastPath) -> FrameExplainer | None:
-    """The run's ensemble as a frame scorer with reasons (None: it cannot be used online)."""
+def _ensemble(run_dir: Path, fast: FastPath) -> RowExplainer | None:
+    """The run's ensemble as a row scorer with reasons (None: it cannot be used online)."""
     from level4_fraud.predict import load_run
+    from level4_fraud.serving.rows import RowEnsemble
 
     loaded = load_run(run_dir)
     if loaded.info.get("deep_members"):
         # Sequence members read the card's whole history frame: not available per request.
         logger.warning("the ensemble has deep members: the grey zone uses the student only")
         return None
-    return FrameExplainer(loaded.spec.numeric, loaded.spec.categorical, fast.typical_values(), loaded.score)
+    typical = fast.typical_values()
+    rows = RowEnsemble.from_run(loaded, typical)
+    slow = sorted(set(rows.members) - set(rows.compiled))
+    if slow:
+        logger.info("grey-zone members scored through their own pipelines: %s", ", ".join(slow))
+    return RowExplainer(loaded.spec.numeric, loaded.spec.categorical, typical, rows.predict)
 
 
 # ------------------------------------------------------------------------------------ scorer
@@ -265,7 +271,7 @@ class FraudScorer:
         self,
         source: OnlineFeatureSource,
         fast: FastPath | None,
-        ensemble: FrameExplainer | None,
+        ensemble: RowExplainer | None,
         thresholds: Thresholds,
         cfg: ServingConfig,
         model_version: str,
