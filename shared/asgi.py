@@ -1,5 +1,9 @@
 """Pure-ASGI helpers the levels' services share (no web framework imported).
 
+Fast paths (a middleware that answers the common, valid request itself and hands anything else
+to the framework) need the key check, the body and a JSON answer: `has_key`, `read_body`,
+`replaying`, `send_json`.
+
 A metrics middleware needs the status a response started with and how long the call took,
 including when the application raised (counted as a 500). Starlette's ``BaseHTTPMiddleware``
 would give that too but costs a task and a stream per request; these few lines cost nothing.
@@ -7,8 +11,9 @@ would give that too but costs a task and a stream per request; these few lines c
 
 from __future__ import annotations
 
+import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -48,3 +53,60 @@ async def call_observing_status(
         raise
     finally:
         on_done(status, time.perf_counter() - start)
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header `name` (lower case, as ASGI servers give names), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def has_key(scope: Scope, name: bytes, expected: bytes) -> bool:
+    """Whether header `name` holds the API key `expected` (compared in constant time)."""
+    given = header(scope, name)
+    return bool(given) and secrets.compare_digest(given, expected)  # type: ignore[arg-type]
+
+
+def is_json(scope: Scope) -> bool:
+    """Whether the request says its body is JSON (``application/json``, any parameters)."""
+    kind = header(scope, b"content-type")
+    return kind is not None and kind.split(b";", 1)[0].strip().lower() == b"application/json"
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body (None: the client disconnected before sending it)."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A receive channel that gives `body` again first (for an app called after `read_body`),
+    then whatever the server sends (the disconnect)."""
+    sent = False
+
+    async def again() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return again
+
+
+JSON_HEADERS: Sequence[tuple[bytes, bytes]] = ((b"content-type", b"application/json"),)
+
+
+async def send_json(send: Send, status: int, body: bytes) -> None:
+    """Answer `status` with the JSON text `body`."""
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

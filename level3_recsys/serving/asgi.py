@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ from level3_recsys.serving.schemas import (
     USER_ID_PATTERN,
 )
 from level3_recsys.serving.settings import API_KEY_HEADER
-from shared.asgi import call_observing_status
+from shared.asgi import call_observing_status, has_key, send_json
 
 RECOMMEND_ROUTE = "/v1/recommendations/{user_id}"
 RECOMMEND_PREFIX = "/v1/recommendations/"
@@ -61,7 +60,6 @@ _HOUR_TEXT = re.compile(r"^[0-9]{1,2}$")
 _USER_ID = re.compile(USER_ID_PATTERN)
 _DEVICE = re.compile(DEVICE_PATTERN)
 _KEY_HEADER = API_KEY_HEADER.lower().encode()
-_JSON_HEADERS = [(b"content-type", b"application/json")]
 _PREFIX_LEN = len(RECOMMEND_PREFIX)
 
 
@@ -80,12 +78,7 @@ def parse_recommendation(
     user_id = path[_PREFIX_LEN:]
     if not _USER_ID.match(user_id):  # no "/" either: the pattern excludes it
         return None
-    key = None
-    for name, value in scope["headers"]:
-        if name == _KEY_HEADER:
-            key = value
-            break
-    if not key or not secrets.compare_digest(key, expected_key):
+    if not has_key(scope, _KEY_HEADER, expected_key):
         return None
     k, device, hour = DEFAULT_K, DEFAULT_DEVICE, None
     query: bytes = scope.get("query_string", b"")
@@ -153,12 +146,4 @@ class RecommendationFastPath:
             return
         # the metrics middleware labels by route template; found once, then an attribute read
         scope["route"] = self._route if self._route is not None else self._recommend_route()
-        body = await self.answer(*parsed)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await send_json(send, 200, await self.answer(*parsed))

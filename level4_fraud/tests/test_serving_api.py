@@ -178,3 +178,78 @@ def test_an_unwritable_audit_log_is_503_not_500(run, tmp_path, bodies):
         r = c.post("/v1/score", json=bodies[0], headers=KEY)
         assert r.status_code == 503 and "retry" in r.json()["message"]
         assert c.get("/readyz").status_code == 503
+
+
+def test_an_unwritable_audit_log_is_503_on_the_fastapi_route_too(run, tmp_path, bodies):
+    from level4_fraud.serving.app import create_app
+    from level4_fraud.serving.service import ScoringService
+
+    cfg = serving_config(run, audit_url=f"sqlite:///{tmp_path / 'audit.db'}")
+    svc = ScoringService.from_run(run.run_dir, cfg)
+    app = create_app(svc, cfg, fast_path=False)
+    svc.audit.close()
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/score", json=bodies[0], headers=KEY)
+        assert r.status_code == 503 and "not recorded, retry" in r.json()["message"]
+
+
+# ------------------------------------------------------------------------------------ fast path
+def _services(run, tmp_path, n):
+    from level4_fraud.serving.service import ScoringService
+
+    return [
+        ScoringService.from_run(
+            run.run_dir, serving_config(run, audit_url=f"sqlite:///{tmp_path / f'audit{i}.db'}")
+        )
+        for i in range(n)
+    ]
+
+
+def test_the_fast_path_answers_as_the_fastapi_route_does(run, tmp_path, bodies):
+    from level4_fraud.serving.app import create_app
+
+    fast_svc, route_svc = _services(run, tmp_path, 2)
+    try:
+        with (
+            TestClient(create_app(fast_svc, serving_config(run))) as fast,
+            TestClient(create_app(route_svc, serving_config(run), fast_path=False)) as route,
+        ):
+            for body in bodies[:25]:
+                a = fast.post("/v1/score", json=body, headers=KEY)
+                b = route.post("/v1/score", json=body, headers=KEY)
+                assert a.status_code == b.status_code == 200
+                assert a.headers["content-type"] == b.headers["content-type"]
+                ja, jb = a.json(), b.json()
+                assert ja.pop("latency_ms") > 0 and jb.pop("latency_ms") > 0
+                assert ja == jb
+            assert fast_svc.audit.count() == route_svc.audit.count() == 25
+    finally:
+        fast_svc.close()
+        route_svc.close()
+
+
+def test_the_fast_path_decides_valid_requests_and_leaves_the_rest_to_fastapi(run, tmp_path, bodies):
+    """Without the FastAPI score route, valid requests are still answered (by the fast path)
+    and everything else falls through to FastAPI (here: no route, so 404/405)."""
+    from level4_fraud.serving.app import create_app
+
+    (svc,) = _services(run, tmp_path, 1)
+    app = create_app(svc, serving_config(run))
+    app.router.routes[:] = [r for r in app.router.routes if getattr(r, "path", None) != "/v1/score"]
+    try:
+        with TestClient(app) as c:
+            ok = c.post("/v1/score", json=bodies[0], headers=KEY)
+            assert ok.status_code == 200 and ok.json()["transaction_id"] == bodies[0]["TRANSACTION_ID"]
+            assert c.post("/v1/score", json={**bodies[1], "TX_AMOUNT": -1}, headers=KEY).status_code in (
+                404,
+                405,
+            )
+            assert c.post("/v1/score", json=bodies[1], headers={"X-API-Key": "nope"}).status_code in (
+                404,
+                405,
+            )
+            text = {**KEY, "content-type": "text/plain"}
+            assert c.post("/v1/score", content=ok.request.content, headers=text).status_code in (404, 405)
+        assert svc.audit.count() == 1
+    finally:
+        svc.close()
