@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from level4_fraud.serving.config import ServingConfig, resolve_api_key
-from level4_fraud.serving.fast_route import SCORE_ROUTE, ScoreFastPath, unavailable
+from level4_fraud.serving.fast_route import SCORE_ROUTE, Decider, ScoreFastPath, unavailable
 from level4_fraud.serving.metrics import CONTENT_TYPE
 from level4_fraud.serving.schemas import DecisionOut, ErrorOut, TransactionIn
 from level4_fraud.serving.service import ScoringService, decision_of
@@ -118,11 +118,12 @@ def create_app(
     )
     app.state.service = service
     _add_error_handlers(app)
-    _add_routes(app, service, _key_dependency(key.encode()))
+    decide = Decider(service, cfg.decide_threads)
+    _add_routes(app, service, decide, _key_dependency(key.encode()))
     if fast_path:  # inside the metrics middleware (added last, so outermost): both are measured
         app.add_middleware(
             ScoreFastPath,
-            service=service,
+            decide=decide,
             expected_key=key.encode(),
             key_header=API_KEY_HEADER.lower().encode(),
         )
@@ -150,14 +151,14 @@ def _add_error_handlers(app: FastAPI) -> None:
         )
 
 
-def _add_routes(app: FastAPI, service: ScoringService, key: Any) -> None:
+def _add_routes(app: FastAPI, service: ScoringService, decide: Decider, key: Any) -> None:
     @app.post(
         SCORE_ROUTE, response_model=DecisionOut, tags=["scoring"], dependencies=[key], responses=_ERRORS
     )
     async def score(tx: TransactionIn) -> Any:
         """Decide one transaction (idempotent by TRANSACTION_ID; audited before it is answered)."""
         try:
-            return await run_in_threadpool(service.decide, tx)
+            return await decide(tx)
         except Exception as exc:  # never a 500: 503, the client retries (`unavailable` says why)
             return Response(unavailable(exc, tx), status_code=503, media_type="application/json")
 

@@ -3,14 +3,20 @@
 Requests leave at their scheduled times whatever the answers take (up to `concurrency` in
 flight, keep-alive connections), and each latency is measured from the scheduled time, so a
 service that falls behind shows it in the percentiles instead of slowing the replay down.
+
+The requests go through aiohttp, whose HTTP parser is compiled: the replayer shares the
+machine with the service it measures, and httpx's pure-Python client cost about 2 ms of CPU
+per request here (as much as the decision), against about a third of that for aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 
+import aiohttp
 import httpx
 
 from level4_fraud.stream.pacing import Schedule
@@ -44,22 +50,28 @@ def check_ready(url: str, api_key: str | None, timeout_s: float = 5.0) -> None:
 
 
 async def _send(
-    client: httpx.AsyncClient, body: bytes, due: float, stats: ReplayStats, slots: asyncio.Semaphore
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    due: float,
+    stats: ReplayStats,
+    slots: asyncio.Semaphore,
 ) -> float:
     try:
-        resp = await client.post(SCORE_PATH, content=body)
+        async with session.post(url, data=body) as resp:
+            payload = await resp.read()
         done = time.perf_counter()
-        if resp.status_code == 200:
-            out = resp.json()
+        if resp.status == 200:
+            out = json.loads(payload)
             stats.ok += 1
             stats.latencies_ms.append((done - due) * 1000.0)
             stats.decisions[str(out.get("decision"))] += 1
             stats.replayed += bool(out.get("replayed"))
         else:
             stats.errors += 1
-            stats.error_kinds[f"HTTP {resp.status_code}"] += 1
+            stats.error_kinds[f"HTTP {resp.status}"] += 1
         return done
-    except httpx.HTTPError as exc:
+    except (aiohttp.ClientError, TimeoutError) as exc:
         stats.errors += 1
         stats.error_kinds[type(exc).__name__] += 1
         return time.perf_counter()
@@ -78,10 +90,12 @@ async def replay_direct_async(
 ) -> ReplayStats:
     """Send every body to ``url + /v1/score`` at `tps` (see the module docstring)."""
     stats = ReplayStats(sent=len(bodies), offered_tps=tps)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
     slots = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout_s) as client:
+    target = url.rstrip("/") + SCORE_PATH
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(headers=headers, connector=connector, timeout=timeout) as session:
         sched = Schedule(tps, time.perf_counter())
         tasks: list[asyncio.Task[float]] = []
         for i, body in enumerate(bodies):
@@ -91,7 +105,7 @@ async def replay_direct_async(
                 await asyncio.sleep(wait)
             await slots.acquire()  # at the cap, the wait shows up as latency (measured from `due`)
             stats.max_lag_ms = max(stats.max_lag_ms, (time.perf_counter() - due) * 1000.0)
-            tasks.append(asyncio.create_task(_send(client, body, due, stats, slots)))
+            tasks.append(asyncio.create_task(_send(session, target, body, due, stats, slots)))
         finished = await asyncio.gather(*tasks)
     stats.elapsed_s = (max(finished) if finished else time.perf_counter()) - sched.start
     return stats

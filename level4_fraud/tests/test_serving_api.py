@@ -253,3 +253,46 @@ def test_the_fast_path_decides_valid_requests_and_leaves_the_rest_to_fastapi(run
         assert svc.audit.count() == 1
     finally:
         svc.close()
+
+
+def test_no_more_decisions_run_at_once_than_decide_threads(run, tmp_path, bodies):
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    from level4_fraud.serving.app import create_app
+
+    (svc,) = _services(run, tmp_path, 1)
+    decide, lock = svc.decide, threading.Lock()
+    running, peak = 0, 0
+
+    def counting(tx):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)  # long enough for the other requests to arrive meanwhile
+        try:
+            return decide(tx)
+        finally:
+            with lock:
+                running -= 1
+
+    svc.decide = counting
+
+    async def burst(app, part):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(*(client.post("/v1/score", json=b, headers=KEY) for b in part))
+
+    try:
+        for threads, part, route in ((2, bodies[:12], True), (1, bodies[12:20], False)):
+            peak = 0
+            app = create_app(svc, serving_config(run, decide_threads=threads), fast_path=route)
+            answers = asyncio.run(burst(app, part))
+            assert [a.status_code for a in answers] == [200] * len(part)
+            assert peak == threads, (threads, peak)
+    finally:
+        svc.close()
