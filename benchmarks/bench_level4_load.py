@@ -565,9 +565,9 @@ def workload(plan: dict[str, Any]) -> str:
     return (
         f"Workload: the last {plan['n']:,} transactions of the quick run's simulation (`{plan['run']}`), "
         f"in time order, offered open loop at {plan['tps']:g} transactions/s for {plan['duration']:g} s by "
-        "the stream replayer (requests leave at their scheduled times, at most 64 in flight; latency is end "
-        "to end, from each transaction's scheduled time to its decision, so falling behind shows in the "
-        "percentiles). A replay stops sending when its window ends: what was due but not yet sent (direct) "
+        "the stream replayer (aiohttp; requests leave at their scheduled times, at most 64 in flight; "
+        "latency is end to end, from each transaction's scheduled time to its decision, so falling behind "
+        "shows in the percentiles). A replay stops sending when its window ends: what was due but not yet sent (direct) "
         f"or not yet decided {GRACE_S:g} s after the window (stream) is the backlog, not in the percentiles. "
         "The API is `python -m level4_fraud serve` (uvicorn, one process); the stream path publishes to a "
         f"Redis Stream read by a consumer group of {CONSUMERS} `stream-consumer` processes, which push card "
