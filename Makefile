@@ -55,7 +55,10 @@ level%: install
 # container tests. Installed only when missing and
 # apt-get is usable (root); elsewhere those tests skip and say which binary is absent.
 APT_TEST      := prometheus:promtool prometheus-alertmanager:amtool docker-compose:docker-compose
-APT_CONTAINER := podman:podman runc:runc debootstrap:debootstrap
+# podman-compose runs the level 3 and 4 stacks; netavark and aardvark-dns give their networks the
+# service-name DNS (containers.conf picks netavark), which sets up NAT with iptables.
+APT_CONTAINER := podman:podman runc:runc debootstrap:debootstrap podman-compose:podman-compose \
+                 netavark:/usr/lib/podman/netavark aardvark-dns:/usr/lib/podman/aardvark-dns iptables:iptables
 
 define apt_ensure
 	@missing=""; for pair in $(1); do pkg=$${pair%%:*}; bin=$${pair##*:}; \
