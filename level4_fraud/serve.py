@@ -122,7 +122,10 @@ def serve(
         return
     import uvicorn
 
+    from level4_fraud.serving.heap import freeze_startup_heap
+
     app = build_app(cfg, run_dir, scfg, key, version)
+    freeze_startup_heap()
     _announce(run_dir, app.state.service.scorer.model_version, scfg, key, "uvicorn")
     try:
         uvicorn.run(app, host=scfg.host, port=scfg.port, log_level="warning", access_log=False)

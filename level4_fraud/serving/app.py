@@ -118,7 +118,7 @@ def create_app(
     )
     app.state.service = service
     _add_error_handlers(app)
-    decide = Decider(service, cfg.decide_threads)
+    decide = Decider(service, cfg.decide_threads, on_loop=cfg.decide_on_loop)
     _add_routes(app, service, decide, _key_dependency(key.encode()))
     if fast_path:  # inside the metrics middleware (added last, so outermost): both are measured
         app.add_middleware(

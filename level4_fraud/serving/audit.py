@@ -25,6 +25,7 @@ URLs: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``, ``postgre
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -34,6 +35,7 @@ import queue
 import re
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -218,14 +220,20 @@ def _dialect(url: str) -> _Dialect:
     raise ConfigError(f"{url!r}: unsupported audit log URL (sqlite:///PATH or postgresql://...)")
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class _Pending:
     """One append waiting for the writer thread."""
 
-    __slots__ = ("done", "error", "inserted", "row", "stored")
+    __slots__ = ("done", "error", "inserted", "notify", "row", "stored")
 
-    def __init__(self, row: tuple[Any, ...]) -> None:
+    def __init__(self, row: tuple[Any, ...], notify: Callable[[], None] | None = None) -> None:
         self.row = row
         self.done = threading.Event()
+        self.notify = notify  # called by the writer thread once `done` is set
         self.inserted = False
         self.stored: tuple[Any, ...] | None = None
         self.error: BaseException | None = None
@@ -239,15 +247,21 @@ class _GroupCommitter:
     def __init__(self, dialect: _SQLite, insert: str, select: str) -> None:
         self._dialect, self._insert, self._select = dialect, insert, select
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self.commits = 0  # transactions committed (each holds one or more appends)
         self._thread = threading.Thread(target=self._loop, name="audit-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, row: tuple[Any, ...]) -> _Pending:
-        """Queue `row` and wait until its transaction is committed (or failed)."""
+    def enqueue(self, row: tuple[Any, ...], notify: Callable[[], None] | None = None) -> _Pending:
+        """Queue `row` without waiting; `notify` is called from the writer thread when it is done."""
         if not self._thread.is_alive():
             raise RuntimeError("the audit writer has stopped")
-        pending = _Pending(row)
+        pending = _Pending(row, notify)
         self._queue.put(pending)
+        return pending
+
+    def submit(self, row: tuple[Any, ...]) -> _Pending:
+        """Queue `row` and wait until its transaction is committed (or failed)."""
+        pending = self.enqueue(row)
         pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -299,8 +313,12 @@ class _GroupCommitter:
         except Exception as exc:  # every caller of the batch learns that nothing was stored
             for p in batch:
                 p.inserted, p.stored, p.error = False, None, exc
+        self.commits += 1
         for p in batch:
             p.done.set()
+            if p.notify is not None:
+                with contextlib.suppress(Exception):  # a waiter's event loop that has closed
+                    p.notify()
 
 
 class AuditLog:
@@ -419,11 +437,7 @@ class AuditLog:
         record = normalise(record)
         row = self._row_of(record)
         if isinstance(self._dialect, _SQLite):
-            done = self._group_committer().submit(row)
-            if done.inserted:
-                return record, True
-            assert done.stored is not None
-            return self._record_of(done.stored), False
+            return self._outcome(record, self._group_committer().submit(row))
         while True:
             inserted, _ = self._run(self._insert, row)
             if inserted == 1:
@@ -432,6 +446,42 @@ class AuditLog:
             if stored is not None:
                 return stored, False
             # Purged between the insert and the read: insert again.
+
+    @property
+    def commits_in_background(self) -> bool:
+        """Whether appends are committed by this process's writer thread (SQLite), so that an
+        event loop can await them (`append_async`) instead of blocking a thread on them."""
+        return isinstance(self._dialect, _SQLite)
+
+    async def append_async(self, record: AuditRecord) -> tuple[AuditRecord, bool]:
+        """`append` for code on an event loop: durable when it returns, like `append`.
+
+        With SQLite the loop is free while the writer thread commits (other requests' appends
+        join the same transaction); with PostgreSQL `append` runs in a worker thread.
+        """
+        if not isinstance(self._dialect, _SQLite):
+            return await asyncio.to_thread(self.append, record)
+        record = normalise(record)
+        row = self._row_of(record)
+        loop = asyncio.get_running_loop()
+        committed: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(_resolve, committed)
+
+        pending = self._group_committer().enqueue(row, wake)
+        await committed
+        if pending.error is not None:
+            raise pending.error
+        return self._outcome(record, pending)
+
+    def _outcome(self, record: AuditRecord, done: _Pending) -> tuple[AuditRecord, bool]:
+        if done.error is not None:
+            raise done.error
+        if done.inserted:
+            return record, True
+        assert done.stored is not None
+        return self._record_of(done.stored), False
 
     def get(self, transaction_id: int) -> AuditRecord | None:
         """The stored record of a transaction, or None."""

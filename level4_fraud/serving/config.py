@@ -88,7 +88,9 @@ class ServingConfig(BaseModel):
             ``data/transactions``, or the folder ``train`` read).
         history_days: Days of history kept per card for the windows (the longest window + 1).
         onnx_threads: onnxruntime intra-op threads.
-        decide_threads: Worker threads deciding at once in the API (`serving.fast_route.Decider`).
+        decide_on_loop: Decide on the API's event loop, awaiting only the audit commit (SQLite
+            audit log; `serving.fast_route.Decider`).
+        decide_threads: Worker threads deciding at once in the API otherwise.
         rules: The fallback rules.
         ray: Ray Serve replicas and autoscaling (``--engine ray``).
         drift_watch: Set the drift gauges from recent decisions (`serving.drift_watch`).
@@ -111,6 +113,7 @@ class ServingConfig(BaseModel):
     history: str | None = None
     history_days: int = Field(31, ge=1)
     onnx_threads: int = Field(1, ge=1)
+    decide_on_loop: bool = True
     decide_threads: int = Field(2, ge=1, le=64)
     rules: RulesConfig = Field(default_factory=RulesConfig)
     ray: RayServeSettings = Field(default_factory=RayServeSettings)

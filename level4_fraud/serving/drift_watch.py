@@ -3,8 +3,11 @@
 `DriftWatch` keeps the last ``drift_window`` decisions' watched inputs (a few numeric features and
 the score) in a fixed-size numpy ring. Every ``drift_every`` new decisions (never on each request:
 PSI and KS over a few thousand rows cost far more than a decision) it compares the ring with the
-reference, under a lock, through `monitoring.drift.psi` and `monitoring.drift.ks`, and sets
+reference, through `monitoring.drift.psi` and `monitoring.drift.ks`, and sets
 ``fraud_drift_psi{feature}`` and ``fraud_drift_ks{feature}`` (``feature="score"`` for the score).
+The comparison runs in a thread of its own: the decision that fills the N-th slot only copies
+the ring (the API decides on its event loop, where a 20 ms computation would hold every request
+in flight).
 
 Reference (`reference_from_run`):
 
@@ -22,6 +25,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +49,17 @@ class DriftWatch:
         window: Decisions kept in the ring.
         every: Recompute after this many new decisions.
         bins: Quantile bins of the reference for PSI.
+        background: Compare in the watch's own thread (False: in the caller's).
     """
 
     def __init__(
-        self, reference: Mapping[str, np.ndarray], *, window: int = 2000, every: int = 500, bins: int = 10
+        self,
+        reference: Mapping[str, np.ndarray],
+        *,
+        window: int = 2000,
+        every: int = 500,
+        bins: int = 10,
+        background: bool = True,
     ) -> None:
         if window < 1 or every < 1:
             raise ValueError(f"window and every must be >= 1, got {window} and {every}")
@@ -60,6 +71,8 @@ class DriftWatch:
         self._seen = 0  # decisions observed since start
         self.recomputes = 0
         self._lock = threading.Lock()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="drift-watch") if background else None
+        self._last: Future[None] | None = None
 
     def observe(self, values: Mapping[str, Any], score: float, metrics: ServiceMetrics | None = None) -> bool:
         """Add one decision's inputs; recompute (and set the gauges) when it is the N-th.
@@ -75,9 +88,23 @@ class DriftWatch:
                 return False
             current = self._ring[: min(self._seen, len(self._ring))].copy()
             self.recomputes += 1
-        # outside the lock: decisions keep flowing while the statistics are computed
-        self._publish(self._compute(current), metrics)
+        if self._worker is None:
+            self._recompute(current, metrics)
+        else:  # one thread, so recomputes finish in order
+            self._last = self._worker.submit(self._recompute, current, metrics)
         return True
+
+    def wait(self, timeout_s: float = 60.0) -> None:
+        """Wait until the recomputes started so far have set the gauges."""
+        last = self._last
+        if last is not None:
+            last.result(timeout=timeout_s)
+
+    def _recompute(self, current: np.ndarray, metrics: ServiceMetrics | None) -> None:
+        try:
+            self._publish(self._compute(current), metrics)
+        except Exception:  # the gauges keep their last values; decisions are unaffected
+            logger.exception("drift recompute failed")
 
     def _compute(self, current: np.ndarray) -> dict[str, tuple[float, float]]:
         out = {}

@@ -4,8 +4,8 @@ For a decision that costs about a millisecond, FastAPI's own work per request (r
 security dependency, reading and parsing the body, validating it, then encoding the response
 model through ``jsonable_encoder``) cost nearly as much again. `ScoreFastPath` answers the
 common request itself with the same pieces the route uses: the key check, `TransactionIn`
-(pydantic parses the JSON and validates in one pass), `ScoringService.decide` in the thread
-pool (`Decider`), and `DecisionOut`'s own JSON encoder. Anything else (another route, a missing or wrong
+(pydantic parses the JSON and validates in one pass), `ScoringService.decide` through the
+`Decider`, and `DecisionOut`'s own JSON encoder. Anything else (another route, a missing or wrong
 key, a body that is not JSON or does not validate) goes on to the FastAPI app, which gives the
 usual 401/403/422 answers and keeps the OpenAPI schema, so both paths answer alike.
 """
@@ -41,27 +41,34 @@ def unavailable(exc: Exception, tx: TransactionIn) -> bytes:
 
 
 class Decider:
-    """`ScoringService.decide` off the event loop, in at most `threads` worker threads at once.
+    """How the API runs `ScoringService.decide` without blocking its event loop on the audit log.
 
-    A decision holds the GIL for most of its millisecond, so more threads than the event loop
-    can feed do not decide faster: under overload, the thread pool's default 40 threads took
-    turns on the GIL, each switch costing CPU, and one process went from about 2.5 ms to 6 ms
-    of CPU per decision and fell further behind. Two threads keep one deciding while the other
-    waits on the audit log's group commit.
+    A decision holds the GIL for most of its millisecond of CPU, so extra threads do not decide
+    any sooner; what may not block the loop is the wait for the audit log's commit. With the
+    SQLite log (`AuditLog.commits_in_background`) and ``on_loop``, the decision is computed on
+    the loop and only the commit is awaited (`ScoringService.decide_async`): one thread does the
+    CPU work, with no GIL hand-overs between threads. Otherwise (PostgreSQL, or ``on_loop``
+    False) `decide` runs in at most `threads` worker threads: the thread pool's default 40,
+    under overload, took turns on the GIL and one process spent 6 ms of CPU per decision
+    instead of 2.5.
 
     Args:
         service: What decides and audits.
-        threads: Worker threads deciding at once.
+        threads: Worker threads deciding at once, when decisions run in threads.
+        on_loop: Decide on the event loop when the audit log allows it.
     """
 
-    def __init__(self, service: ScoringService, threads: int) -> None:
+    def __init__(self, service: ScoringService, threads: int, *, on_loop: bool = True) -> None:
         self.service = service
         self.threads = threads
+        self.on_loop = on_loop and service.audit.commits_in_background
         self._limiter: anyio.CapacityLimiter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, tx: TransactionIn) -> DecisionOut:
         """The decision on `tx` (see `ScoringService.decide`)."""
+        if self.on_loop:
+            return await self.service.decide_async(tx)
         loop = asyncio.get_running_loop()
         if self._limiter is None or self._loop is not loop:  # a limiter belongs to one loop
             self._limiter, self._loop = anyio.CapacityLimiter(self.threads), loop

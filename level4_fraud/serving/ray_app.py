@@ -55,6 +55,9 @@ class FraudScoringReplica:
             Path(run_dir), cfg, feature_store=fs, model_version=model_version
         )
         self._asgi = create_app(self.service, cfg, api_key=api_key, engine="ray")
+        from level4_fraud.serving.heap import freeze_startup_heap
+
+        freeze_startup_heap()
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._asgi

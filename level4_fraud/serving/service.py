@@ -77,18 +77,49 @@ class ScoringService:
         Raises:
             AuditUnavailableError: The audit log failed: the decision is not acknowledged.
         """
-        try:
-            stored = self.audit.get(tx.TRANSACTION_ID)
-        except Exception as exc:
-            raise AuditUnavailableError(f"audit log unreadable: {_first_line(exc)}") from exc
+        stored = self._stored(tx)
         if stored is not None:
-            return decision_of(stored, replayed=True)
+            return stored
         scored = self.scorer.evaluate(tx)
         try:
             kept, new = self.audit.append(self._record(tx, scored))
         except Exception as exc:
             raise AuditUnavailableError(f"audit log not writable: {_first_line(exc)}") from exc
-        if not new:  # a concurrent request with the same id was logged first
+        return self._acknowledge(tx, scored, kept, new)
+
+    async def decide_async(self, tx: TransactionIn) -> DecisionOut:
+        """`decide` on an event loop: the same steps and guarantees, the audit commit awaited.
+
+        The scoring runs on the loop itself (about a millisecond of CPU, most of it holding the
+        GIL, so a worker thread would not run it any sooner); only the wait for the audit log's
+        group commit lets other requests in, and their appends join the same transaction. Use
+        it where `audit.commits_in_background` (SQLite); elsewhere run `decide` in a thread.
+
+        Raises:
+            AuditUnavailableError: The audit log failed: the decision is not acknowledged.
+        """
+        stored = self._stored(tx)
+        if stored is not None:
+            return stored
+        scored = self.scorer.evaluate(tx)
+        try:
+            kept, new = await self.audit.append_async(self._record(tx, scored))
+        except Exception as exc:
+            raise AuditUnavailableError(f"audit log not writable: {_first_line(exc)}") from exc
+        return self._acknowledge(tx, scored, kept, new)
+
+    def _stored(self, tx: TransactionIn) -> DecisionOut | None:
+        """The logged decision of `tx` as a replay (None: not decided yet)."""
+        try:
+            stored = self.audit.get(tx.TRANSACTION_ID)
+        except Exception as exc:
+            raise AuditUnavailableError(f"audit log unreadable: {_first_line(exc)}") from exc
+        return decision_of(stored, replayed=True) if stored is not None else None
+
+    def _acknowledge(self, tx: TransactionIn, scored: Scored, kept: AuditRecord, new: bool) -> DecisionOut:
+        """After the append: a twin logged first wins (a replay); else the card state, metrics
+        and drift watch learn the decision."""
+        if not new:
             return decision_of(kept, replayed=True)
         self.scorer.observe(tx)
         self.metrics.observe_decision(scored.decision, freshness_s=scored.features.freshness_s)

@@ -369,6 +369,9 @@ def run_consumer_process(
     client = connect(broker)
     settings = ConsumerSettings.from_config(stream, name)
     consumer = StreamConsumer(client, settings, decider, features)
+    from level4_fraud.serving.heap import freeze_startup_heap
+
+    freeze_startup_heap()
     log.info("consumer %s joining %s/%s", settings.name, settings.key, settings.group)
     try:
         counts = consumer.run(stop)

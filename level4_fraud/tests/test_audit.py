@@ -297,3 +297,36 @@ def test_a_closed_log_refuses_appends_instead_of_hanging(url) -> None:
         log.append(make(log, 2))
     with AuditLog.open(url, KEY) as again:
         assert again.transaction_ids() == [1]
+
+
+def test_appends_awaited_on_one_event_loop_share_group_commits_and_stay_exactly_once(url) -> None:
+    """`append_async` frees the loop while the writer commits: the appends queued meanwhile join
+    the next transaction instead of one commit each; a twin id gets the first record back."""
+    import asyncio
+    import time
+
+    log = AuditLog.open(url, b"k" * 32)
+    committer = log._group_committer()
+    commit = committer._commit
+
+    def slow_commit(conn, batch):  # the first commit is still running when the rest arrive
+        time.sleep(0.05)
+        commit(conn, batch)
+
+    committer._commit = slow_commit  # type: ignore[method-assign]
+
+    async def burst():
+        return await asyncio.gather(
+            *(log.append_async(make(log, tid)) for tid in range(40)),
+            log.append_async(make(log, 7, decision="decline")),
+        )
+
+    try:
+        out = asyncio.run(burst())
+        assert [new for _, new in out[:40]] == [True] * 40
+        twin, new = out[40]
+        assert not new and twin.decision == "review"  # the first record of id 7, unchanged
+        assert log.count() == 40 and sorted(log.transaction_ids()) == list(range(40))
+        assert committer.commits <= 3, committer.commits
+    finally:
+        log.close()

@@ -290,9 +290,39 @@ def test_no_more_decisions_run_at_once_than_decide_threads(run, tmp_path, bodies
     try:
         for threads, part, route in ((2, bodies[:12], True), (1, bodies[12:20], False)):
             peak = 0
-            app = create_app(svc, serving_config(run, decide_threads=threads), fast_path=route)
+            cfg = serving_config(run, decide_threads=threads, decide_on_loop=False)
+            app = create_app(svc, cfg, fast_path=route)
             answers = asyncio.run(burst(app, part))
             assert [a.status_code for a in answers] == [200] * len(part)
             assert peak == threads, (threads, peak)
+    finally:
+        svc.close()
+
+
+def test_with_the_sqlite_log_decisions_run_on_the_event_loop_and_each_is_audited_once(run, tmp_path, bodies):
+    import asyncio
+
+    import httpx
+
+    from level4_fraud.serving.app import create_app
+
+    (svc,) = _services(run, tmp_path, 1)
+
+    def blocking(tx):
+        raise AssertionError("the thread path was used")
+
+    svc.decide = blocking  # decide_async must not fall back to it
+
+    async def burst(app, part):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(*(client.post("/v1/score", json=b, headers=KEY) for b in part))
+
+    try:
+        for route in (True, False):
+            answers = asyncio.run(burst(create_app(svc, serving_config(run), fast_path=route), bodies[:16]))
+            assert [a.status_code for a in answers] == [200] * 16
+            assert [a.json()["replayed"] for a in answers] == [not route] * 16  # the second pass replays
+        assert svc.audit.count() == 16
     finally:
         svc.close()

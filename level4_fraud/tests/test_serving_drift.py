@@ -3,6 +3,8 @@ shifted amounts cross it, the statistics run every N decisions only, and the rea
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,7 @@ def _feed(watch: DriftWatch, rows: dict[str, np.ndarray], metrics: ServiceMetric
     for i in range(len(rows["TX_AMOUNT"])):
         values = {"TX_AMOUNT": rows["TX_AMOUNT"][i], "TX_HOUR": rows["TX_HOUR"][i]}
         recomputed += watch.observe(values, float(rows["score"][i]), metrics)
+    watch.wait()
     return recomputed
 
 
@@ -74,6 +77,23 @@ def test_statistics_are_recomputed_every_n_decisions_not_per_request():
     assert watch.recomputes == 10  # 1,050 decisions: at 100, 200, ..., 1,000
 
 
+def test_the_comparison_runs_off_the_deciding_thread():
+    rng = np.random.default_rng(5)
+    watch = DriftWatch(_sample(rng, 2000), window=100, every=100)
+    metrics = ServiceMetrics()
+    seen: list[str] = []
+    publish = watch._publish
+
+    def recording(result, m):
+        seen.append(threading.current_thread().name)
+        publish(result, m)
+
+    watch._publish = recording  # type: ignore[method-assign]
+    _feed(watch, _sample(rng, 200), metrics)
+    assert len(seen) == 2 and all(name.startswith("drift-watch") for name in seen)
+    assert _psi(metrics, "TX_AMOUNT") is not None
+
+
 def test_missing_or_non_numeric_inputs_are_skipped_not_fatal():
     rng = np.random.default_rng(4)
     watch = DriftWatch(_sample(rng, 2000), window=100, every=100)
@@ -101,9 +121,11 @@ def test_app_metrics_export_drift_gauges_after_enough_decisions(tmp_path):
             key = {"X-API-Key": "test-key"}
             for body in bodies[:19]:
                 assert client.post("/v1/score", json=body, headers=key).status_code == 200
+            service.drift.wait()
             assert 'fraud_drift_psi{feature="TX_AMOUNT"}' not in client.get("/metrics").text
             for body in bodies[19:]:
                 assert client.post("/v1/score", json=body, headers=key).status_code == 200
+            service.drift.wait()
             text = client.get("/metrics").text
     finally:
         service.close()
