@@ -121,3 +121,25 @@ def payload(row: Any) -> dict[str, Any]:
     if "DEVICE_ID" in row and pd.notna(row["DEVICE_ID"]) and int(row["DEVICE_ID"]) != -1:
         out["DEVICE_ID"] = str(int(row["DEVICE_ID"]))
     return out
+
+
+def assert_read_matches_feast(reader: Any, card: int, terminal: int) -> bool:
+    """Check that `FeastOnlineReader.read` gives what Feast's public ``get_online_features``
+    gives for one card and terminal (rows, newest timestamp, distance); True when both rows
+    were found."""
+    import math
+
+    from level4_fraud.serving.online import _row
+
+    got = reader.read(card, terminal)
+    public = reader.store.store.get_online_features(
+        features=reader.refs, entity_rows=[{"CUSTOMER_ID": card, "TERMINAL_ID": terminal}]
+    ).to_dict(include_event_timestamps=True)
+    values = {k: (v[0] if v else None) for k, v in public.items()}
+    assert got.card == _row(values, reader.card_features, required=reader.card_features[0])
+    assert got.terminal == _row(values, reader.terminal_features, required=reader.terminal_features[0])
+    stamps = [float(v) for k, v in values.items() if k.endswith("__ts") and v]
+    assert got.newest_event == (max(stamps) if stamps else None)
+    expected = reader._distance(values)
+    assert got.distance == expected or (math.isnan(got.distance) and math.isnan(expected))
+    return got.card is not None and got.terminal is not None

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from level4_fraud.serving.schemas import TransactionIn
-from level4_fraud.tests.serving_helpers import payload, serving_config, serving_run
+from level4_fraud.tests.serving_helpers import assert_read_matches_feast, payload, serving_config, serving_run
 
 pytestmark = pytest.mark.slow  # the run folder takes about a minute to build (once per session)
 
@@ -304,28 +304,11 @@ def test_the_flows_materialisation_fills_every_online_view_profiles_included(run
     assert all(n > 0 for n in counts.values()), counts
 
 
-def test_the_direct_provider_read_equals_feasts_get_online_features(run, scorer, replay):
+def test_the_direct_provider_read_equals_feasts_get_online_features(scorer, replay):
     """`FeastOnlineReader.read` asks Feast's provider itself; its rows, distance and newest
     timestamp must be those of the public ``get_online_features`` for known and unknown keys."""
-    from level4_fraud.serving.online import _row
-
-    reader = scorer.source.reader
-    fs = reader.store.store
     cards = [*replay["CUSTOMER_ID"].drop_duplicates().head(40).astype(int), 10**9]
     terms = [*replay["TERMINAL_ID"].drop_duplicates().head(40).astype(int), 10**9 + 1]
     pairs = [*zip(cards, terms, strict=False), (cards[0], terms[-1]), (cards[-1], terms[0])]
-    found = 0
-    for card, term in pairs:
-        got = reader.read(card, term)
-        public = fs.get_online_features(
-            features=reader.refs, entity_rows=[{"CUSTOMER_ID": card, "TERMINAL_ID": term}]
-        ).to_dict(include_event_timestamps=True)
-        values = {k: (v[0] if v else None) for k, v in public.items()}
-        assert got.card == _row(values, reader.card_features, required=reader.card_features[0])
-        assert got.terminal == _row(values, reader.terminal_features, required=reader.terminal_features[0])
-        stamps = [float(v) for k, v in values.items() if k.endswith("__ts") and v]
-        assert got.newest_event == (max(stamps) if stamps else None)
-        expected = reader._distance(values)
-        assert got.distance == expected or (math.isnan(got.distance) and math.isnan(expected))
-        found += got.card is not None and got.terminal is not None
+    found = sum(assert_read_matches_feast(scorer.source.reader, card, term) for card, term in pairs)
     assert found >= 30  # the comparison covered stored rows, not only misses

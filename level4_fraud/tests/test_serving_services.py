@@ -13,7 +13,7 @@ import warnings
 import pytest
 
 from level4_fraud.serving.schemas import TransactionIn
-from level4_fraud.tests.serving_helpers import payload, serving_config, serving_run
+from level4_fraud.tests.serving_helpers import assert_read_matches_feast, payload, serving_config, serving_run
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
@@ -75,29 +75,16 @@ def test_redis_online_store_gives_the_sqlite_stores_inputs_and_decisions(run, re
 
 
 def test_the_direct_redis_read_equals_feasts_get_online_features(run, redis_run):
-    from level4_fraud.serving.online import FeastOnlineReader, _row
     from level4_fraud.serving.scorer import FraudScorer
 
     folder, fs_config = redis_run
-    reader: FeastOnlineReader = FraudScorer.from_run(
-        folder, serving_config(run), feature_store=fs_config
-    ).source.reader
+    reader = FraudScorer.from_run(folder, serving_config(run), feature_store=fs_config).source.reader
     replay = run.replay()
-    found = 0
-    for card, term in [
+    pairs = [
         *zip(replay["CUSTOMER_ID"].head(30), replay["TERMINAL_ID"].head(30), strict=True),
         (10**9, 10**9),
-    ]:
-        got = reader.read(int(card), int(term))
-        public = reader.store.store.get_online_features(
-            features=reader.refs, entity_rows=[{"CUSTOMER_ID": int(card), "TERMINAL_ID": int(term)}]
-        ).to_dict(include_event_timestamps=True)
-        values = {k: (v[0] if v else None) for k, v in public.items()}
-        assert got.card == _row(values, reader.card_features, required=reader.card_features[0])
-        assert got.terminal == _row(values, reader.terminal_features, required=reader.terminal_features[0])
-        stamps = [float(v) for k, v in values.items() if k.endswith("__ts") and v]
-        assert got.newest_event == (max(stamps) if stamps else None)
-        found += got.card is not None
+    ]
+    found = sum(assert_read_matches_feast(reader, int(card), int(term)) for card, term in pairs)
     assert found >= 25
 
 
