@@ -18,6 +18,8 @@ the images and the compose stack (``docker/level4/``).
 * ``container`` tests build the scoring image with podman and score transactions through it
   (~6.5 min cold on the shared 2-core machine, seconds cached), and build and run the Debian-package
   Redis, PostgreSQL, Prometheus and Alertmanager images with the stack's files (~1 min cold).
+  The compose stack comes up as a whole with ``podman-compose`` (``slow``): a transaction scored
+  through it is in its PostgreSQL audit log and its Prometheus scrapes the service by name.
 
 Binaries come from Debian packages (``make system-deps``: prometheus, prometheus-alertmanager,
 docker-compose); a test whose binary is absent is skipped with the reason.
@@ -41,6 +43,7 @@ import httpx
 import pytest
 import yaml
 
+from shared.compose_stack import ComposeStack, until
 from shared.process import free_port, start_process, stop_process_tree, wait_http_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -1017,16 +1020,22 @@ def sh(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]
 
 
 @pytest.fixture(scope="module")
-def fraud_image() -> str:
-    """podman, after building the base image (cached) and the scoring image."""
+def base_image() -> str:
+    """podman, after building the debootstrapped base image (cached by tag)."""
     podman = tool("podman")
     tool("debootstrap")
     tool("runc")
     if os.geteuid() != 0:
         pytest.skip("building the debootstrap base image needs root")
     sh([str(DOCKER / "build_base.sh"), BASE_TAG])
-    sh([str(DOCKER / "build_image.sh"), "fraud", FRAUD_TAG], timeout=2400)
     return podman
+
+
+@pytest.fixture(scope="module")
+def fraud_image(base_image) -> str:
+    """podman, after building the base image (cached) and the scoring image."""
+    sh([str(DOCKER / "build_image.sh"), "fraud", FRAUD_TAG], timeout=2400)
+    return base_image
 
 
 def _has_champion(artifacts: Path) -> bool:
@@ -1138,10 +1147,10 @@ def _eventually(cmd: list[str], timeout_s: float = 60) -> str:
 
 @pytest.mark.container
 @pytest.mark.integration
-def test_debian_service_images_run_the_stack_config_as_non_root(fraud_image):
+def test_debian_service_images_run_the_stack_config_as_non_root(base_image):
     """Redis, PostgreSQL, Prometheus and Alertmanager built from Debian packages (no registry) run
     with the stack's files and commands: the official stages are never pulled."""
-    podman = fraud_image
+    podman = base_image
     for service in ("redis", "postgres", "prometheus", "alertmanager"):
         sh([str(DOCKER / "build_image.sh"), service, f"localhost/level4-{service}:test"], timeout=1200)
     services = compose_services()
@@ -1235,3 +1244,98 @@ def test_debian_service_images_run_the_stack_config_as_non_root(fraud_image):
             env=podman_env(),
             timeout=60,
         )
+
+
+# ---------------------------------------------------------------------- the stack with podman-compose
+STACK_PROJECT = "l4stacktest"
+
+
+@pytest.fixture(scope="module")
+def stack_images(base_image) -> str:
+    """podman, after building every image of the compose stack under its compose tag (on the
+    local base; the third-party services from Debian packages). Cached layers: seconds."""
+    services = compose_services()
+    for service in sorted(STACK):
+        sh([str(DOCKER / "build_image.sh"), service, services[service]["image"]], timeout=2400)
+    return base_image
+
+
+def _prometheus(base: str, path: str, params: dict[str, str] | None = None) -> dict:
+    answer = httpx.get(f"{base}{path}", params=params, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+@pytest.mark.container
+@pytest.mark.integration
+@pytest.mark.slow
+def test_compose_stack_scores_audits_in_postgres_and_is_scraped(stack_images, served_artifacts):
+    """The whole stack with podman-compose: a transaction scored through the published port is in
+    the stack's PostgreSQL audit log, and the stack's Prometheus scrapes the service (by its
+    compose name) and sees the request, and finds Alertmanager."""
+    art = served_artifacts
+    ports = {
+        name: free_port() for name in ("FRAUD", "REDIS", "POSTGRES", "PROMETHEUS", "ALERTMANAGER", "GRAFANA")
+    }
+    env = {
+        **podman_env(),
+        "L4_ARTIFACTS": str(art),
+        "L4__SERVING__API_KEY": KEY,
+        "POSTGRES_PASSWORD": "stack-secret",
+        **{f"L4_{name}_PORT": str(port) for name, port in ports.items()},
+    }
+    stack = ComposeStack(
+        COMPOSE, STACK_PROJECT, env, podman=stack_images, podman_compose=tool("podman-compose")
+    )
+    stack.down()  # what an interrupted earlier run left
+    services = sorted(STACK | {"alert-sink"})
+    try:
+        stack.up(services)
+        stack.wait_healthy(services, timeout_s=420)
+        base = f"http://127.0.0.1:{ports['FRAUD']}"
+        tx = {
+            "TRANSACTION_ID": 9_100_001,
+            "TX_DATETIME": "2018-06-01T10:15:00",
+            "CUSTOMER_ID": 3,
+            "TERMINAL_ID": 5,
+            "TX_AMOUNT": 57.3,
+        }
+        answer = httpx.post(f"{base}/v1/score", json=tx, headers={"X-API-Key": KEY}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["decision"] in {"approve", "review", "decline"} and 0 <= body["score"] <= 1
+        assert httpx.post(f"{base}/v1/score", json=tx, timeout=10).status_code == 401
+        # The decision is in the stack's PostgreSQL (L4__SERVING__AUDIT_URL: postgres:5432 by name),
+        # with the card as a keyed hash.
+        sql = (
+            "select decision, score, model_version, card_hash from audit_log "
+            f"where transaction_id = {tx['TRANSACTION_ID']}"
+        )
+        row = stack.exec("postgres", "psql", "-U", "fraud", "-d", "fraud", "-tA", "-F", "|", "-c", sql)
+        decision, score, version, card_hash = row.strip().split("|")
+        assert (decision, version) == (body["decision"], body["model_version"])
+        assert float(score) == pytest.approx(body["score"], abs=1e-9)
+        assert re.fullmatch(r"[0-9a-f]{64}", card_hash)
+        # Prometheus (published port) scrapes fraud:8400 and Alertmanager by their service names.
+        prom = f"http://127.0.0.1:{ports['PROMETHEUS']}"
+
+        def targets_up() -> dict[str, str] | None:
+            active = _prometheus(prom, "/api/v1/targets")["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in active}
+            return health if health.get("fraud") == "up" and health.get("alertmanager") == "up" else None
+
+        health = until(targets_up, 60, "Prometheus targets fraud and alertmanager up")
+        assert health["fraud"] == "up"
+
+        def scored() -> float:
+            query = 'sum(fraud_requests_total{status="2xx"})'
+            result = _prometheus(prom, "/api/v1/query", {"query": query})["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+
+        assert until(scored, 60, "fraud_requests_total in Prometheus") >= 1.0
+        ams = _prometheus(prom, "/api/v1/alertmanagers")["activeAlertmanagers"]
+        assert [a["url"] for a in ams] == ["http://alertmanager:9093/api/v2/alerts"]
+        print(f"stack timings (s): {stack.timings}")
+    finally:
+        stack.down()
+    assert stack.leftovers() == []
