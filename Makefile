@@ -125,11 +125,12 @@ serve-level3: install
 	@ls level3_recsys/artifacts/*/metrics.json >/dev/null 2>&1 || $(PY) scripts/run_levels.py 3
 	$(PY) -m level3_recsys serve all --profile quick
 
-## test-container: build and run the level 3 images with podman (needs root for apt and podman);
-##   CONTAINER_MARKS="container and not slow" builds only the API image (what CI runs)
+## test-container: build and run the level 3 and level 4 images with podman, and both compose stacks
+##   with podman-compose (needs root for apt and podman); CONTAINER_MARKS="container and not slow"
+##   builds only the level 3 API image and level 4's Debian-package service images (what CI runs)
 CONTAINER_MARKS ?= container
 test-container: install system-deps container-deps
-	$(PYTEST) -m "$(CONTAINER_MARKS)" level3_recsys/tests/test_ops_container.py
+	$(PYTEST) -m "$(CONTAINER_MARKS)" level3_recsys/tests/test_ops_container.py level4_fraud/tests/test_ops.py
 
 ## load-test-level3: Locust against the level 3 API and a plain-FastAPI ceiling -> benchmarks/results.md
 load-test-level3: install

@@ -10,6 +10,10 @@ path; in the API test no model service runs, so unknown users exercise the popul
 fallback. The model image (torch, BentoML, MLflow) is also ``slow``: about 10 minutes cold.
 Timings on a 2-core machine: API test ~1 min with cached layers, ~4-5 min cold (base image
 ~1 min, API image ~2 min); model test ~1 min cached, ~10 min cold.
+The compose test (also ``slow``) brings ``docker/compose.yaml`` up with ``podman-compose``
+(Grafana left out: it needs its official image), every image built on the local base, and
+asks the API for a batch list and a model-service list, MLflow for the champion and Prometheus
+for its targets; it tears the stack down, volumes and network included.
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from level3_recsys.loadtest.workspace import prepare_workspace
 from level3_recsys.tests.ops_helpers import DOCKER, REPO, tool
+from shared.compose_stack import ComposeStack, until
+from shared.process import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.integration]
 
@@ -195,3 +202,91 @@ def test_model_image_serves_the_champion(model_image, workspace, free_port):
         subprocess.run(
             [podman, "rm", "-f", "-t", "5", cid], capture_output=True, env=podman_env(), timeout=60
         )
+
+
+# ---------------------------------------------------------------------- the stack with podman-compose
+COMPOSE = DOCKER / "compose.yaml"
+STACK = ["api", "model", "redis", "postgres", "mlflow", "prometheus"]  # Grafana: official image only
+BUILT = ["api", "model", "redis", "postgres", "prometheus"]  # mlflow runs the model image
+STACK_PROJECT = "l3stacktest"
+
+
+@pytest.fixture(scope="module")
+def stack_images(base_image):
+    """podman, after building every image of the stack under its compose tag (on the local base;
+    Redis, PostgreSQL and Prometheus from Debian packages). Cached layers: seconds."""
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in BUILT:
+        sh([str(DOCKER / "build_image.sh"), name, services[name]["image"]], timeout=1800)
+    return base_image
+
+
+@pytest.mark.slow
+def test_compose_stack_recommends_through_the_api_and_is_scraped(stack_images, workspace):
+    """The stack with podman-compose: the API (published port, API key) answers from the batch
+    and, for a longer list, from the model service it reaches by its compose name; MLflow serves
+    the registry; Prometheus scrapes the API and the model service."""
+    art = Path(workspace.root) / "artifacts"
+    # The layout compose.yaml assumes under L3_ARTIFACTS.
+    assert workspace.tracking_uri == f"sqlite:///{art}/mlflow/mlflow.db"
+    assert workspace.store_url == f"sqlite:///{art}/store/recs.db"
+    assert workspace.reference_path == f"{art}/serving/reference.json"
+    ports = {name: free_port() for name in ("API", "MLFLOW", "PROMETHEUS", "REDIS", "POSTGRES", "GRAFANA")}
+    env = {
+        **podman_env(),
+        "L3_ARTIFACTS": str(art),
+        "L3__SERVING__API_KEY": KEY,
+        **{f"L3_{name}_PORT": str(port) for name, port in ports.items()},
+    }
+    env.pop("L3__SERVING__STORE_URL", None)
+    stack = ComposeStack(
+        COMPOSE, STACK_PROJECT, env, podman=stack_images, podman_compose=tool("podman-compose")
+    )
+    stack.down()  # what an interrupted earlier run left
+    try:
+        stack.up(STACK)
+        stack.wait_healthy(STACK, timeout_s=420)
+        base = f"http://127.0.0.1:{ports['API']}"
+        h = {"X-API-Key": KEY}
+        user = workspace.user_ids[0]
+        batch = httpx.get(f"{base}/v1/recommendations/{user}?k=5", headers=h, timeout=10).json()
+        assert batch["source"] == "batch" and batch["model_version"] == workspace.model_version
+        assert [i["rank"] for i in batch["items"]] == [1, 2, 3, 4, 5]
+        # More items than the batch stored (k 10): the API asks the model service at model:3000.
+        online = httpx.get(f"{base}/v1/recommendations/{user}?k=20", headers=h, timeout=30).json()
+        assert online["source"] == "model" and not online["fallback"], online
+        assert online["model_version"] == workspace.model_version and len(online["items"]) == 20
+        assert httpx.get(f"{base}/v1/recommendations/{user}", timeout=10).status_code == 401
+        # MLflow in the stack serves the mounted registry: the champion is the batch's version.
+        mlflow = f"http://127.0.0.1:{ports['MLFLOW']}/api/2.0/mlflow/registered-models/alias"
+
+        def champion() -> str | None:
+            try:
+                answer = httpx.get(
+                    mlflow, params={"name": workspace.registered_model, "alias": "champion"}, timeout=30
+                )
+            except httpx.HTTPError:
+                return None
+            return answer.json()["model_version"]["version"] if answer.status_code == 200 else None
+
+        assert until(champion, 90, "MLflow's champion") == workspace.model_version, stack.diagnostics()
+        # Prometheus scrapes api:8000 and model:3000 by their service names and sees the answers.
+        prom = f"http://127.0.0.1:{ports['PROMETHEUS']}/api/v1"
+
+        def targets_up() -> dict[str, str] | None:
+            active = httpx.get(f"{prom}/targets", timeout=10).json()["data"]["activeTargets"]
+            health = {t["labels"]["job"]: t["health"] for t in active}
+            return health if health.get("level3-api") == health.get("level3-model") == "up" else None
+
+        until(targets_up, 60, "Prometheus targets level3-api and level3-model up")
+
+        def answered() -> float:
+            query = {"query": "sum(l3_recommendations_total)"}
+            result = httpx.get(f"{prom}/query", params=query, timeout=10).json()["data"]["result"]
+            return float(result[0]["value"][1]) if result else 0.0
+
+        assert until(answered, 60, "l3_recommendations_total in Prometheus") >= 2.0
+        print(f"stack timings (s): {stack.timings}")
+    finally:
+        stack.down()
+    assert stack.leftovers() == []

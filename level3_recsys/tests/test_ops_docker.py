@@ -34,12 +34,15 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
 
 # ---------------------------------------------------------------------- Dockerfiles
 def _built_by_compose() -> dict[Path, str]:
+    """The level's own Dockerfiles (``docker/*.Dockerfile``) compose builds, by service; the
+    third-party services build from level 4's Debian-package Dockerfiles (checked below)."""
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    return {
+    built = {
         (DOCKER / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve(): name
         for name, svc in services.items()
         if "build" in svc
     }
+    return {path: name for path, name in built.items() if path.parent == DOCKER.resolve()}
 
 
 def test_each_dockerfile_is_a_compose_service_that_starts_its_entry_point_on_its_port():
@@ -267,6 +270,25 @@ def test_compose_runs_the_whole_stack_on_loopback():
     prometheus = " ".join(services["prometheus"]["volumes"])
     assert "prometheus.yml" in prometheus and "alerts.yml" in prometheus
     assert services["api"]["depends_on"]["model"]["condition"] == "service_healthy"
+    # Every image builds on the local base; the third-party services from Debian packages
+    # (level 4's service Dockerfiles) unless SERVICES_FROM=official; Grafana (official image
+    # only) is left out of the default stack.
+    for name in ("api", "model", "redis", "postgres", "prometheus"):
+        args = services[name]["build"]["args"]
+        assert args["BASE_IMAGE"] == "${BASE_IMAGE:-localhost/ml-levels-base:bookworm}", name
+    for name in ("redis", "postgres", "prometheus"):
+        build = services[name]["build"]
+        assert (DOCKER / build["context"]).resolve() == (DOCKER / "level4" / "services").resolve()
+        assert build["dockerfile"] == f"{name}.Dockerfile"
+        assert build["args"]["SERVICES_FROM"] == "${SERVICES_FROM:-debian}"
+        assert services[name]["image"].startswith("localhost/"), name
+    assert services["grafana"]["profiles"] == ["grafana"]
+    # Every host port is movable (L3_*_PORT) and the defaults stay off the Redis and PostgreSQL
+    # already on this machine.
+    published = [str(p) for svc in services.values() for p in svc.get("ports", [])]
+    defaults = [re.fullmatch(r"127\.0\.0\.1:\$\{L3_\w+_PORT:-(\d+)\}:\d+", p) for p in published]
+    assert all(defaults), published
+    assert not {m.group(1) for m in defaults if m} & {"6379", "5432"}
 
 
 # ---------------------------------------------------------------------- build scripts
