@@ -8,7 +8,9 @@ already in the audit log from the log (``replayed``), so nothing is decided or w
 
 Each entry read is parsed (a bad payload goes to the dead-letter stream ``KEY:dead``: retrying
 cannot fix it) and decided (an exception — the audit log unreachable — leaves the entry pending,
-to be retried when claimed). Decided entries are buffered and flushed every `flush_every_s`
+to be retried when claimed). With the real service over a SQLite audit log, a batch's cards are
+decided concurrently on one event loop (each card's entries in stream order), so their appends
+share group commits. Decided entries are buffered and flushed every `flush_every_s`
 (and whenever the stream is idle): the cards' activity is pushed to the online store through
 Feast's push source in one call (a push costs tens of ms whatever its size), the results go to
 the publisher's results stream if it named one, and the entries are acknowledged. A failed
@@ -24,6 +26,7 @@ card state in Redis would close it; neither is built.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -211,39 +214,84 @@ class StreamConsumer:
     def handle(self, entries: Sequence[Entry]) -> int:
         """Decide each entry of a batch into the buffer (flushed when due, see `flush`).
 
+        With a decider that can await its audit commit (`ScoringService.decide_async` over a
+        SQLite log), the batch's cards are decided concurrently on one event loop, each card's
+        entries in stream order: the decisions then share group commits instead of waiting for
+        one commit each, and every card still sees its own earlier transactions, as in order.
+
         Returns:
             The entries handled: decided, dead-lettered or gone (each acknowledged at the flush).
         """
-        handled = 0
+        handled, ready = 0, []
         for entry_id, fields in entries:
-            handled += self._handle_one(entry_id, fields)
+            tx = self._parse_one(entry_id, fields)
+            if tx is None:
+                handled += 1
+            else:
+                ready.append((entry_id, fields, tx))
+        if ready and self._concurrent():
+            handled += asyncio.run(self._decide_by_card(ready))
+        else:
+            handled += sum(self._decide_one(*item) for item in ready)
         if time.monotonic() >= self._next_flush:
             self.flush()
         return handled
 
-    def _handle_one(self, entry_id: str, fields: dict[str, str] | None) -> int:
+    def _concurrent(self) -> bool:
+        audit = getattr(self.decider, "audit", None)
+        return hasattr(self.decider, "decide_async") and bool(getattr(audit, "commits_in_background", False))
+
+    def _parse_one(self, entry_id: str, fields: dict[str, str] | None) -> Any:
+        """The entry's transaction; None when the entry is settled here (gone or dead-lettered)."""
         buf = self._buffer
         if not fields:  # trimmed from the stream before anyone read it
             buf.ack.append(entry_id)
-            return 1
+            return None
         try:
-            tx = self.parse(fields[FIELD_TX])
+            return self.parse(fields[FIELD_TX])
         except (KeyError, ValueError) as exc:
             buf.dead.append((fields, f"bad payload: {str(exc).splitlines()[0]}"))
             buf.ack.append(entry_id)
             self._observe(422, 0.0)
-            return 1
+            return None
+
+    def _decide_one(self, entry_id: str, fields: dict[str, str], tx: Any) -> int:
         t0 = time.perf_counter()
         try:
             out = self.decider.decide(tx)
         except Exception:  # the audit log failed: leave it pending, to be claimed and retried
-            log.exception("%s: no decision for entry %s", self.settings.name, entry_id)
-            self.counts.failed += 1
-            self._observe(503, time.perf_counter() - t0)
-            return 0
+            return self._failed(entry_id, t0)
+        return self._decided(entry_id, fields, tx, out, t0)
+
+    async def _decide_by_card(self, ready: Sequence[tuple[str, dict[str, str], Any]]) -> int:
+        by_card: dict[Any, list[tuple[str, dict[str, str], Any]]] = {}
+        for item in ready:
+            by_card.setdefault(item[2].CUSTOMER_ID, []).append(item)
+
+        async def in_order(items: list[tuple[str, dict[str, str], Any]]) -> int:
+            done = 0
+            for entry_id, fields, tx in items:
+                t0 = time.perf_counter()
+                try:
+                    out = await self.decider.decide_async(tx)  # type: ignore[attr-defined]
+                except Exception:
+                    done += self._failed(entry_id, t0)
+                    continue
+                done += self._decided(entry_id, fields, tx, out, t0)
+            return done
+
+        return sum(await asyncio.gather(*(in_order(items) for items in by_card.values())))
+
+    def _failed(self, entry_id: str, t0: float) -> int:
+        log.exception("%s: no decision for entry %s", self.settings.name, entry_id)
+        self.counts.failed += 1
+        self._observe(503, time.perf_counter() - t0)
+        return 0
+
+    def _decided(self, entry_id: str, fields: dict[str, str], tx: Any, out: Any, t0: float) -> int:
         self._observe(200, time.perf_counter() - t0)
-        buf.decided.append((fields, tx, out, time.time()))
-        buf.ack.append(entry_id)
+        self._buffer.decided.append((fields, tx, out, time.time()))
+        self._buffer.ack.append(entry_id)
         return 1
 
     def flush(self) -> None:

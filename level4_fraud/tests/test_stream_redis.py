@@ -209,6 +209,54 @@ def test_run_stops_when_asked_and_acknowledges_what_it_decided(redis_client, str
     assert redis_client.xpending(stream_key, "g")["pending"] == 0
 
 
+class AwaitingDecider(FlakyDecider):
+    """Decides on an event loop and awaits a 'commit' (as `ScoringService.decide_async` does
+    over a SQLite log), noting how many decisions were waiting at once."""
+
+    class audit:  # noqa: N801  (stands for the service's AuditLog)
+        commits_in_background = True
+
+    def __init__(self, fail_once: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+        super().__init__(fail_once)
+        self.waiting, self.peak = 0, 0
+
+    def decide(self, tx):
+        raise AssertionError("a concurrent-capable decider was called one entry at a time")
+
+    async def decide_async(self, tx):
+        import asyncio
+
+        out = FlakyDecider.decide(self, tx)
+        self.waiting += 1
+        self.peak = max(self.peak, self.waiting)
+        await asyncio.sleep(0.005)  # the commit
+        self.waiting -= 1
+        return out
+
+
+def test_a_batch_decides_cards_concurrently_and_each_cards_entries_in_order(
+    redis_client, stream_key: str
+) -> None:
+    ensure_group(redis_client, stream_key, "g")
+    # 3 cards interleaved in the stream; id 4 fails once (left pending, then claimed and decided)
+    bodies = [_tx(i, card=i % 3) for i in range(30)]
+    publish(redis_client, stream_key, bodies, tps=5000.0)
+    decider = AwaitingDecider(fail_once={4})
+    consumer = StreamConsumer(redis_client, _settings(stream_key), decider)
+    consumer.join()
+    while consumer.poll():
+        pass
+    time.sleep(0.3)  # id 4 goes idle past claim_min_idle_ms
+    consumer.claim()
+    assert sorted(decider.decided) == list(range(30))
+    for card in range(3):
+        order = [i for i in decider.decided if i % 3 == card and i != 4]
+        assert order == sorted(order), (card, order)  # a card's entries in stream order
+    assert decider.peak > 1  # different cards waited on their commits together
+    assert consumer.counts.decided == 30 and consumer.counts.failed == 1
+    assert redis_client.xpending(stream_key, "g")["pending"] == 0
+
+
 def _pending_of(client, key: str, group: str, consumer: str) -> list[str]:
     rows = client.xpending_range(key, group, min="-", max="+", count=10_000, consumername=consumer)
     return [r["message_id"] for r in rows]
