@@ -1,11 +1,11 @@
 """The scoring route's fast path: ``POST /v1/score`` answered without FastAPI's request handling.
 
-For a decision that costs about a millisecond, FastAPI's own work per request (routing, the
-security dependency, reading and parsing the body, validating it, then encoding the response
-model through ``jsonable_encoder``) cost nearly as much again. `ScoreFastPath` answers the
-common request itself with the same pieces the route uses: the key check, `TransactionIn`
-(pydantic parses the JSON and validates in one pass), `ScoringService.decide` through the
-`Decider`, and `DecisionOut`'s own JSON encoder. Anything else (another route, a missing or wrong
+A decision costs about a millisecond, so FastAPI's own work per request counts: routing, the
+security dependency, reading and parsing the body then validating it, and encoding the response
+model through ``jsonable_encoder``. `ScoreFastPath` answers the common request itself with the
+same pieces the route uses: the key check, `TransactionIn` (pydantic parses the JSON and
+validates in one pass), `ScoringService.decide` through the `Decider`, and `DecisionOut`'s own
+JSON encoder. Anything else (another route, a missing or wrong
 key, a body that is not JSON or does not validate) goes on to the FastAPI app, which gives the
 usual 401/403/422 answers and keeps the OpenAPI schema, so both paths answer alike.
 """
