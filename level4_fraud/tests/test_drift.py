@@ -136,3 +136,25 @@ def test_monitoring_section_is_validated_from_the_level_config():
     assert mon.drift.psi_threshold == 0.05 and mon.drift.ks_threshold == 0.1
     with pytest.raises(ConfigError, match="monitoring"):
         small_config(monitoring={"drift": {"psi_treshold": 0.05}}).section("monitoring", MonitoringConfig)
+
+
+def test_a_prepared_reference_gives_the_same_psi_and_ks_statistic_as_the_functions() -> None:
+    from level4_fraud.monitoring.drift import ReferenceSample, ks, psi
+
+    rng = np.random.default_rng(7)
+    reference = rng.lognormal(3.0, 1.0, 5000)
+    reference[::97] = np.nan
+    prepared = ReferenceSample(reference, bins=10)
+    flags = ReferenceSample(rng.integers(0, 2, 3000).astype(float))  # ties: fewer bins
+    for current in (
+        rng.lognormal(3.0, 1.0, 800),
+        rng.lognormal(3.5, 1.2, 1500),
+        np.r_[rng.lognormal(3.0, 1.0, 300), [np.nan, np.inf]],
+        reference[:50],
+    ):
+        assert prepared.psi(current) == psi(reference, current, 10)
+        assert prepared.ks_statistic(current) == pytest.approx(ks(reference, current)[0], rel=1e-12)
+    current = rng.integers(0, 2, 400).astype(float)
+    assert flags.psi(current) == psi(flags.sorted, current)
+    assert flags.ks_statistic(current) == pytest.approx(ks(flags.sorted, current)[0], rel=1e-12)
+    assert np.isnan(prepared.psi([np.nan])) and np.isnan(prepared.ks_statistic([]))
