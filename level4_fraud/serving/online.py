@@ -312,6 +312,11 @@ class FeastOnlineReader:
         self._provider = fs._get_provider()
         self._config = fs.config
         self._redis = _redis_store(self._provider, self._config)
+        # Redis only: per view, the name its hashes are stored under, the fields asked (the
+        # timestamp's included) and their hashed keys; the same on every read, so built once.
+        self._redis_fields = (
+            [] if self._redis is None else [self._redis_view(fv, n) for fv, _, n in self._views]
+        )
 
     def read(self, card: int, terminal: int) -> StoreRow:
         """The stored rows of `card` and `terminal`.
@@ -353,20 +358,25 @@ class FeastOnlineReader:
     def _read_redis(self, keys: Sequence[Any]) -> list[tuple[Any, Any]]:
         """``(timestamp, row)`` per view from Redis in one pipeline (one round trip instead of
         one per view), built and decoded by the Redis store's own helpers."""
-        store, commands, asked = self._redis, [], []
-        for (fv, _, names), key in zip(self._views, keys, strict=True):
-            fv_name = _versioned_fv_name(fv, self._config)
-            fields, hash_keys = store._generate_hset_keys_for_features(
-                fv, list(names), fv_name_override=fv_name
-            )
-            (redis_key,) = store._generate_redis_keys_for_entities(self._config, [key])
-            commands.append((redis_key, hash_keys))
-            asked.append((fv_name, fields))
+        store = self._redis
+        commands = [
+            (store._generate_redis_keys_for_entities(self._config, [key])[0], hash_keys)
+            for (_, _, hash_keys), key in zip(self._redis_fields, keys, strict=True)
+        ]
         replies = store._read_hash_fields(self._config, commands)
         return [
             store._get_features_for_entity(reply, fv_name, fields)
-            for (fv_name, fields), reply in zip(asked, replies, strict=True)
+            for (fv_name, fields, _), reply in zip(self._redis_fields, replies, strict=True)
         ]
+
+    def _redis_view(self, fv: Any, names: Sequence[str]) -> tuple[str, list[str], list[Any]]:
+        """``(stored view name, fields asked, their hash keys)`` of one view in Redis."""
+        fv_name = _versioned_fv_name(fv, self._config)
+        # a copy of the names: the store appends its timestamp field to the list it is given
+        fields, hash_keys = self._redis._generate_hset_keys_for_features(
+            fv, list(names), fv_name_override=fv_name
+        )
+        return fv_name, fields, hash_keys
 
     def _distance(self, values: Mapping[str, Any]) -> float:
         if not self.geo:
