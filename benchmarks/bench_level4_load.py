@@ -638,6 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     n_ray = int(sum(r * s for r, s in ramp))
     n = int(tps * args.duration)
     bodies, ids = replay_bodies(args.run, max(n, n_ray))
+    from level4_fraud.serving.heap import freeze_startup_heap
+
+    freeze_startup_heap()  # this process is the replayer: no full collection mid-schedule
     load_before = os.getloadavg()[0]
     outcomes: list[Outcome] = []
     timeline: Timeline | None = None

@@ -90,6 +90,9 @@ def stream(
     folder = replay_folder(data, fdh_folder, cfg.paths().raw / "simulation")
     bodies = [encode(p) for p in payloads(load_replay(folder, start=start, limit=limit))]
     say("replaying", f"{len(bodies):,} transactions from {folder} at {sc.tps:g} tps")
+    from level4_fraud.serving.heap import freeze_startup_heap
+
+    freeze_startup_heap()  # a full collection of this heap would stall the replay's schedule
     if sc.broker is None:
         stats = _direct(bodies, sc, cfg)
     else:

@@ -471,8 +471,6 @@ class AuditLog:
 
         pending = self._group_committer().enqueue(row, wake)
         await committed
-        if pending.error is not None:
-            raise pending.error
         return self._outcome(record, pending)
 
     def _outcome(self, record: AuditRecord, done: _Pending) -> tuple[AuditRecord, bool]:

@@ -89,9 +89,6 @@ async def replay_direct_async(
     timeout_s: float = 10.0,
 ) -> ReplayStats:
     """Send every body to ``url + /v1/score`` at `tps` (see the module docstring)."""
-    from level4_fraud.serving.heap import freeze_startup_heap
-
-    freeze_startup_heap()  # a full collection of the caller's heap would stall the schedule
     stats = ReplayStats(sent=len(bodies), offered_tps=tps)
     headers = {"Content-Type": "application/json", **({"X-API-Key": api_key} if api_key else {})}
     slots = asyncio.Semaphore(concurrency)
