@@ -66,7 +66,9 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 def has_key(scope: Scope, name: bytes, expected: bytes) -> bool:
     """Whether header `name` holds the API key `expected` (compared in constant time)."""
     given = header(scope, name)
-    return bool(given) and secrets.compare_digest(given, expected)  # type: ignore[arg-type]
+    if not given:
+        return False
+    return secrets.compare_digest(given, expected)
 
 
 def is_json(scope: Scope) -> bool:
