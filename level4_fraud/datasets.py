@@ -89,6 +89,17 @@ class FeatureConfig(BaseModel):
     delay_days: int = Field(7, ge=0, description="Label delay of the terminal-risk windows")
     feature_set: Literal["baseline", "all"] = "all"
     categoricals: bool = Field(True, description="Keep merchant category, channel, country, currency")
+    habit_lag_days: int = Field(
+        features.HABIT_LAG_DAYS, ge=1, description="The card's spending habit ends this many days back"
+    )
+    habit_days: int = Field(
+        features.HABIT_DAYS, ge=0, description="Days of the card's spending habit (0: no habit features)"
+    )
+
+    @property
+    def habit(self) -> tuple[int, int] | None:
+        """``(lag, days)`` of the card's spending habit, None when it is off."""
+        return (self.habit_lag_days, self.habit_days) if self.habit_days else None
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,7 @@ def feature_frame(
         customers=customers,
         terminals=terminals,
         categoricals=cfg.categoricals,
+        habit=cfg.habit,
     )
     if spec is None:
         categorical = tuple(c for c in features.CATEGORICAL_FEATURES if c in feats.columns)

@@ -14,6 +14,12 @@ available when it happened:
   not in the risk;
 * request-time features (amount against the card's mean, hour, seconds since the card's last
   transaction, distance from home when the customer and terminal tables are given);
+* the card's spending habit: its transactions in ``(t - lag - w, t - lag]`` (two to six weeks
+  back, by default), their count and this amount's ratio and z-score against them. The 30-day
+  mean includes a stolen card's own spree, which drags it up until the spree looks normal; a
+  habit that ends ``lag`` days back is the holder's own spending for a fraud younger than that.
+  With it, the number of the card's payments since then (``(t - lag, t)``, current excluded)
+  above `HABIT_LARGE` times the habit's mean: a spree already under way;
 * richer-field features when the simulator's columns exist (channel flags, first use of a device,
   country or terminal by the card, bursts of small amounts in the last hour, foreign country).
 
@@ -37,6 +43,12 @@ DEFAULT_WINDOWS: tuple[int, ...] = (1, 7, 30)
 DEFAULT_DELAY_DAYS = 7
 SMALL_AMOUNT = 5.0  # "small" for card-testing bursts
 SECONDS_CAP = 30 * 86_400  # SECONDS_SINCE_LAST_TX of a card's first transaction, and its cap
+# The card's spending habit: `HABIT_DAYS` days of transactions ending `HABIT_LAG_DAYS`
+# days before the current one. The lag is longer than most sprees last before the card is blocked.
+HABIT_LAG_DAYS = 14
+HABIT_DAYS = 30
+HABIT_MIN_STD = 1.0  # floor of the habit's spread, so a card that always pays 9.99 gives z finite
+HABIT_LARGE = 3.0  # a payment above this many times the card's habit mean counts as large
 EVENT_TIMESTAMP = "event_timestamp"
 
 _MS_PER_DAY = 86_400_000
@@ -68,6 +80,12 @@ FEATURES_BASELINE: list[str] = [
     *terminal_features(),
 ]
 REQUEST_FEATURES: list[str] = ["AMOUNT_TO_CUSTOMER_MEAN", "SECONDS_SINCE_LAST_TX", "TX_HOUR"]
+HABIT_FEATURES: list[str] = [
+    "CUSTOMER_ID_NB_TX_HABIT",
+    "AMOUNT_TO_CUSTOMER_HABIT",
+    "AMOUNT_ZSCORE_CUSTOMER_HABIT",
+    "CUSTOMER_ID_NB_LARGE_SINCE_HABIT",
+]
 DISTANCE_FEATURE = "DISTANCE_FROM_HOME"
 RICH_FEATURES: list[str] = [
     "IS_ECOM",
@@ -86,6 +104,7 @@ CATEGORICAL_FEATURES: list[str] = [schema.MERCHANT_CATEGORY, schema.CHANNEL, sch
 def feature_names(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     *,
+    habit: bool = True,
     distance: bool = False,
     rich: bool = False,
     foreign: bool = False,
@@ -100,6 +119,8 @@ def feature_names(
         *terminal_features(windows),
         *REQUEST_FEATURES,
     ]
+    if habit:
+        names += HABIT_FEATURES
     if distance:
         names.append(DISTANCE_FEATURE)
     if rich:
@@ -141,6 +162,52 @@ class _Keyed:
     def upto(self, entity_rank: np.ndarray, t_ms: np.ndarray) -> np.ndarray:
         """Number of sorted rows with key <= (entity, t): an index into the prefix sums."""
         return np.searchsorted(self.key, entity_rank.astype(np.int64) * self.span + t_ms, side="right")
+
+
+def habit_values(
+    amount: np.ndarray | float, n: np.ndarray | float, total: np.ndarray | float, total_sq: np.ndarray | float
+) -> dict[str, np.ndarray]:
+    """The habit features of amounts from the sums over each card's habit-window transactions.
+
+    Args:
+        amount: The current transactions' amounts.
+        n: Number of the card's transactions in its habit window.
+        total: Their amounts' sum.
+        total_sq: Their squared amounts' sum.
+
+    Returns:
+        The first three `HABIT_FEATURES` as arrays: the count, the amount over the habit's mean (1 when the
+        window is empty or its mean is 0: no evidence either way) and the z-score against the
+        habit's mean and sample spread, floored at `HABIT_MIN_STD` (0 with fewer than two).
+    """
+    amount, n = np.asarray(amount, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    total, total_sq = np.asarray(total, dtype=np.float64), np.asarray(total_sq, dtype=np.float64)
+    safe_n = np.maximum(n, 1.0)
+    mean = total / safe_n
+    var = np.maximum(total_sq - total * mean, 0.0) / np.maximum(n - 1.0, 1.0)
+    ratio = np.where((n > 0) & (mean > 0), amount / np.where(mean > 0, mean, 1.0), 1.0)
+    z = np.where(n > 1, (amount - mean) / np.maximum(np.sqrt(var), HABIT_MIN_STD), 0.0)
+    return dict(zip(HABIT_FEATURES[:3], (n, ratio, z), strict=True))
+
+
+def _large_since_habit(ck: _Keyed, amount_s: np.ndarray, habit_mean: np.ndarray, lag_ms: int) -> np.ndarray:
+    """Per sorted row: the card's earlier payments in ``(t - lag, t)`` above `HABIT_LARGE` times
+    this row's habit mean (0 without a habit). One pass per look-back step, over the rows whose
+    window still reaches that far back (a few dozen passes: a card's payments in `lag` days)."""
+    n = len(amount_s)
+    count = np.zeros(n, dtype=np.int64)
+    limit = np.where(habit_mean > 0, HABIT_LARGE * habit_mean, np.inf)
+    active = np.arange(n)
+    k = 1
+    while active.size:
+        active = active[active >= k]
+        prev = active - k
+        # Keys are (card, time): a previous row of another card is always more than `lag` away.
+        inside = ck.key[prev] > ck.key[active] - lag_ms
+        active, prev = active[inside], prev[inside]
+        count[active] += amount_s[prev] > limit[active]
+        k += 1
+    return count
 
 
 def _scatter(values_sorted: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -300,6 +367,7 @@ def transaction_features(
     customers: pd.DataFrame | None = None,
     terminals: pd.DataFrame | None = None,
     categoricals: bool = False,
+    habit: tuple[int, int] | None = (HABIT_LAG_DAYS, HABIT_DAYS),
 ) -> pd.DataFrame:
     """Point-in-time features of every transaction (see the module docstring).
 
@@ -314,19 +382,22 @@ def transaction_features(
             ``DISTANCE_FROM_HOME`` (and ``FOREIGN_COUNTRY``).
         terminals: Terminal table with ``x_terminal_id, y_terminal_id``.
         categoricals: Also return the raw categorical columns (for embeddings) when present.
+        habit: ``(lag, days)`` of the card's spending habit (None: no habit features).
 
     Returns:
         One row per transaction, indexed like `tx`, columns in `feature_names` order.
     """
     if len(tx) == 0:
-        return pd.DataFrame(index=tx.index, columns=feature_names(windows), dtype=np.float64)
+        names = feature_names(windows, habit=bool(habit))
+        return pd.DataFrame(index=tx.index, columns=names, dtype=np.float64)
     # Work in time order (TX_DATETIME, then TRANSACTION_ID); `back` puts results in tx's order.
     order = _time_order(tx)
     df = tx if order is None else tx.iloc[order]
     n = len(df)
-    origin = df[schema.TX_DATETIME].iloc[0].floor("D") - pd.Timedelta(days=max(windows) + delay_days + 1)
+    reach = max(max(windows) + delay_days, sum(habit) if habit else 0)
+    origin = df[schema.TX_DATETIME].iloc[0].floor("D") - pd.Timedelta(days=reach + 1)
     t_ms = _time_ms(df[schema.TX_DATETIME], origin)
-    span = int(t_ms.max()) + (max(windows) + delay_days + 2) * _MS_PER_DAY
+    span = int(t_ms.max()) + (reach + 2) * _MS_PER_DAY
     amount = df[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
     out: dict[str, np.ndarray] = {schema.TX_AMOUNT: amount}
     dt = df[schema.TX_DATETIME].dt
@@ -377,6 +448,17 @@ def transaction_features(
     gap_sorted[1:] = np.where(same, (sorted_t[1:] - sorted_t[:-1]) / 1000.0, SECONDS_CAP)
     out["SECONDS_SINCE_LAST_TX"] = _scatter(np.minimum(gap_sorted, SECONDS_CAP), ck.order)
     out["TX_HOUR"] = hour.astype(np.int8)
+    if habit:
+        lag_ms, days_ms = habit[0] * _MS_PER_DAY, habit[1] * _MS_PER_DAY
+        hi = np.searchsorted(ck.key, ck.key - lag_ms, side="right")
+        lo = np.searchsorted(ck.key, ck.key - lag_ms - days_ms, side="right")
+        c_sq = ck.cumsum(amount * amount)
+        n_habit, total = hi - lo, c_amount[hi] - c_amount[lo]
+        stats = habit_values(amount_s, n_habit, total, c_sq[hi] - c_sq[lo])
+        mean = np.where(n_habit > 0, total / np.maximum(n_habit, 1), 0.0)
+        stats["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = _large_since_habit(ck, amount_s, mean, lag_ms)
+        for name, values in stats.items():
+            out[name] = _scatter(values, ck.order)
 
     distance = customers is not None and terminals is not None
     if distance:
@@ -411,7 +493,9 @@ def transaction_features(
         out[FOREIGN_FEATURE] = (df[schema.COUNTRY].astype(str).to_numpy() != home_of).astype(np.int8)
 
     cats = categoricals and rich
-    names = feature_names(windows, distance=distance, rich=rich, foreign=foreign, categoricals=cats)
+    names = feature_names(
+        windows, habit=bool(habit), distance=distance, rich=rich, foreign=foreign, categoricals=cats
+    )
     back = None if order is None else np.argsort(order)
     columns: dict[str, object] = {}
     for name in names:

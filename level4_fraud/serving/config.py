@@ -86,7 +86,8 @@ class ServingConfig(BaseModel):
         reasons: Reason codes returned per decision.
         history: Folder of daily transaction files the card state starts from (None: the run's
             ``data/transactions``, or the folder ``train`` read).
-        history_days: Days of history kept per card for the windows (the longest window + 1).
+        history_days: Days of history kept per card for the windows (the longest window + 1;
+            the ledger keeps the run's habit window too, when it reaches further back).
         onnx_threads: onnxruntime intra-op threads.
         decide_on_loop: Decide on the API's event loop, awaiting only the audit commit (SQLite
             audit log; `serving.fast_route.Decider`).

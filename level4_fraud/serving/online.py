@@ -98,8 +98,10 @@ class CardLedger:
 
     Args:
         windows: Window lengths in days (the run's).
-        keep_days: Days of transactions kept per card (at least the longest window).
+        keep_days: Days of transactions kept per card (at least the longest window, and the
+            habit's reach).
         home_country: Holder's home country per card (for ``FOREIGN_COUNTRY``), when known.
+        habit: ``(lag, days)`` of the card's spending habit (the run's; None: no habit features).
     """
 
     def __init__(
@@ -107,9 +109,12 @@ class CardLedger:
         windows: Sequence[int] = feat.DEFAULT_WINDOWS,
         keep_days: int = 31,
         home_country: Mapping[int, str] | None = None,
+        habit: tuple[int, int] | None = None,
     ) -> None:
         self.windows = tuple(int(w) for w in windows)
-        self.keep_s = max(keep_days, *self.windows) * _DAY_S
+        self.habit = habit
+        reach = habit[0] + habit[1] + 1 if habit else 0
+        self.keep_s = max(keep_days, reach, *self.windows) * _DAY_S
         self.home_country = dict(home_country or {})
         self._cards: dict[int, _CardState] = {}
         self._lock = threading.Lock()
@@ -129,9 +134,10 @@ class CardLedger:
         windows: Sequence[int] = feat.DEFAULT_WINDOWS,
         keep_days: int = 31,
         home_country: Mapping[int, str] | None = None,
+        habit: tuple[int, int] | None = None,
     ) -> CardLedger:
         """A ledger holding `tx` (the history: its last `keep_days` days, every first use)."""
-        ledger = cls(windows, keep_days, home_country)
+        ledger = cls(windows, keep_days, home_country, habit)
         if len(tx) == 0:
             return ledger
         tx = tx.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID], kind="mergesort")
@@ -193,6 +199,18 @@ class CardLedger:
         out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = float(hi - lo_h + 1)
         small = sum(1 for a in state.amounts[lo_h:hi] if a < feat.SMALL_AMOUNT)
         out["SMALL_AMOUNT_BURST_1H"] = float(small + (amount < feat.SMALL_AMOUNT))
+        if self.habit:
+            lag, days = self.habit
+            h_hi = bisect.bisect_right(state.times, t - lag * _DAY_S, 0, hi)
+            h_lo = bisect.bisect_right(state.times, t - (lag + days) * _DAY_S, 0, h_hi)
+            past = state.amounts[h_lo:h_hi]
+            habit = feat.habit_values(amount, len(past), math.fsum(past), math.fsum(a * a for a in past))
+            out.update({name: float(v) for name, v in habit.items()})
+            mean = math.fsum(past) / len(past) if past else 0.0
+            limit = feat.HABIT_LARGE * mean if mean > 0 else math.inf
+            # Since the habit window ended: (t - lag, t), the earlier payments of this very second included.
+            large = sum(1 for a in state.amounts[h_hi:hi] if a > limit)
+            out["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = float(large)
         out.update(_first_use(state, tx))
         return out
 
@@ -239,6 +257,8 @@ def first_transaction_features(tx: TransactionIn, windows: Sequence[int]) -> dic
     out["SECONDS_SINCE_LAST_TX"] = float(feat.SECONDS_CAP)
     out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = 1.0
     out["SMALL_AMOUNT_BURST_1H"] = float(amount < feat.SMALL_AMOUNT)
+    out.update({name: float(v) for name, v in feat.habit_values(amount, 0, 0.0, 0.0).items()})
+    out["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = 0.0
     out.update(_first_use(None, tx))
     return out
 
@@ -441,6 +461,7 @@ def snapshot_card_features(
     for name in (
         "CUSTOMER_ID_NB_TX_1H_WINDOW",
         "SMALL_AMOUNT_BURST_1H",
+        *feat.HABIT_FEATURES,
         "NEW_DEVICE",
         "NEW_COUNTRY",
         "NEW_TERMINAL",

@@ -430,6 +430,14 @@ def history_folder(run_dir: Path, info: Mapping[str, Any], cfg: ServingConfig) -
     return None
 
 
+def run_habit(info: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(lag, days)`` of the card's spending habit the run's models read (None: a run trained
+    without it, before the habit features existed or with ``habit_days: 0``)."""
+    settings = info.get("features", {})
+    days = int(settings.get("habit_days", 0) or 0)
+    return (int(settings["habit_lag_days"]), days) if days else None
+
+
 def _card_state(
     run_dir: Path,
     info: Mapping[str, Any],
@@ -441,15 +449,17 @@ def _card_state(
     from level4_fraud.predict import side_tables
 
     folder = history_folder(run_dir, info, cfg)
+    habit = run_habit(info)
     if folder is None:
         logger.warning("no transaction history for %s: card state starts empty", run_dir)
-        return CardLedger(windows, cfg.history_days), None
+        return CardLedger(windows, cfg.history_days, habit=habit), None
     customers, terminals = side_tables(folder)
     ledger = CardLedger.from_transactions(
         read_history(folder) if history is None else history,
         windows=windows,
         keep_days=cfg.history_days,
         home_country=home_countries(customers),
+        habit=habit,
     )
     geo = Geo(customers, terminals) if customers is not None and terminals is not None else None
     return ledger, geo

@@ -70,6 +70,48 @@ def test_known_values_on_a_hand_made_frame() -> None:
     ]
 
 
+def test_habit_features_known_values_on_a_hand_made_frame() -> None:
+    """Habit window (t - 2 days - 7 days, t - 2 days]: id2 (day 2 09:00) sees id0 only; id3
+    (day 8 12:00) sees id0, id1, id2 (amounts 10, 30, 20: mean 20, sample std 10)."""
+    f = transaction_features(_tiny(), windows=(1, 7), habit=(2, 7))
+    assert f["CUSTOMER_ID_NB_TX_HABIT"].tolist() == [0, 0, 1, 3, 0]
+    assert f["AMOUNT_TO_CUSTOMER_HABIT"].tolist() == [1.0, 1.0, 2.0, 2.0, 1.0]
+    assert f["AMOUNT_ZSCORE_CUSTOMER_HABIT"].tolist() == [0.0, 0.0, 0.0, 2.0, 0.0]
+    # since the habit ended, (t - 2 days, t): id3 sees nothing (day 6 12:00 on); id2 has a habit
+    # mean of 10 and sees id1 (30 > 3 x 10 is false: equal is not above)
+    assert f["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"].tolist() == [0, 0, 0, 0, 0]
+    bigger = _tiny()
+    bigger.loc[1, "TX_AMOUNT"] = 31.0
+    g = transaction_features(bigger, windows=(1, 7), habit=(2, 7))
+    assert g["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"].tolist() == [0, 0, 1, 0, 0]
+    assert "CUSTOMER_ID_NB_TX_HABIT" not in transaction_features(_tiny(), windows=(1,), habit=None)
+
+
+def test_habit_features_match_a_brute_force_window(sim) -> None:
+    """Every row's habit against its card's transactions in (t - lag - days, t - lag], by hand."""
+    tx, _, _ = sim
+    lag, days = 3, 10
+    f = transaction_features(tx, habit=(lag, days))
+    t = tx[schema.TX_DATETIME].to_numpy()
+    card, amount = tx[schema.CUSTOMER_ID].to_numpy(), tx[schema.TX_AMOUNT].to_numpy()
+    rng = np.random.default_rng(0)
+    checked = 0
+    for i in rng.choice(len(tx), 400, replace=False):
+        end = t[i] - np.timedelta64(lag, "D")
+        past = amount[(card == card[i]) & (t <= end) & (t > end - np.timedelta64(days, "D"))]
+        assert f["CUSTOMER_ID_NB_TX_HABIT"].iloc[i] == len(past)
+        if len(past) >= 2:
+            checked += 1
+            z = (amount[i] - past.mean()) / max(past.std(ddof=1), 1.0)
+            assert f["AMOUNT_TO_CUSTOMER_HABIT"].iloc[i] == pytest.approx(amount[i] / past.mean())
+            assert f["AMOUNT_ZSCORE_CUSTOMER_HABIT"].iloc[i] == pytest.approx(z, rel=1e-6, abs=1e-9)
+        since = (card == card[i]) & (t > end) & (np.arange(len(tx)) < i)
+        large = (amount[since] > 3.0 * past.mean()).sum() if len(past) else 0
+        assert f["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"].iloc[i] == large
+    assert checked > 200
+    assert f["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"].max() > 0  # the count was exercised
+
+
 def test_result_is_indexed_like_the_input_whatever_its_order() -> None:
     tiny = _tiny()
     shuffled = tiny.sample(frac=1, random_state=1).set_index(pd.Index([50, 40, 30, 20, 10]))
