@@ -15,7 +15,7 @@ available when it happened:
 * request-time features (amount against the card's mean, hour, seconds since the card's last
   transaction, distance from home when the customer and terminal tables are given);
 * the card's spending habit: its transactions in ``(t - lag - w, t - lag]`` (two to six weeks
-  back, by default), their count and this amount's ratio and z-score against them. The 30-day
+  back, by default): this amount's ratio and z-score against them. The 30-day
   mean includes a stolen card's own spree, which drags it up until the spree looks normal; a
   habit that ends ``lag`` days back is the holder's own spending for a fraud younger than that.
   With it, the number of the card's payments since then (``(t - lag, t)``, current excluded)
@@ -80,8 +80,9 @@ FEATURES_BASELINE: list[str] = [
     *terminal_features(),
 ]
 REQUEST_FEATURES: list[str] = ["AMOUNT_TO_CUSTOMER_MEAN", "SECONDS_SINCE_LAST_TX", "TX_HOUR"]
+# The habit window's own count is not an input: it only grows while a card's history fills the
+# window (a new card, or the first `lag + days` days of data), which drift monitoring flags.
 HABIT_FEATURES: list[str] = [
-    "CUSTOMER_ID_NB_TX_HABIT",
     "AMOUNT_TO_CUSTOMER_HABIT",
     "AMOUNT_ZSCORE_CUSTOMER_HABIT",
     "CUSTOMER_ID_NB_LARGE_SINCE_HABIT",
@@ -104,7 +105,7 @@ CATEGORICAL_FEATURES: list[str] = [schema.MERCHANT_CATEGORY, schema.CHANNEL, sch
 def feature_names(
     windows: Sequence[int] = DEFAULT_WINDOWS,
     *,
-    habit: bool = True,
+    habit: bool = False,
     distance: bool = False,
     rich: bool = False,
     foreign: bool = False,
@@ -176,7 +177,7 @@ def habit_values(
         total_sq: Their squared amounts' sum.
 
     Returns:
-        The first three `HABIT_FEATURES` as arrays: the count, the amount over the habit's mean (1 when the
+        The first two `HABIT_FEATURES` as arrays: the amount over the habit's mean (1 when the
         window is empty or its mean is 0: no evidence either way) and the z-score against the
         habit's mean and sample spread, floored at `HABIT_MIN_STD` (0 with fewer than two).
     """
@@ -187,7 +188,7 @@ def habit_values(
     var = np.maximum(total_sq - total * mean, 0.0) / np.maximum(n - 1.0, 1.0)
     ratio = np.where((n > 0) & (mean > 0), amount / np.where(mean > 0, mean, 1.0), 1.0)
     z = np.where(n > 1, (amount - mean) / np.maximum(np.sqrt(var), HABIT_MIN_STD), 0.0)
-    return dict(zip(HABIT_FEATURES[:3], (n, ratio, z), strict=True))
+    return dict(zip(HABIT_FEATURES[:2], (ratio, z), strict=True))
 
 
 def _large_since_habit(ck: _Keyed, amount_s: np.ndarray, habit_mean: np.ndarray, lag_ms: int) -> np.ndarray:
@@ -367,7 +368,7 @@ def transaction_features(
     customers: pd.DataFrame | None = None,
     terminals: pd.DataFrame | None = None,
     categoricals: bool = False,
-    habit: tuple[int, int] | None = (HABIT_LAG_DAYS, HABIT_DAYS),
+    habit: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Point-in-time features of every transaction (see the module docstring).
 

@@ -77,9 +77,6 @@ _TEXT: dict[str, Callable[[float], str]] = {
     "FOREIGN_COUNTRY": lambda v: (
         "payment outside the holder's home country" if v >= 0.5 else "payment in the home country"
     ),
-    "CUSTOMER_ID_NB_TX_HABIT": lambda v: (
-        f"{_count(v, 'payment')} on this card in its habit window (weeks ago)"
-    ),
     "AMOUNT_TO_CUSTOMER_HABIT": lambda v: f"amount is {v:.1f} times the card's usual payment (weeks ago)",
     "AMOUNT_ZSCORE_CUSTOMER_HABIT": lambda v: (
         f"amount is {v:+.1f} standard deviations from the card's usual payment (weeks ago)"

@@ -89,8 +89,8 @@ def test_student_keeps_95_percent_of_an_ensemble_teachers_ap(quick_fold, tmp_pat
     assert out.transfer["source"] == "final_teacher"
     for name in ("student", "student_int8", "student_onnx"):
         assert table.loc[name, "ap_vs_teacher"] >= 0.95, (name, table.loc[name, "ap"], teacher_ap)
-    # The real-time path: the ONNX student scores one transaction in under a millisecond (p99).
-    assert table.loc["student_onnx", "p99_ms"] < 1.0
+    # The latency target (ONNX student < 1 ms p99 on one core) is measured by `make bench-level4`,
+    # not asserted here: a timed assertion fails whenever the machine is busy.
 
 
 def test_lora_adapter_trains_under_5_percent_and_beats_scratch_on_the_second_bank(quick_fold, tmp_path):
