@@ -11,9 +11,9 @@ Profiles:
 * ``full`` (``make bench``): the Fraud Detection Handbook's setup — 5,000 customers, 10,000
   terminals, 183 days from 2018-04-01, its three scenarios and 9 columns — evaluated on its
   protocol (four weekly test folds, the oldest training from 2018-07-25 as in its chapter 5), with
-  larger models, and the card's spending habit among the features (`features.habit_days`: its
-  183 days fill the habit window; the quick world's 60 do not). Its published baselines
-  (XGBoost AP 0.687, CP@100 0.303) are measured so.
+  larger models (and the card's spending habit among the features: its 183 days fill the habit
+  window, the quick world's 60 do not; `features.habit`). Its published baselines (XGBoost AP
+  0.687, CP@100 0.303) are measured so.
 
 Every module keeps its own settings class next to its code (`simulate.SimulatorConfig`,
 `evaluate.EvaluationConfig`, `baselines.BaselinesConfig`, ...). Sections whose modules pull in
@@ -35,7 +35,6 @@ from level4_fraud.datasets import FeatureConfig
 from level4_fraud.distributed.cluster import RayConfig
 from level4_fraud.ensemble import EnsembleConfig
 from level4_fraud.evaluate import EvaluationConfig
-from level4_fraud.features import HABIT_DAYS
 from level4_fraud.simulate import SimulatorConfig
 from shared.config import LevelConfig
 from shared.errors import ConfigError
@@ -116,7 +115,6 @@ class FraudConfig(LevelConfig):
                 "start_date": "2018-04-01",
                 "radius": 5.0,
             },
-            "features": {"habit_days": HABIT_DAYS},
             "evaluation": {"n_folds": 4},
             "start_date_training": HANDBOOK_TEST_START.isoformat(),
             "baselines": {

@@ -92,15 +92,18 @@ class FeatureConfig(BaseModel):
     habit_lag_days: int = Field(
         features.HABIT_LAG_DAYS, ge=1, description="The card's spending habit ends this many days back"
     )
-    # Off by default: the quick profile's 60-day world leaves the habit window (up to 44 days
-    # back) empty through most of its training weeks, and on its post-drift fold the extra trees
-    # alone then beat every ensemble. The full profile (the Handbook's 183 days) turns it on.
-    habit_days: int = Field(0, ge=0, description="Days of the card's spending habit (0: no habit features)")
+    habit_days: int = Field(features.HABIT_DAYS, ge=1, description="Days of the card's spending habit")
+    # "auto": the models read the habit when the data can fill it — at least `HABIT_MIN_COVERAGE`
+    # of the labelled transactions come `habit_lag_days + habit_days` days or more after the first
+    # one. The Handbook's 183 days do (76 %); the quick world's 60 do not (27 %): its training
+    # weeks would read a mostly empty window, and on its post-drift fold the extra trees alone
+    # then beat every ensemble (AP 0.760 against 0.728).
+    habit: Literal["auto", "on", "off"] = "auto"
 
     @property
-    def habit(self) -> tuple[int, int] | None:
-        """``(lag, days)`` of the card's spending habit, None when it is off."""
-        return (self.habit_lag_days, self.habit_days) if self.habit_days else None
+    def habit_window(self) -> tuple[int, int] | None:
+        """``(lag, days)`` of the card's spending habit; None when it is off."""
+        return None if self.habit == "off" else (self.habit_lag_days, self.habit_days)
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def feature_frame(
         customers=customers,
         terminals=terminals,
         categoricals=cfg.categoricals,
-        habit=cfg.habit,
+        habit=cfg.habit_window,
     )
     if spec is None:
         categorical = tuple(c for c in features.CATEGORICAL_FEATURES if c in feats.columns)
@@ -197,6 +200,8 @@ def feature_frame(
             categorical = ()
         else:
             numeric = tuple(c for c in feats.columns if c not in categorical)
+            if not _reads_habit(tx, cfg):
+                numeric = tuple(c for c in numeric if c not in features.HABIT_FEATURES)
         spec = FeatureSpec(numeric, categorical)
     missing = [c for c in spec.columns if c not in feats.columns]
     if missing:
@@ -223,6 +228,23 @@ def feature_frame(
     meta[schema.LABELLED] = meta[schema.LABELLED].astype(bool) & meta[schema.TX_FRAUD].notna()
     frame = pd.concat([meta, feats.loc[:, spec.columns]], axis=1)
     return frame, spec
+
+
+HABIT_MIN_COVERAGE = 0.5
+
+
+def _reads_habit(tx: pd.DataFrame, cfg: FeatureConfig) -> bool:
+    """Whether models trained on `tx` read the habit features (`FeatureConfig.habit`)."""
+    if cfg.habit != "auto":
+        return cfg.habit == "on"
+    labelled = tx[schema.TX_FRAUD].notna() if schema.TX_FRAUD in tx.columns else pd.Series(False, tx.index)
+    if schema.LABELLED in tx.columns:
+        labelled &= tx[schema.LABELLED].astype(bool)
+    when = tx.loc[labelled, schema.TX_DATETIME]
+    if when.empty:
+        return False
+    reach = pd.Timedelta(days=cfg.habit_lag_days + cfg.habit_days)
+    return bool((when >= tx[schema.TX_DATETIME].min() + reach).mean() >= HABIT_MIN_COVERAGE)
 
 
 @dataclass

@@ -431,11 +431,15 @@ def history_folder(run_dir: Path, info: Mapping[str, Any], cfg: ServingConfig) -
 
 
 def run_habit(info: Mapping[str, Any]) -> tuple[int, int] | None:
-    """``(lag, days)`` of the card's spending habit the run's models read (None: a run trained
-    without it, before the habit features existed or with ``habit_days: 0``)."""
-    settings = info.get("features", {})
-    days = int(settings.get("habit_days", 0) or 0)
-    return (int(settings["habit_lag_days"]), days) if days else None
+    """``(lag, days)`` of the card's spending habit when the run's models read it (None: its
+    inputs hold no habit feature)."""
+    from level4_fraud.features import HABIT_FEATURES
+
+    inputs = set(info.get("spec", {}).get("numeric", ()))
+    if not inputs.intersection(HABIT_FEATURES):
+        return None
+    settings = info["features"]
+    return int(settings["habit_lag_days"]), int(settings["habit_days"])
 
 
 def _card_state(

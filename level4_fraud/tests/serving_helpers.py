@@ -21,7 +21,6 @@ from typing import Any
 
 import pandas as pd
 
-from level4_fraud.features import HABIT_DAYS
 from level4_fraud.tests.integration_helpers import small_config, small_folder
 
 FAST_DEEP: dict[str, Any] = {
@@ -80,10 +79,11 @@ def serving_run() -> ServingRun:
     replay_day.parent.mkdir()
     shutil.copy2(days[-1], replay_day)
 
-    # The served run reads the card's habit too (off by default), so its ledger path is tested.
+    # The served run reads the card's habit too ("auto" leaves it out on so few days), so the
+    # ledger's habit path is tested.
     cfg = small_config(
         stages={"feature_store": True, "deep": True, "report": False},
-        features={"habit_days": HABIT_DAYS},
+        features={"habit": "on"},
         deep=FAST_DEEP,
         artifacts_dir=str(root / "artifacts"),
     )

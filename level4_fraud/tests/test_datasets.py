@@ -37,6 +37,27 @@ def test_baseline_feature_set_is_the_handbooks_15(rich_sim):
     assert list(spec.numeric) == features.FEATURES_BASELINE and spec.categorical == ()
 
 
+def test_models_read_the_habit_only_when_the_data_can_fill_it():
+    """ "auto": in on 100 days (56 % of the rows 44 days or more after the first), out on 60
+    (27 %); "on" and "off" decide alone. The columns are computed either way (predict needs them
+    for a run that reads them)."""
+    from level4_fraud.simulate import SimulatorConfig, simulate
+
+    tx, _, _ = simulate(SimulatorConfig(n_customers=120, n_terminals=240, nb_days=100, seed=3))
+    short = tx[tx[schema.TX_DATETIME] < tx[schema.TX_DATETIME].min() + pd.Timedelta(days=60)]
+
+    def reads(data: pd.DataFrame, **kw: str) -> bool:
+        _, spec = datasets.feature_frame(data, datasets.FeatureConfig(**kw))
+        return set(features.HABIT_FEATURES) <= set(spec.numeric)
+
+    assert reads(tx) and not reads(short)
+    assert reads(short, habit="on") and not reads(tx, habit="off")
+    frame, _ = datasets.feature_frame(
+        short, datasets.FeatureConfig(), spec=datasets.FeatureSpec(tuple(features.HABIT_FEATURES))
+    )
+    assert frame["AMOUNT_TO_CUSTOMER_HABIT"].notna().all()
+
+
 def test_prequential_fold_layout_and_validation_is_the_training_week(frame_spec):
     frame, spec = frame_spec
     start = datasets.default_start(frame, ONE_FOLD)
