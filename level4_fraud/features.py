@@ -191,13 +191,25 @@ def habit_values(
     return dict(zip(HABIT_FEATURES[:2], (ratio, z), strict=True))
 
 
-def _large_since_habit(ck: _Keyed, amount_s: np.ndarray, habit_mean: np.ndarray, lag_ms: int) -> np.ndarray:
-    """Per sorted row: the card's earlier payments in ``(t - lag, t)`` above `HABIT_LARGE` times
-    this row's habit mean (0 without a habit). One pass per look-back step, over the rows whose
-    window still reaches that far back (a few dozen passes: a card's payments in `lag` days)."""
+def habit_large_limit(n: np.ndarray | float, total: np.ndarray | float) -> np.ndarray:
+    """The amount above which a payment counts as large for ``CUSTOMER_ID_NB_LARGE_SINCE_HABIT``:
+    `HABIT_LARGE` times the habit's mean (infinite without a habit, or with a mean of 0).
+
+    Args:
+        n: Number of the card's transactions in its habit window.
+        total: Their amounts' sum.
+    """
+    n, total = np.asarray(n, dtype=np.float64), np.asarray(total, dtype=np.float64)
+    mean = total / np.maximum(n, 1.0)
+    return np.where((n > 0) & (mean > 0), HABIT_LARGE * mean, np.inf)
+
+
+def _large_since_habit(ck: _Keyed, amount_s: np.ndarray, limit: np.ndarray, lag_ms: int) -> np.ndarray:
+    """Per sorted row: the card's earlier payments in ``(t - lag, t)`` above this row's `limit`
+    (`habit_large_limit`). One pass per look-back step, over the rows whose window still reaches
+    that far back (a few dozen passes: a card's payments in `lag` days)."""
     n = len(amount_s)
     count = np.zeros(n, dtype=np.int64)
-    limit = np.where(habit_mean > 0, HABIT_LARGE * habit_mean, np.inf)
     active = np.arange(n)
     k = 1
     while active.size:
@@ -456,8 +468,8 @@ def transaction_features(
         c_sq = ck.cumsum(amount * amount)
         n_habit, total = hi - lo, c_amount[hi] - c_amount[lo]
         stats = habit_values(amount_s, n_habit, total, c_sq[hi] - c_sq[lo])
-        mean = np.where(n_habit > 0, total / np.maximum(n_habit, 1), 0.0)
-        stats["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = _large_since_habit(ck, amount_s, mean, lag_ms)
+        limit = habit_large_limit(n_habit, total)
+        stats["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = _large_since_habit(ck, amount_s, limit, lag_ms)
         for name, values in stats.items():
             out[name] = _scatter(values, ck.order)
 

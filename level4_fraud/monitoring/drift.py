@@ -113,11 +113,7 @@ def psi(
     Returns:
         The PSI (0 for identical samples); NaN when either sample has no finite value.
     """
-    ref, cur = _finite(reference), _finite(current)
-    if len(ref) == 0 or len(cur) == 0:
-        return math.nan
-    edges = quantile_edges(ref, bins)
-    return _psi_from_shares(bin_shares(ref, edges), bin_shares(cur, edges))
+    return ReferenceSample(reference, bins).psi(current)
 
 
 def psi_categorical(reference: pd.Series | Sequence[object], current: pd.Series | Sequence[object]) -> float:

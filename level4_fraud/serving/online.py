@@ -204,10 +204,10 @@ class CardLedger:
             h_hi = bisect.bisect_right(state.times, t - lag * _DAY_S, 0, hi)
             h_lo = bisect.bisect_right(state.times, t - (lag + days) * _DAY_S, 0, h_hi)
             past = state.amounts[h_lo:h_hi]
-            habit = feat.habit_values(amount, len(past), math.fsum(past), math.fsum(a * a for a in past))
+            total = math.fsum(past)
+            habit = feat.habit_values(amount, len(past), total, math.fsum(a * a for a in past))
             out.update({name: float(v) for name, v in habit.items()})
-            mean = math.fsum(past) / len(past) if past else 0.0
-            limit = feat.HABIT_LARGE * mean if mean > 0 else math.inf
+            limit = float(feat.habit_large_limit(len(past), total))
             # Since the habit window ended: (t - lag, t), the earlier payments of this very second included.
             large = sum(1 for a in state.amounts[h_hi:hi] if a > limit)
             out["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = float(large)
