@@ -9,19 +9,26 @@ set by the experimenter, not by its parents: the interventional score of GIES, H
 2012). Knockouts of a mediator break the collinearity between X and M, so a mediated path drops
 out and a shortcut edge stays.
 
-Each regressor enters with two terms, x and tanh(x - median), so a saturating response (the
-world's genes answer a fall of their parent more strongly than a rise) is fitted by one
-parameter pair rather than missed by a straight line.
+Each regressor enters with two terms by default, x and min(x - median, 0): a line with one slope
+above the parent's median and another below it (a hinge). Regulators near saturation answer a fall
+of their parent more strongly than a rise, and a knockout is the largest fall there is, so one
+straight line through both sides mis-fits the knockout wells; the residual is then soaked up by
+the parent's own upstream regulators, which enter as spurious shortcut edges. On the quick
+profile's worlds 3-13 (the designed loop's own wells, budget 30), the hinge lowered the mean SHD
+from 2.9 (x and tanh(x - median)) to 1.8; tanh stays available as ``basis="tanh"``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+
+Basis = Literal["hinge", "tanh", "linear"]
 
 
 class EstimateConfig(BaseModel):
@@ -31,7 +38,10 @@ class EstimateConfig(BaseModel):
 
     max_parents: int = Field(4, ge=1, description="At most this many parents per gene")
     bic_penalty: float = Field(1.0, gt=0, description="Multiplier of BIC's log(n) per parameter")
-    nonlinear: bool = Field(True, description="Add tanh(x - median) next to x for each parent")
+    basis: Basis = Field(
+        "hinge",
+        description="Terms per parent: x and min(x - median, 0) (hinge), x and tanh(x - median), or x alone",
+    )
     min_rows: int = Field(8, ge=3, description="Fewer usable wells than this: no parent is chosen")
 
 
@@ -54,11 +64,21 @@ class ParentChoice:
     n_rows: int
 
 
-def _design(x: np.ndarray, cols: Sequence[int], nonlinear: bool, centre: np.ndarray) -> np.ndarray:
+def design_matrix(x: np.ndarray, cols: Sequence[int], basis: Basis, centre: np.ndarray) -> np.ndarray:
+    """The regression design: an intercept, then each parent's terms under ``basis``.
+
+    Args:
+        x: ``(rows, n)`` values of every gene.
+        cols: The parents' column indices.
+        basis: ``hinge`` (x and min(x - centre, 0)), ``tanh`` (x and tanh(x - centre)) or ``linear``.
+        centre: ``(n,)`` per-gene centre of the nonlinear term (the median over the rows).
+    """
     parts = [np.ones((x.shape[0], 1))]
     for c in cols:
         parts.append(x[:, [c]])
-        if nonlinear:
+        if basis == "hinge":
+            parts.append(np.minimum(x[:, [c]] - centre[c], 0.0))
+        elif basis == "tanh":
             parts.append(np.tanh(x[:, [c]] - centre[c]))
     return np.hstack(parts)
 
@@ -87,7 +107,7 @@ def select_parents(
     centre = np.median(x, axis=0)
 
     def score(cols: Sequence[int]) -> float:
-        return _bic(y, _design(x, cols, cfg.nonlinear, centre), cfg.bic_penalty)
+        return _bic(y, design_matrix(x, cols, cfg.basis, centre), cfg.bic_penalty)
 
     chosen: list[int] = []
     best = score(chosen)
