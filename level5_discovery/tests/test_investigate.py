@@ -104,3 +104,40 @@ def test_a_repeat_gives_way_to_an_untested_gene_scoring_within_the_ratio_only() 
     assert prefer_untested(choice, actions, {"A"}, 0.5).action == Action("knockout", "A")  # 0.4 < 0.5
     assert prefer_untested(choice, actions, {"A"}, 0.0).action == Action("knockout", "A")  # off
     assert prefer_untested(choice, actions, {"B"}, 0.3) is choice  # the best is untested already
+
+
+def _wells(experiment: int, effect: float, rng: np.random.Generator, n: int = 4) -> pd.DataFrame:
+    """One knockout of A: n control and n treated wells of B (B moves by ``effect``) and C (flat)."""
+    arm = ["control"] * n + ["treated"] * n
+    b = rng.normal(0.0, 0.5, 2 * n) + np.r_[np.zeros(n), np.full(n, effect)]
+    return pd.DataFrame(
+        {
+            "A": np.r_[np.full(n, 3.0), np.zeros(n)] + rng.normal(0, 0.1, 2 * n),
+            "B": b,
+            "C": rng.normal(0.0, 0.5, 2 * n),
+            "arm": arm,
+            "batch": experiment,
+            "experiment": experiment,
+            "intervention": "knockout",
+            "target": "A",
+        }
+    )
+
+
+def test_repeats_of_an_experiment_are_tested_on_their_pooled_wells() -> None:
+    """An effect one experiment's 4 + 4 wells cannot establish passes on three repeats' 12 + 12."""
+    from level5_discovery.investigate import pooled_repeat_tests
+    from level5_discovery.stats import StatsConfig, test_intervention
+
+    rng = np.random.default_rng(7)
+    frames = [_wells(e, 0.6, rng) for e in range(3)]
+    other = _wells(3, 0.0, rng).assign(target="C")
+    stats = StatsConfig(min_effect=0.8)
+    single = test_intervention(frames[0], min_effect=0.8).set_index("variable")
+    assert not single.loc["B", "significant"]
+    assert pooled_repeat_tests(frames[:1], frames[0], stats) is None  # a first experiment: nothing to pool
+    pooled = pooled_repeat_tests([*frames, other], frames[2], stats).set_index("variable")
+    assert pooled.loc["B", "significant"]
+    assert not pooled.loc["C", "significant"]
+    assert (pooled["experiment"] == 2).all()
+    assert pooled.loc["B", "n_treated"] == 12
