@@ -88,6 +88,9 @@ class ServingConfig(BaseModel):
             ``data/transactions``, or the folder ``train`` read).
         history_days: Days of history kept per card for the windows (the longest window + 1;
             the ledger keeps the run's habit window too, when it reaches further back).
+        ledger_url: ``redis://...``: keep the card state in Redis, shared by every worker
+            process, Ray replica and stream consumer and kept across restarts
+            (`serving.redis_ledger`); None: in each process.
         onnx_threads: onnxruntime intra-op threads.
         decide_on_loop: Decide on the API's event loop, awaiting only the audit commit (SQLite
             audit log; `serving.fast_route.Decider`).
@@ -113,6 +116,7 @@ class ServingConfig(BaseModel):
     reasons: int = Field(3, ge=0, le=20)
     history: str | None = None
     history_days: int = Field(31, ge=1)
+    ledger_url: str | None = None
     onnx_threads: int = Field(1, ge=1)
     decide_on_loop: bool = True
     decide_threads: int = Field(2, ge=1, le=64)

@@ -21,10 +21,12 @@ distribution it learnt from (a student retrained on the store's features alone w
 lost the card-testing and takeover signals). Feast remains the source of what needs labels
 or reference data the service never sees: the terminal windows (fraud rates from investigated
 labels), the coordinates (distance from home), and the card's snapshot for a card the ledger
-does not know (a service started without history). The ledger lives in the process: several
+does not know (a service started without history). This ledger lives in the process: several
 worker processes (or Ray replicas) each keep their own, and a restart starts again from the
 history folder, without the transactions decided since (the audit log holds card ids only as
-keyed hashes, so it cannot rebuild it); a shared ledger belongs in Redis (not built).
+keyed hashes, so it cannot rebuild it). `serving.redis_ledger.RedisCardLedger` keeps the same
+state in Redis, shared by every process and kept across restarts (``serving.ledger_url``); both
+compute the inputs with `card_features`.
 
 Remaining gap with the batch features: the terminal windows are the midnight snapshot, not the
 window ending exactly a label delay before the transaction (they differ by the terminal's
@@ -34,6 +36,7 @@ transactions of one part of a day, a week ago).
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 import threading
@@ -42,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -53,11 +56,14 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from level4_fraud import features as feat
 from level4_fraud import schema
 from level4_fraud.serving.schemas import (
+    CARD_STATE_UNAVAILABLE,
     ONLINE_STORE_UNAVAILABLE,
     UNKNOWN_CARD,
     UNKNOWN_TERMINAL,
     TransactionIn,
 )
+
+logger = logging.getLogger(__name__)
 
 _DAY_S = 86_400.0
 _HOUR_S = 3_600.0
@@ -72,6 +78,21 @@ def epoch_seconds(when: datetime) -> float:
 
 class OnlineStoreUnavailableError(RuntimeError):
     """The online store could not be read (outage, missing or corrupt store)."""
+
+
+class CardStateUnavailableError(RuntimeError):
+    """The shared card ledger could not be read or written (its Redis is down)."""
+
+
+class Ledger(Protocol):
+    """What the service needs of a card ledger (`CardLedger`, `redis_ledger.RedisCardLedger`)."""
+
+    home_country: dict[int, str]
+
+    def __len__(self) -> int: ...
+    def knows(self, card: int) -> bool: ...
+    def features(self, tx: TransactionIn) -> dict[str, float] | None: ...
+    def record(self, tx: TransactionIn) -> None: ...
 
 
 # ------------------------------------------------------------------------------------ card state
@@ -177,42 +198,7 @@ class CardLedger:
             state = self._cards.get(tx.CUSTOMER_ID)
             if state is None:
                 return None
-            return self._card_features(state, tx)
-
-    def _card_features(self, state: _CardState, tx: TransactionIn) -> dict[str, float]:
-        t = epoch_seconds(tx.TX_DATETIME)
-        amount = float(tx.TX_AMOUNT)
-        hi = bisect.bisect_right(state.times, t)
-        out: dict[str, float] = {}
-        for w in self.windows:
-            lo = bisect.bisect_right(state.times, t - w * _DAY_S, 0, hi)
-            n = hi - lo + 1
-            out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = float(n)
-            out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = (math.fsum(state.amounts[lo:hi]) + amount) / n
-        lo = bisect.bisect_right(state.times, t - max(self.windows) * _DAY_S, 0, hi)
-        n_prev = hi - lo
-        mean_prev = math.fsum(state.amounts[lo:hi]) / n_prev if n_prev else math.nan
-        out["AMOUNT_TO_CUSTOMER_MEAN"] = amount / mean_prev if n_prev and mean_prev > 0 else 1.0
-        last = state.times[hi - 1] if hi else (state.last if state.last <= t else -math.inf)
-        out["SECONDS_SINCE_LAST_TX"] = min(t - last, float(feat.SECONDS_CAP))
-        lo_h = bisect.bisect_right(state.times, t - _HOUR_S, 0, hi)
-        out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = float(hi - lo_h + 1)
-        small = sum(1 for a in state.amounts[lo_h:hi] if a < feat.SMALL_AMOUNT)
-        out["SMALL_AMOUNT_BURST_1H"] = float(small + (amount < feat.SMALL_AMOUNT))
-        if self.habit:
-            lag, days = self.habit
-            h_hi = bisect.bisect_right(state.times, t - lag * _DAY_S, 0, hi)
-            h_lo = bisect.bisect_right(state.times, t - (lag + days) * _DAY_S, 0, h_hi)
-            past = state.amounts[h_lo:h_hi]
-            total = math.fsum(past)
-            habit = feat.habit_values(amount, len(past), total, math.fsum(a * a for a in past))
-            out.update({name: float(v) for name, v in habit.items()})
-            limit = float(feat.habit_large_limit(len(past), total))
-            # Since the habit window ended: (t - lag, t), the earlier payments of this very second included.
-            large = sum(1 for a in state.amounts[h_hi:hi] if a > limit)
-            out["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = float(large)
-        out.update(_first_use(state, tx))
-        return out
+            return card_features(state, tx, self.windows, self.habit)
 
     def record(self, tx: TransactionIn) -> None:
         """Add a decided transaction to its card's state (and forget what left every window)."""
@@ -232,6 +218,46 @@ class CardLedger:
             device = _device(tx.DEVICE_ID)
             if device is not None:
                 state.devices.add(device)
+
+
+def card_features(
+    state: _CardState, tx: TransactionIn, windows: Sequence[int], habit: tuple[int, int] | None
+) -> dict[str, float]:
+    """The card's inputs for `tx` from its state (`CardLedger.features`; the Redis ledger reads
+    the same state from Redis and calls this too, so both compute exactly the same values)."""
+    t = epoch_seconds(tx.TX_DATETIME)
+    amount = float(tx.TX_AMOUNT)
+    hi = bisect.bisect_right(state.times, t)
+    out: dict[str, float] = {}
+    for w in windows:
+        lo = bisect.bisect_right(state.times, t - w * _DAY_S, 0, hi)
+        n = hi - lo + 1
+        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = float(n)
+        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = (math.fsum(state.amounts[lo:hi]) + amount) / n
+    lo = bisect.bisect_right(state.times, t - max(windows) * _DAY_S, 0, hi)
+    n_prev = hi - lo
+    mean_prev = math.fsum(state.amounts[lo:hi]) / n_prev if n_prev else math.nan
+    out["AMOUNT_TO_CUSTOMER_MEAN"] = amount / mean_prev if n_prev and mean_prev > 0 else 1.0
+    last = state.times[hi - 1] if hi else (state.last if state.last <= t else -math.inf)
+    out["SECONDS_SINCE_LAST_TX"] = min(t - last, float(feat.SECONDS_CAP))
+    lo_h = bisect.bisect_right(state.times, t - _HOUR_S, 0, hi)
+    out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = float(hi - lo_h + 1)
+    small = sum(1 for a in state.amounts[lo_h:hi] if a < feat.SMALL_AMOUNT)
+    out["SMALL_AMOUNT_BURST_1H"] = float(small + (amount < feat.SMALL_AMOUNT))
+    if habit:
+        lag, days = habit
+        h_hi = bisect.bisect_right(state.times, t - lag * _DAY_S, 0, hi)
+        h_lo = bisect.bisect_right(state.times, t - (lag + days) * _DAY_S, 0, h_hi)
+        past = state.amounts[h_lo:h_hi]
+        total = math.fsum(past)
+        values = feat.habit_values(amount, len(past), total, math.fsum(a * a for a in past))
+        out.update({name: float(v) for name, v in values.items()})
+        limit = float(feat.habit_large_limit(len(past), total))
+        # Since the habit window ended: (t - lag, t), the earlier payments of this very second included.
+        large = sum(1 for a in state.amounts[h_hi:hi] if a > limit)
+        out["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = float(large)
+    out.update(_first_use(state, tx))
+    return out
 
 
 def _first_use(state: _CardState | None, tx: TransactionIn) -> dict[str, float]:
@@ -517,7 +543,7 @@ class OnlineFeatureSource:
     def __init__(
         self,
         reader: FeastOnlineReader | None,
-        ledger: CardLedger,
+        ledger: Ledger,
         windows: Sequence[int],
         geo: Geo | None = None,
     ) -> None:
@@ -558,7 +584,12 @@ class OnlineFeatureSource:
         return OnlineFeatures(values, flags, freshness, store_ms)
 
     def _card(self, tx: TransactionIn, row: StoreRow | None, flags: list[str]) -> dict[str, float]:
-        known = self.ledger.features(tx)
+        try:
+            known = self.ledger.features(tx)
+        except CardStateUnavailableError as exc:  # the shared ledger is down: the snapshot decides
+            logger.warning("card state unavailable (%s)", exc)
+            flags.append(CARD_STATE_UNAVAILABLE)
+            known = None
         if known is not None:
             return known
         if row is not None and row.card is not None:

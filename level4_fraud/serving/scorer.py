@@ -43,13 +43,16 @@ from level4_fraud.serving.config import ServingConfig
 from level4_fraud.serving.explain import RowExplainer, StudentExplainer
 from level4_fraud.serving.online import (
     CardLedger,
+    CardStateUnavailableError,
     FeastOnlineReader,
     Geo,
+    Ledger,
     OnlineFeatures,
     OnlineFeatureSource,
     home_countries,
     read_history,
 )
+from level4_fraud.serving.redis_ledger import RedisCardLedger, connect_ledger, ledger_namespace
 from level4_fraud.serving.rules import rules_score
 from level4_fraud.serving.schemas import (
     GREY_ZONE_ENSEMBLE,
@@ -284,7 +287,7 @@ class FraudScorer:
         self.model_version = model_version
 
     @property
-    def ledger(self) -> CardLedger:
+    def ledger(self) -> Ledger:
         """The card state."""
         return self.source.ledger
 
@@ -318,8 +321,15 @@ class FraudScorer:
         return self.evaluate(tx).decision
 
     def observe(self, tx: TransactionIn) -> None:
-        """Add a decided transaction to the card state (once per transaction)."""
-        self.ledger.record(tx)
+        """Add a decided transaction to the card state (once per transaction).
+
+        A shared ledger that cannot be written loses this payment from the card's windows; the
+        decision itself stands (it is in the audit log already), so this only logs.
+        """
+        try:
+            self.ledger.record(tx)
+        except CardStateUnavailableError as exc:
+            logger.error("card state not updated for transaction %s (%s)", tx.TRANSACTION_ID, exc)
 
     def _model_score(self, values: Mapping[str, Any]) -> tuple[float, list[Any], bool]:
         if self.fast is None:
@@ -375,7 +385,7 @@ class FraudScorer:
         info = read_run(run_dir)
         windows = tuple(int(w) for w in info.get("features", {}).get("windows", (1, 7, 30)))
         version = model_version or f"{run_dir.name}@{info.get('created', 'unknown')}"
-        ledger, geo = _card_state(run_dir, info, cfg, windows, history)
+        ledger, geo = _card_state(run_dir, info, cfg, windows, history, namespace=version)
         source = OnlineFeatureSource(
             _reader(run_dir, feature_store) if online else None, ledger, windows, geo
         )
@@ -448,22 +458,41 @@ def _card_state(
     cfg: ServingConfig,
     windows: tuple[int, ...],
     history: pd.DataFrame | None = None,
-) -> tuple[CardLedger, Geo | None]:
-    """The card ledger from the history folder, and the side tables' coordinates when present."""
+    *,
+    namespace: str = "",
+) -> tuple[Ledger, Geo | None]:
+    """The card ledger from the history folder, and the side tables' coordinates when present.
+
+    In the process by default; in Redis under a namespace of the run (``namespace``, the model
+    version) when ``cfg.ledger_url`` is set, loaded from the history once for every process.
+
+    Raises:
+        ConfigError: ``cfg.ledger_url`` is set and Redis does not answer there.
+    """
     from level4_fraud.predict import side_tables
 
     folder = history_folder(run_dir, info, cfg)
     habit = run_habit(info)
+    customers, terminals = side_tables(folder) if folder is not None else (None, None)
+    home = home_countries(customers)
+    geo = Geo(customers, terminals) if customers is not None and terminals is not None else None
     if folder is None:
         logger.warning("no transaction history for %s: card state starts empty", run_dir)
-        return CardLedger(windows, cfg.history_days, habit=habit), None
-    customers, terminals = side_tables(folder)
-    ledger = CardLedger.from_transactions(
+    if cfg.ledger_url:
+        shared = RedisCardLedger(
+            connect_ledger(cfg.ledger_url), ledger_namespace(namespace or run_dir.name), windows,
+            cfg.history_days, home, habit,
+        )  # fmt: skip
+        if folder is not None:
+            shared.load(read_history(folder) if history is None else history)
+        return shared, geo
+    if folder is None:
+        return CardLedger(windows, cfg.history_days, home, habit), geo
+    memory = CardLedger.from_transactions(
         read_history(folder) if history is None else history,
         windows=windows,
         keep_days=cfg.history_days,
-        home_country=home_countries(customers),
+        home_country=home,
         habit=habit,
     )
-    geo = Geo(customers, terminals) if customers is not None and terminals is not None else None
-    return ledger, geo
+    return memory, geo

@@ -120,3 +120,28 @@ def test_postgres_audit_log_keeps_one_row_per_decision(run, pg_table):
         assert audit.count() == len(txs)
     finally:
         service.close()
+
+
+def test_a_scorer_on_the_redis_card_ledger_decides_as_the_in_process_one(run):
+    """``serving.ledger_url`` moves the card state to Redis: same inputs, scores and decisions
+    over a replayed day, each payment recorded after its decision as the service does."""
+    from level4_fraud.serving.redis_ledger import RedisCardLedger
+    from level4_fraud.serving.scorer import FraudScorer
+
+    version = f"ledger-test-{uuid.uuid4().hex[:10]}"
+    shared = FraudScorer.from_run(
+        run.run_dir, serving_config(run, ledger_url=REDIS_URL), model_version=version
+    )
+    local = FraudScorer.from_run(run.run_dir, serving_config(run), model_version=version)
+    assert isinstance(shared.ledger, RedisCardLedger)
+    try:
+        assert shared.describe()["cards_in_state"] == local.describe()["cards_in_state"] > 0
+        for _, row in run.replay().head(80).iterrows():
+            tx = TransactionIn.model_validate(payload(row))
+            a, b = shared.score(tx), local.score(tx)
+            assert a.decision == b.decision and a.flags == b.flags
+            assert a.score == pytest.approx(b.score, abs=1e-6)
+            shared.observe(tx)
+            local.observe(tx)
+    finally:
+        shared.ledger.clear()  # type: ignore[attr-defined]

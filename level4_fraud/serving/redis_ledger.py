@@ -1,0 +1,249 @@
+"""The card ledger in Redis: one card state shared by every worker process and Ray replica.
+
+`online.CardLedger` keeps each card's recent payments and first-use sets in the process. With
+several uvicorn workers, Ray Serve replicas or stream consumers, each would see only the payments
+it decided itself, and a card's velocity would be split between them; a restart would forget
+every payment decided since the history folder was read. `RedisCardLedger` keeps the same state
+in Redis (the Redis that holds the Feast online store and the event stream) and computes the
+inputs with the same function (`online.card_features`), so both ledgers give identical values.
+
+Keys, under a namespace per run (``l4ledger:<run>``):
+
+* ``<ns>:tx:<card>`` — sorted set of the card's payments of the last ``keep`` seconds: score the
+  epoch second, member ``"<transaction id>|<amount>"`` (so recording a transaction twice, after a
+  retry, stores it once);
+* ``<ns>:last`` — hash, card -> epoch second of its newest payment ever (a card whose payments all
+  left the window still has a gap since its last one);
+* ``<ns>:term:<card>``, ``<ns>:cty:<card>``, ``<ns>:dev:<card>`` — sets of the terminals,
+  countries and devices the card has used;
+* ``<ns>:ready`` — set once the history folder has been loaded (the first process to start loads
+  it under ``<ns>:loading``; the others wait for ``ready``).
+
+Recording is one Lua script (add, raise ``last``, forget what left every window, add to the
+sets), so two replicas recording payments of the same card at once cannot lose either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from level4_fraud import features as feat
+from level4_fraud import schema
+from level4_fraud.serving.online import (
+    _DAY_S,
+    _EPOCH,
+    CardStateUnavailableError,
+    _CardState,
+    _device,
+    card_features,
+    epoch_seconds,
+)
+from level4_fraud.serving.schemas import TransactionIn
+from shared.errors import ConfigError
+
+# KEYS: tx zset, last hash, terminals, countries, devices. ARGV: time, member, keep seconds, card,
+# terminal, country ("" for none), device ("" for none).
+_RECORD = """
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local t = tonumber(ARGV[1])
+local last = redis.call('HGET', KEYS[2], ARGV[4])
+if (not last) or tonumber(last) < t then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
+local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(newest) - tonumber(ARGV[3]))
+redis.call('SADD', KEYS[3], ARGV[5])
+if ARGV[6] ~= '' then redis.call('SADD', KEYS[4], ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('SADD', KEYS[5], ARGV[7]) end
+return 1
+"""
+LOAD_WAIT_S = 300.0
+
+
+class RedisCardLedger:
+    """`online.CardLedger`'s interface with the state in Redis (see the module docstring).
+
+    Args:
+        client: A ``redis.Redis`` client (``decode_responses=True``).
+        namespace: Prefix of every key (one per run: runs never share card state).
+        windows: Window lengths in days (the run's).
+        keep_days: Days of payments kept per card (at least the longest window, and the habit's reach).
+        home_country: Holder's home country per card (for ``FOREIGN_COUNTRY``), when known.
+        habit: ``(lag, days)`` of the card's spending habit (None: no habit features).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        namespace: str,
+        windows: Sequence[int] = feat.DEFAULT_WINDOWS,
+        keep_days: int = 31,
+        home_country: Mapping[int, str] | None = None,
+        habit: tuple[int, int] | None = None,
+    ) -> None:
+        self.client = client
+        self.ns = namespace
+        self.windows = tuple(int(w) for w in windows)
+        self.habit = habit
+        reach = habit[0] + habit[1] + 1 if habit else 0
+        self.keep_s = max(keep_days, reach, *self.windows) * _DAY_S
+        self.home_country = dict(home_country or {})
+        self._record = client.register_script(_RECORD)
+
+    def _keys(self, card: int) -> list[str]:
+        return [f"{self.ns}:{kind}:{card}" for kind in ("tx", "term", "cty", "dev")]
+
+    def __len__(self) -> int:
+        return int(self.client.hlen(f"{self.ns}:last"))
+
+    def knows(self, card: int) -> bool:
+        """Whether the card has any payment in the ledger."""
+        return bool(self.client.hexists(f"{self.ns}:last", card))
+
+    def features(self, tx: TransactionIn) -> dict[str, float] | None:
+        """The card's inputs for `tx`, as `online.CardLedger.features` (None: an unknown card).
+
+        Raises:
+            CardStateUnavailableError: Redis could not be read.
+        """
+        t = epoch_seconds(tx.TX_DATETIME)
+        tx_key, term_key, cty_key, dev_key = self._keys(tx.CUSTOMER_ID)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(f"{self.ns}:last", tx.CUSTOMER_ID)
+        # Only payments up to t count, and none older than the ledger keeps.
+        pipe.zrangebyscore(tx_key, f"({t - self.keep_s!r}", repr(t), withscores=True)
+        pipe.sismember(term_key, tx.TERMINAL_ID)
+        pipe.sismember(cty_key, tx.COUNTRY or "")
+        device = _device(tx.DEVICE_ID)
+        pipe.sismember(dev_key, device or "")
+        try:
+            last, rows, term, cty, dev = pipe.execute()
+        except Exception as exc:  # redis' errors: connection refused, timeout, a lost replica
+            raise CardStateUnavailableError(f"{type(exc).__name__}: {exc}") from None
+        if last is None:
+            return None
+        state = _CardState(
+            times=[float(score) for _, score in rows],
+            amounts=[float(member.rsplit("|", 1)[1]) for member, _ in rows],
+            last=float(last),
+        )
+        # The first-use checks only ask about this transaction's terminal, country and device.
+        if term:
+            state.terminals.add(tx.TERMINAL_ID)
+        if cty and tx.COUNTRY is not None:
+            state.countries.add(tx.COUNTRY)
+        if dev and device is not None:
+            state.devices.add(device)
+        return card_features(state, tx, self.windows, self.habit)
+
+    def record(self, tx: TransactionIn) -> None:
+        """Add a decided transaction to its card's state (recording it again changes nothing).
+
+        Raises:
+            CardStateUnavailableError: Redis could not be written.
+        """
+        t = epoch_seconds(tx.TX_DATETIME)
+        keys = self._keys(tx.CUSTOMER_ID)
+        try:
+            self._record(
+                keys=[keys[0], f"{self.ns}:last", *keys[1:]],
+                args=[
+                    repr(t),
+                    f"{tx.TRANSACTION_ID}|{float(tx.TX_AMOUNT)!r}",
+                    repr(self.keep_s),
+                    tx.CUSTOMER_ID,
+                    tx.TERMINAL_ID,
+                    tx.COUNTRY or "",
+                    _device(tx.DEVICE_ID) or "",
+                ],
+            )
+        except Exception as exc:
+            raise CardStateUnavailableError(f"{type(exc).__name__}: {exc}") from None
+
+    def clear(self) -> int:
+        """Delete every key of this namespace; returns how many were deleted."""
+        keys = list(self.client.scan_iter(match=f"{self.ns}:*", count=1000))
+        for start in range(0, len(keys), 1000):
+            self.client.delete(*keys[start : start + 1000])
+        return len(keys)
+
+    def load(self, tx: pd.DataFrame, *, wait_s: float = LOAD_WAIT_S) -> bool:
+        """Load the history `tx` once per namespace; True when this call loaded it.
+
+        The first process to start loads (under a lock key); the others wait until it is done, so
+        no replica scores from a half-loaded ledger. A namespace already loaded is left as it is:
+        it holds the payments decided since, which the history folder does not.
+
+        Raises:
+            ConfigError: Another process held the load lock for longer than ``wait_s``.
+        """
+        ready = f"{self.ns}:ready"
+        if self.client.exists(ready):
+            return False
+        if not self.client.set(f"{self.ns}:loading", "1", nx=True, ex=int(LOAD_WAIT_S)):
+            deadline = time.monotonic() + wait_s
+            while not self.client.exists(ready):
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"card ledger {self.ns} in Redis not loaded within {wait_s:.0f} s")
+                time.sleep(0.05)
+            return False
+        self._bulk_load(tx)
+        self.client.set(ready, "1")
+        self.client.delete(f"{self.ns}:loading")
+        return True
+
+    def _bulk_load(self, tx: pd.DataFrame) -> None:
+        if len(tx) == 0:
+            return
+        tx = tx.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID], kind="mergesort")
+        t = (tx[schema.TX_DATETIME] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
+        cards = tx[schema.CUSTOMER_ID].to_numpy(dtype=np.int64)
+        ids = tx[schema.TRANSACTION_ID].to_numpy()
+        amounts = tx[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
+        terminals = tx[schema.TERMINAL_ID].to_numpy(dtype=np.int64)
+        countries = tx[schema.COUNTRY].astype(str).to_numpy() if schema.COUNTRY in tx.columns else None
+        devices = tx[schema.DEVICE_ID].astype(str).to_numpy() if schema.DEVICE_ID in tx.columns else None
+        recent = t > t.max() - self.keep_s  # as `CardLedger.from_transactions`: relative to the newest
+        pipe = self.client.pipeline(transaction=False)
+        for n, (card, idx) in enumerate(pd.Series(np.arange(len(tx))).groupby(cards).groups.items()):
+            pos = np.asarray(idx)
+            tx_key, term_key, cty_key, dev_key = self._keys(int(card))
+            pipe.hset(f"{self.ns}:last", int(card), repr(float(t[pos[-1]])))
+            keep = pos[recent[pos]]
+            if len(keep):
+                pipe.zadd(tx_key, {f"{ids[i]}|{float(amounts[i])!r}": float(t[i]) for i in keep})
+            pipe.sadd(term_key, *{int(v) for v in terminals[pos]})
+            if countries is not None:
+                pipe.sadd(cty_key, *set(countries[pos].tolist()))
+            if devices is not None:
+                used = {d for d in devices[pos].tolist() if _device(d) is not None}
+                if used:
+                    pipe.sadd(dev_key, *used)
+            if n % 500 == 499:
+                pipe.execute()
+        pipe.execute()
+
+
+def connect_ledger(url: str) -> Any:
+    """A Redis client (strings decoded) for the ledger at `url`, checked with PING.
+
+    Raises:
+        ConfigError: Redis does not answer at `url`.
+    """
+    import redis
+
+    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        raise ConfigError(f"no Redis for the card ledger at {url} ({type(exc).__name__}: {exc})") from None
+    return client
+
+
+def ledger_namespace(run_id: str) -> str:
+    """The key prefix of a run's card ledger in Redis."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
+    return f"l4ledger:{safe}"
