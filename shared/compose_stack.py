@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -114,17 +114,22 @@ class ComposeStack:
             )
         self.timings["up"] = time.monotonic() - start
 
-    def state(self, service: str) -> dict[str, object]:
-        """The ``State`` of `service`'s container (``podman inspect``)."""
+    def inspect(self, service: str) -> dict[str, Any]:
+        """``podman inspect`` of `service`'s container ({} when podman cannot inspect it)."""
         out = self.podman_cmd("inspect", "--type", "container", self.container(service))
-        state: dict[str, object] = json.loads(out.stdout)[0]["State"] if out.returncode == 0 else {}
-        return state
+        if out.returncode != 0:
+            return {}
+        found = json.loads(out.stdout)
+        return dict(found[0]) if found else {}
+
+    def state(self, service: str) -> dict[str, Any]:
+        """The ``State`` of `service`'s container ({} when it cannot be inspected)."""
+        return dict(self.inspect(service).get("State") or {})
 
     def has_healthcheck(self, service: str) -> bool:
         """Whether `service`'s container has a healthcheck (compose's or the image's)."""
-        out = self.podman_cmd("inspect", "--type", "container", self.container(service))
-        config = json.loads(out.stdout)[0]["Config"]
-        return bool(config.get("Healthcheck") and config["Healthcheck"].get("Test"))
+        config = self.inspect(service).get("Config") or {}
+        return bool((config.get("Healthcheck") or {}).get("Test"))
 
     def wait_healthy(self, services: Sequence[str], timeout_s: float = 300) -> None:
         """Wait until the healthcheck of every service that has one passes.
