@@ -52,6 +52,8 @@ def test_hinge_basis_drops_shortcut_edges_that_tanh_keeps(seed: int) -> None:
     data = _knockout_wells(world, seed)
     shd = {}
     for basis in ("hinge", "tanh"):
-        adj, _ = estimate_graph(data, world.genes, ev.reachability(), EstimateConfig(bic_penalty=4.0, basis=basis))
+        adj, _ = estimate_graph(
+            data, world.genes, ev.reachability(), EstimateConfig(bic_penalty=4.0, basis=basis)
+        )
         shd[basis] = ev.score(adj)["shd"]
     assert shd["hinge"] < shd["tanh"], shd
