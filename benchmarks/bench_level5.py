@@ -39,7 +39,7 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,15 @@ def _baseline_claims(world: Any, papers: list[Any], cfg: Any) -> tuple[list[Any]
     return claims, t_claims.seconds
 
 
+def _worlds_with_claims(seeds: str) -> Iterator[tuple[int, Any, list[Any], float]]:
+    """Per seed: the quick profile's world and the baseline's claims on its literature (and their seconds)."""
+    cfg = _quick()
+    for seed in _seeds(seeds):
+        world, papers = _world_and_papers(seed)
+        claims, claims_s = _baseline_claims(world, papers, cfg)
+        yield seed, world, claims, claims_s
+
+
 def budget_child(seeds: str, budget: str) -> dict[str, Any]:
     """`compare.compare` per seed on the quick world with the retrieval-only baseline's claims."""
     configure_environment()
@@ -226,12 +235,9 @@ def budget_child(seeds: str, budget: str) -> dict[str, Any]:
     from level5_discovery.investigate import InvestigateConfig
     from level5_discovery.truth import Evaluator
 
-    cfg = _quick()
     b = float(budget)
     seeds_out = []
-    for seed in _seeds(seeds):
-        world, papers = _world_and_papers(seed)
-        claims, claims_s = _baseline_claims(world, papers, cfg)
+    for seed, world, claims, claims_s in _worlds_with_claims(seeds):
         with Timer() as t_cmp:
             comparison = compare(world, claims, InvestigateConfig(budget=b), LabConfig(), seed)
         true_edges = Evaluator(world).true_edges()
@@ -247,7 +253,7 @@ def budget_child(seeds: str, budget: str) -> dict[str, Any]:
             }
         )
         print(f"  seed {seed}: compare {t_cmp.seconds:.0f} s", file=sys.stderr, flush=True)
-    return {"budget": b, "n_genes": cfg.world.n_genes, "seeds": seeds_out}
+    return {"budget": b, "n_genes": _quick().world.n_genes, "seeds": seeds_out}
 
 
 def goal_child(seeds: str, budget: str) -> dict[str, Any]:
@@ -257,12 +263,9 @@ def goal_child(seeds: str, budget: str) -> dict[str, Any]:
     from level5_discovery.config import LabConfig
     from level5_discovery.investigate import InvestigateConfig
 
-    cfg = _quick()
     b = float(budget)
     worlds = []
-    for seed in _seeds(seeds):
-        world, papers = _world_and_papers(seed)
-        claims, _ = _baseline_claims(world, papers, cfg)
+    for seed, world, claims, _ in _worlds_with_claims(seeds):
         comparison = compare(
             world,
             claims,
@@ -275,7 +278,7 @@ def goal_child(seeds: str, budget: str) -> dict[str, Any]:
         row = comparison.summary.iloc[0]
         worlds.append({"seed": seed, "shd": float(row["shd"]), "f1": float(row["f1"])})
         print(f"  world {seed}: SHD {row['shd']:.0f}", file=sys.stderr, flush=True)
-    return {"budget": b, "n_genes": cfg.world.n_genes, "worlds": worlds}
+    return {"budget": b, "n_genes": _quick().world.n_genes, "worlds": worlds}
 
 
 def curve_at(curve: list[dict[str, Any]], method: str, spent: float) -> tuple[float, float]:
