@@ -54,7 +54,9 @@ local t = tonumber(ARGV[1])
 local last = redis.call('HGET', KEYS[2], ARGV[4])
 if (not last) or tonumber(last) < t then redis.call('HSET', KEYS[2], ARGV[4], ARGV[1]) end
 local newest = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2]
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(newest) - tonumber(ARGV[3]))
+-- formatted here: Lua would pass the number with 14 significant digits
+local cut = string.format('%.17g', tonumber(newest) - tonumber(ARGV[3]))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cut)
 redis.call('SADD', KEYS[3], ARGV[5])
 if ARGV[6] ~= '' then redis.call('SADD', KEYS[4], ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('SADD', KEYS[5], ARGV[7]) end

@@ -136,3 +136,26 @@ def test_a_redis_outage_is_flagged_and_the_card_scored_without_its_state() -> No
 def test_no_redis_at_the_ledger_url_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match="no Redis for the card ledger"):
         connect_ledger("redis://127.0.0.1:1/0")
+
+
+@pytest.mark.services
+def test_payments_that_left_every_window_are_forgotten_as_in_process(namespace) -> None:
+    """keep = 45 days (the habit's reach): a payment 46 days before the newest is dropped from the
+    sorted set, yet the card's last payment time stays, exactly as the in-process ledger does."""
+    shared, memory = _shared(namespace), CardLedger(WINDOWS, 31, habit=HABIT)
+    start = pd.Timestamp("2018-04-01 08:00:00")
+    for i, (days_later, amount) in enumerate([(0, 20.0), (0.5, 35.0), (46, 50.0), (46.2, 8.0)]):
+        tx = TransactionIn.model_validate(
+            {"TRANSACTION_ID": i, "TX_DATETIME": (start + pd.Timedelta(days=days_later)).isoformat(),
+             "CUSTOMER_ID": 5, "TERMINAL_ID": 9, "TX_AMOUNT": amount}
+        )  # fmt: skip
+        if i:
+            _same(memory.features(tx), shared.features(tx))  # type: ignore[arg-type]
+        memory.record(tx)
+        shared.record(tx)
+    kept = shared.client.zrange(f"{namespace}:tx:5", 0, -1)
+    assert (
+        kept
+        == ["2|50.0", "3|8.0"]
+        == [f"{i}|{a!r}" for i, a in zip((2, 3), memory._cards[5].amounts, strict=True)]
+    )
