@@ -41,7 +41,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -90,7 +90,6 @@ class Ledger(Protocol):
     home_country: dict[int, str]
 
     def __len__(self) -> int: ...
-    def knows(self, card: int) -> bool: ...
     def features(self, tx: TransactionIn) -> dict[str, float] | None: ...
     def record(self, tx: TransactionIn) -> None: ...
 
@@ -109,6 +108,44 @@ class _CardState:
 def _device(value: Any) -> str | None:
     text = None if value is None else str(value)
     return None if text is None or text in NO_DEVICE else text
+
+
+def keep_seconds(keep_days: int, windows: Sequence[int], habit: tuple[int, int] | None) -> float:
+    """Seconds of payments a ledger keeps per card: ``keep_days``, or longer when the longest
+    window or the habit's reach (``lag + days + 1``) needs it."""
+    reach = habit[0] + habit[1] + 1 if habit else 0
+    return max(keep_days, reach, *windows) * _DAY_S
+
+
+def card_histories(tx: pd.DataFrame, keep_s: float) -> Iterator[tuple[int, _CardState, np.ndarray]]:
+    """Per card of the history ``tx``: its state and the transaction ids of the payments it keeps.
+
+    The state holds the payments of the last ``keep_s`` seconds before the newest transaction of
+    ``tx`` (time order), the time of the card's last payment, and every terminal, country and
+    device the card used. Both ledgers start from it (`CardLedger.from_transactions`,
+    `redis_ledger.RedisCardLedger.load`).
+    """
+    if len(tx) == 0:
+        return
+    tx = tx.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID], kind="mergesort")
+    t = (tx[schema.TX_DATETIME] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
+    cards = tx[schema.CUSTOMER_ID].to_numpy(dtype=np.int64)
+    ids = tx[schema.TRANSACTION_ID].to_numpy()
+    amounts = tx[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
+    terminals = tx[schema.TERMINAL_ID].to_numpy(dtype=np.int64)
+    countries = tx[schema.COUNTRY].astype(str).to_numpy() if schema.COUNTRY in tx.columns else None
+    devices = tx[schema.DEVICE_ID].astype(str).to_numpy() if schema.DEVICE_ID in tx.columns else None
+    recent = t > t.max() - keep_s
+    for card, idx in pd.Series(np.arange(len(tx))).groupby(cards).groups.items():
+        pos = np.asarray(idx)
+        keep = pos[recent[pos]]
+        state = _CardState(times=t[keep].tolist(), amounts=amounts[keep].tolist(), last=float(t[pos[-1]]))
+        state.terminals = set(terminals[pos].tolist())
+        if countries is not None:
+            state.countries = set(countries[pos].tolist())
+        if devices is not None:
+            state.devices = {d for d in devices[pos].tolist() if _device(d) is not None}
+        yield int(card), state, ids[keep]
 
 
 class CardLedger:
@@ -134,8 +171,7 @@ class CardLedger:
     ) -> None:
         self.windows = tuple(int(w) for w in windows)
         self.habit = habit
-        reach = habit[0] + habit[1] + 1 if habit else 0
-        self.keep_s = max(keep_days, reach, *self.windows) * _DAY_S
+        self.keep_s = keep_seconds(keep_days, self.windows, habit)
         self.home_country = dict(home_country or {})
         self._cards: dict[int, _CardState] = {}
         self._lock = threading.Lock()
@@ -159,36 +195,8 @@ class CardLedger:
     ) -> CardLedger:
         """A ledger holding `tx` (the history: its last `keep_days` days, every first use)."""
         ledger = cls(windows, keep_days, home_country, habit)
-        if len(tx) == 0:
-            return ledger
-        tx = tx.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID], kind="mergesort")
-        t = (tx[schema.TX_DATETIME] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
-        cards = tx[schema.CUSTOMER_ID].to_numpy(dtype=np.int64)
-        amounts = tx[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
-        recent = t > t.max() - ledger.keep_s
-        for card, idx in pd.Series(np.arange(len(tx))).groupby(cards).groups.items():
-            pos = np.asarray(idx)
-            state = _CardState(last=float(t[pos[-1]]))
-            keep = pos[recent[pos]]
-            state.times = t[keep].tolist()
-            state.amounts = amounts[keep].tolist()
-            ledger._cards[int(card)] = state
-        ledger._add_sets(tx, cards)
+        ledger._cards = {card: state for card, state, _ in card_histories(tx, ledger.keep_s)}
         return ledger
-
-    def _add_sets(self, tx: pd.DataFrame, cards: np.ndarray) -> None:
-        terminals = tx[schema.TERMINAL_ID].to_numpy(dtype=np.int64)
-        for card, term in set(zip(cards.tolist(), terminals.tolist(), strict=True)):
-            self._cards[card].terminals.add(term)
-        if schema.COUNTRY in tx.columns:
-            countries = tx[schema.COUNTRY].astype(str).to_numpy()
-            for card, country in set(zip(cards.tolist(), countries.tolist(), strict=True)):
-                self._cards[card].countries.add(country)
-        if schema.DEVICE_ID in tx.columns:
-            devices = tx[schema.DEVICE_ID].astype(str).to_numpy()
-            for card, device in set(zip(cards.tolist(), devices.tolist(), strict=True)):
-                if _device(device) is not None:
-                    self._cards[card].devices.add(device)
 
     def features(self, tx: TransactionIn) -> dict[str, float] | None:
         """The card's inputs for `tx` as `features.transaction_features` defines them (the current

@@ -26,22 +26,20 @@ sets), so two replicas recording payments of the same card at once cannot lose e
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from level4_fraud import features as feat
-from level4_fraud import schema
 from level4_fraud.serving.online import (
-    _DAY_S,
-    _EPOCH,
     CardStateUnavailableError,
     _CardState,
     _device,
     card_features,
+    card_histories,
     epoch_seconds,
+    keep_seconds,
 )
 from level4_fraud.serving.schemas import TransactionIn
 from shared.errors import ConfigError
@@ -90,8 +88,7 @@ class RedisCardLedger:
         self.ns = namespace
         self.windows = tuple(int(w) for w in windows)
         self.habit = habit
-        reach = habit[0] + habit[1] + 1 if habit else 0
-        self.keep_s = max(keep_days, reach, *self.windows) * _DAY_S
+        self.keep_s = keep_seconds(keep_days, self.windows, habit)
         self.home_country = dict(home_country or {})
         self._record = client.register_script(_RECORD)
 
@@ -100,10 +97,6 @@ class RedisCardLedger:
 
     def __len__(self) -> int:
         return int(self.client.hlen(f"{self.ns}:last"))
-
-    def knows(self, card: int) -> bool:
-        """Whether the card has any payment in the ledger."""
-        return bool(self.client.hexists(f"{self.ns}:last", card))
 
     def features(self, tx: TransactionIn) -> dict[str, float] | None:
         """The card's inputs for `tx`, as `online.CardLedger.features` (None: an unknown card).
@@ -129,7 +122,7 @@ class RedisCardLedger:
             return None
         state = _CardState(
             times=[float(score) for _, score in rows],
-            amounts=[float(member.rsplit("|", 1)[1]) for member, _ in rows],
+            amounts=[_amount(member) for member, _ in rows],
             last=float(last),
         )
         # The first-use checks only ask about this transaction's terminal, country and device.
@@ -154,7 +147,7 @@ class RedisCardLedger:
                 keys=[keys[0], f"{self.ns}:last", *keys[1:]],
                 args=[
                     repr(t),
-                    f"{tx.TRANSACTION_ID}|{float(tx.TX_AMOUNT)!r}",
+                    _member(tx.TRANSACTION_ID, float(tx.TX_AMOUNT)),
                     repr(self.keep_s),
                     tx.CUSTOMER_ID,
                     tx.TERMINAL_ID,
@@ -172,12 +165,13 @@ class RedisCardLedger:
             self.client.delete(*keys[start : start + 1000])
         return len(keys)
 
-    def load(self, tx: pd.DataFrame, *, wait_s: float = LOAD_WAIT_S) -> bool:
-        """Load the history `tx` once per namespace; True when this call loaded it.
+    def load(self, read_history: Callable[[], pd.DataFrame], *, wait_s: float = LOAD_WAIT_S) -> bool:
+        """Load the history once per namespace; True when this call loaded it.
 
         The first process to start loads (under a lock key); the others wait until it is done, so
         no replica scores from a half-loaded ledger. A namespace already loaded is left as it is:
-        it holds the payments decided since, which the history folder does not.
+        it holds the payments decided since, which the history folder does not. Only the loading
+        process calls ``read_history``: the others, and every restart, skip reading the folder.
 
         Raises:
             ConfigError: Another process held the load lock for longer than ``wait_s``.
@@ -192,41 +186,39 @@ class RedisCardLedger:
                     raise ConfigError(f"card ledger {self.ns} in Redis not loaded within {wait_s:.0f} s")
                 time.sleep(0.05)
             return False
-        self._bulk_load(tx)
+        self._write_histories(read_history())
         self.client.set(ready, "1")
         self.client.delete(f"{self.ns}:loading")
         return True
 
-    def _bulk_load(self, tx: pd.DataFrame) -> None:
-        if len(tx) == 0:
-            return
-        tx = tx.sort_values([schema.TX_DATETIME, schema.TRANSACTION_ID], kind="mergesort")
-        t = (tx[schema.TX_DATETIME] - pd.Timestamp(_EPOCH)).dt.total_seconds().to_numpy()
-        cards = tx[schema.CUSTOMER_ID].to_numpy(dtype=np.int64)
-        ids = tx[schema.TRANSACTION_ID].to_numpy()
-        amounts = tx[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
-        terminals = tx[schema.TERMINAL_ID].to_numpy(dtype=np.int64)
-        countries = tx[schema.COUNTRY].astype(str).to_numpy() if schema.COUNTRY in tx.columns else None
-        devices = tx[schema.DEVICE_ID].astype(str).to_numpy() if schema.DEVICE_ID in tx.columns else None
-        recent = t > t.max() - self.keep_s  # as `CardLedger.from_transactions`: relative to the newest
+    def _write_histories(self, tx: pd.DataFrame) -> None:
         pipe = self.client.pipeline(transaction=False)
-        for n, (card, idx) in enumerate(pd.Series(np.arange(len(tx))).groupby(cards).groups.items()):
-            pos = np.asarray(idx)
-            tx_key, term_key, cty_key, dev_key = self._keys(int(card))
-            pipe.hset(f"{self.ns}:last", int(card), repr(float(t[pos[-1]])))
-            keep = pos[recent[pos]]
-            if len(keep):
-                pipe.zadd(tx_key, {f"{ids[i]}|{float(amounts[i])!r}": float(t[i]) for i in keep})
-            pipe.sadd(term_key, *{int(v) for v in terminals[pos]})
-            if countries is not None:
-                pipe.sadd(cty_key, *set(countries[pos].tolist()))
-            if devices is not None:
-                used = {d for d in devices[pos].tolist() if _device(d) is not None}
+        for n, (card, state, ids) in enumerate(card_histories(tx, self.keep_s)):
+            tx_key, term_key, cty_key, dev_key = self._keys(card)
+            pipe.hset(f"{self.ns}:last", card, repr(state.last))
+            if state.times:
+                members = zip(ids.tolist(), state.amounts, state.times, strict=True)
+                pipe.zadd(tx_key, {_member(i, a): s for i, a, s in members})
+            for key, used in (
+                (term_key, state.terminals),
+                (cty_key, state.countries),
+                (dev_key, state.devices),
+            ):
                 if used:
-                    pipe.sadd(dev_key, *used)
+                    pipe.sadd(key, *used)
             if n % 500 == 499:
                 pipe.execute()
         pipe.execute()
+
+
+def _member(transaction_id: Any, amount: float) -> str:
+    """A payment's member in the card's sorted set: unique per transaction, and carrying the amount."""
+    return f"{transaction_id}|{amount!r}"
+
+
+def _amount(member: str) -> float:
+    """The amount of a `_member`."""
+    return float(member.rsplit("|", 1)[1])
 
 
 def connect_ledger(url: str) -> Any:

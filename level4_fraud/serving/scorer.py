@@ -484,7 +484,7 @@ def _card_state(
             cfg.history_days, home, habit,
         )  # fmt: skip
         if folder is not None:
-            shared.load(read_history(folder) if history is None else history)
+            shared.load(lambda: read_history(folder) if history is None else history)
         return shared, geo
     if folder is None:
         return CardLedger(windows, cfg.history_days, home, habit), geo

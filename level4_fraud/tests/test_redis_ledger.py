@@ -63,7 +63,7 @@ def test_redis_ledger_gives_the_in_process_ledgers_inputs(days, namespace) -> No
     history, replay = days
     memory = CardLedger.from_transactions(history, windows=WINDOWS, keep_days=31, habit=HABIT)
     shared = _shared(namespace)
-    assert shared.load(history)
+    assert shared.load(lambda: history)
     assert len(shared) == len(memory)
     compared = 0
     for i, row in replay.head(400).iterrows():
@@ -85,8 +85,8 @@ def test_redis_ledger_gives_the_in_process_ledgers_inputs(days, namespace) -> No
 def test_every_process_sees_one_card_state_that_outlives_a_restart(days, namespace) -> None:
     history, replay = days
     first, second = _shared(namespace), _shared(namespace)  # two clients, as two worker processes
-    assert first.load(history)
-    assert not second.load(history)  # already loaded: left as it is
+    assert first.load(lambda: history)
+    assert not second.load(lambda: history)  # already loaded: left as it is
     row = replay.iloc[0]
     tx = TransactionIn.model_validate(payload(row))
     before = second.features(tx)
@@ -99,7 +99,7 @@ def test_every_process_sees_one_card_state_that_outlives_a_restart(days, namespa
     assert seen["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == before["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] + 1
     assert seen["SECONDS_SINCE_LAST_TX"] == pytest.approx(60.0)
     restarted = _shared(namespace)
-    assert not restarted.load(history)  # a restart keeps what was decided since the history
+    assert not restarted.load(lambda: history)  # a restart keeps what was decided since the history
     assert restarted.features(later) == seen
 
 
@@ -109,9 +109,9 @@ def test_a_process_waits_for_another_ones_load(days, namespace) -> None:
     client = connect_ledger(REDIS_URL)
     client.set(f"{namespace}:loading", "1", ex=30)  # another process is loading
     with pytest.raises(ConfigError, match="not loaded within"):
-        _shared(namespace).load(history, wait_s=0.3)
+        _shared(namespace).load(lambda: history, wait_s=0.3)
     client.set(f"{namespace}:ready", "1")
-    assert not _shared(namespace).load(history, wait_s=0.3)
+    assert not _shared(namespace).load(lambda: history, wait_s=0.3)
 
 
 def test_a_redis_outage_is_flagged_and_the_card_scored_without_its_state() -> None:
