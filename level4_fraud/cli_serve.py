@@ -1,5 +1,5 @@
 """The ``serve`` command: ``python -m level4_fraud serve [--run RUN] [--port P] [--api-key KEY]
-[--engine uvicorn|ray]`` (see `level4_fraud.serve`)."""
+[--engine uvicorn|ray] [--workers N]`` (see `level4_fraud.serve`)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,15 @@ ApiKeyOpt = Annotated[
         "--api-key", help="Key clients send in X-API-Key (default: serving.api_key, else a new one)."
     ),
 ]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="uvicorn worker processes (default: serving.workers, 1); more than one needs "
+        "serving.ledger_url, the card state in Redis.",
+    ),
+]
 EngineOpt = Annotated[str, typer.Option("--engine", help="uvicorn (latency path) or ray (Ray Serve).")]
 
 
@@ -34,6 +43,7 @@ def register(app: typer.Typer) -> None:
         port: PortOpt = None,
         api_key: ApiKeyOpt = None,
         engine: EngineOpt = "uvicorn",
+        workers: WorkersOpt = None,
         profile: ProfileOpt = "quick",
         config: ConfigOpt = None,
     ) -> None:
@@ -43,4 +53,4 @@ def register(app: typer.Typer) -> None:
         from level4_fraud.serve import serve
 
         cfg = load_level_config(FraudConfig, profile, config, log_level="WARNING")
-        serve(cfg, run=run, port=port, api_key=api_key, engine=engine)
+        serve(cfg, run=run, port=port, api_key=api_key, engine=engine, workers=workers)

@@ -5,7 +5,8 @@ Which model: ``--run RUN``, else the run folder of the MLflow registry's champio
 under the level's artifacts), else — no champion registered yet — the quick profile is trained
 first (`pipeline.level4_flow`, about 3 minutes) and served.
 
-Engines: ``uvicorn`` (the latency path, one process: the card state lives in it); ``ray`` (Ray
+Engines: ``uvicorn`` (the latency path: one process holding the card state, or ``--workers N``
+processes sharing it in Redis, ``serving.ledger_url``); ``ray`` (Ray
 Serve, the scale-out path: `serving.ray_app`, replicas autoscaled; a private local Ray unless
 ``ray.address`` joins a cluster).
 """
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 ENGINES = ("uvicorn", "ray")
+WORKER_SPEC_ENV = "L4_SERVE_WORKER_SPEC"
 
 
 def champion(cfg: FraudConfig) -> tuple[Path, str] | None:
@@ -77,12 +79,33 @@ def resolve_run(cfg: FraudConfig, run: Path | None) -> tuple[Path, str | None]:
     return again if again is not None else (summary.run_dir, None)
 
 
-def serving_config(cfg: FraudConfig, *, port: int | None = None) -> ServingConfig:
-    """The ``serving`` section, with a port given on the command line."""
+def serving_config(cfg: FraudConfig, *, port: int | None = None, workers: int | None = None) -> ServingConfig:
+    """The ``serving`` section, with a port and worker count given on the command line."""
     from level4_fraud.serving.config import ServingConfig
 
     scfg = cfg.section("serving", ServingConfig)
-    return scfg.model_copy(update={"port": port}) if port is not None else scfg
+    update = {k: v for k, v in (("port", port), ("workers", workers)) if v is not None}
+    return ServingConfig.model_validate({**scfg.model_dump(), **update}) if update else scfg
+
+
+def check_workers(scfg: ServingConfig, engine: str) -> None:
+    """Several uvicorn workers need one card state in Redis (checked before anything is trained).
+
+    Raises:
+        ConfigError: ``workers`` > 1 with Ray Serve, or without ``ledger_url``, or no Redis there.
+    """
+    if scfg.workers == 1:
+        return
+    if engine != "uvicorn":
+        raise ConfigError("--workers is for --engine uvicorn; Ray Serve scales its replicas (serving.ray)")
+    if not scfg.ledger_url:
+        raise ConfigError(
+            f"--workers {scfg.workers} needs serving.ledger_url (redis://...): each worker would "
+            "otherwise keep its own copy of every card's recent payments"
+        )
+    from level4_fraud.serving.redis_ledger import connect_ledger
+
+    connect_ledger(scfg.ledger_url).close()
 
 
 def build_app(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, api_key: str, version: str | None) -> Any:
@@ -103,6 +126,7 @@ def serve(
     port: int | None = None,
     api_key: str | None = None,
     engine: str = "uvicorn",
+    workers: int | None = None,
 ) -> None:
     """Resolve the model, build the service, print its URL and key, serve until stopped.
 
@@ -114,11 +138,15 @@ def serve(
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     from level4_fraud.serving.config import resolve_api_key
 
-    scfg = serving_config(cfg, port=port)
+    scfg = serving_config(cfg, port=port, workers=workers)
+    check_workers(scfg, engine)
     key = resolve_api_key(scfg, api_key)
     run_dir, version = resolve_run(cfg, run)
     if engine == "ray":
         serve_ray(cfg, run_dir, scfg, key, version)
+        return
+    if scfg.workers > 1:
+        serve_workers(cfg, run_dir, scfg, key, version)
         return
     import uvicorn
 
@@ -131,6 +159,71 @@ def serve(
         uvicorn.run(app, host=scfg.host, port=scfg.port, log_level="warning", access_log=False)
     finally:
         app.state.service.close()
+
+
+def serve_workers(
+    cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, key: str, version: str | None
+) -> None:
+    """``scfg.workers`` uvicorn worker processes on one port, each building the service in
+    `worker_app` from the settings this process resolved (passed in `WORKER_SPEC_ENV`).
+
+    The card state is the shared Redis ledger (`check_workers`); the audit log is shared as in
+    Ray Serve (SQLite in WAL mode or PostgreSQL), so idempotency holds across workers. Each
+    worker keeps its own Prometheus metrics: ``/metrics`` answers with the one that takes the
+    request.
+    """
+    import json
+    import os
+
+    import uvicorn
+
+    from level4_fraud.serving.config import plain_values
+
+    fs = cfg.feature_store_config()
+    spec = {
+        "run_dir": str(run_dir.resolve()),
+        "serving": plain_values(scfg),
+        "feature_store": fs.model_dump(mode="json") if fs is not None else None,
+        "api_key": key,
+        "version": version,
+    }
+    # The workers are spawned: the environment is how the resolved settings reach them (the
+    # secrets in it are readable by this user only, as the L4__SERVING__* variables are).
+    os.environ[WORKER_SPEC_ENV] = json.dumps(spec)
+    _announce(run_dir, version or run_dir.name, scfg, key, f"uvicorn, {scfg.workers} workers")
+    uvicorn.run(
+        f"{__name__}:worker_app",
+        factory=True,
+        workers=scfg.workers,
+        host=scfg.host,
+        port=scfg.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+def worker_app() -> Any:
+    """The app of one uvicorn worker (`serve_workers`): the service of the spec in
+    `WORKER_SPEC_ENV`, its audit log closed when the worker stops."""
+    import json
+    import os
+
+    from level4_fraud.feature_store import FeatureStoreConfig
+    from level4_fraud.serving.app import create_app
+    from level4_fraud.serving.config import ServingConfig
+    from level4_fraud.serving.heap import freeze_startup_heap
+    from level4_fraud.serving.service import ScoringService
+
+    spec = json.loads(os.environ[WORKER_SPEC_ENV])
+    scfg = ServingConfig.model_validate(spec["serving"])
+    fs = FeatureStoreConfig.model_validate(spec["feature_store"]) if spec["feature_store"] else None
+    service = ScoringService.from_run(
+        Path(spec["run_dir"]), scfg, feature_store=fs, model_version=spec["version"]
+    )
+    app = create_app(service, scfg, api_key=spec["api_key"])
+    app.router.on_shutdown.append(service.close)
+    freeze_startup_heap()
+    return app
 
 
 def _announce(run_dir: Path, version: str, scfg: ServingConfig, key: str, engine: str) -> None:

@@ -88,6 +88,8 @@ class ServingConfig(BaseModel):
             ``data/transactions``, or the folder ``train`` read).
         history_days: Days of history kept per card for the windows (the longest window + 1;
             the ledger keeps the run's habit window too, when it reaches further back).
+        workers: uvicorn worker processes (``--workers``); more than one needs ``ledger_url``, as
+            each process would otherwise keep its own copy of every card's recent payments.
         ledger_url: ``redis://...``: keep the card state in Redis, shared by every worker
             process, Ray replica and stream consumer and kept across restarts
             (`serving.redis_ledger`); None: in each process.
@@ -116,6 +118,7 @@ class ServingConfig(BaseModel):
     reasons: int = Field(3, ge=0, le=20)
     history: str | None = None
     history_days: int = Field(31, ge=1)
+    workers: int = Field(1, ge=1, le=64)
     ledger_url: str | None = None
     onnx_threads: int = Field(1, ge=1)
     decide_on_loop: bool = True
@@ -174,6 +177,17 @@ class ServingPaths:
         if not key:
             raise ConfigError(f"{self.audit_key}: empty audit hash key (delete it to make a new one)")
         return key.encode("ascii")
+
+
+def plain_values(cfg: ServingConfig) -> dict[str, Any]:
+    """`cfg` as JSON values with its secrets in clear, for a process that rebuilds it (a Ray
+    replica, a uvicorn worker): ``model_dump`` masks them."""
+    values = cfg.model_dump(mode="json")
+    for secret in ("api_key", "audit_hash_key"):
+        value = getattr(cfg, secret)
+        if value is not None:
+            values[secret] = value.get_secret_value()
+    return values
 
 
 def resolve_api_key(cfg: ServingConfig, given: str | None = None) -> str:

@@ -55,6 +55,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from level4_fraud import features as feat
 from level4_fraud import schema
+from level4_fraud.serving.outage import LogThrottle, OutageGate
 from level4_fraud.serving.schemas import (
     CARD_STATE_UNAVAILABLE,
     ONLINE_STORE_UNAVAILABLE,
@@ -371,6 +372,9 @@ class FeastOnlineReader:
         self._redis_fields = (
             [] if self._redis is None else [self._redis_view(fv, n) for fv, _, n in self._views]
         )
+        if self._redis is not None:
+            _fail_fast(self._redis._get_client(self._config.online_store))
+        self.gate = OutageGate()
 
     def read(self, card: int, terminal: int) -> StoreRow:
         """The stored rows of `card` and `terminal`.
@@ -385,6 +389,9 @@ class FeastOnlineReader:
         ]
         values: dict[str, Any] = {}
         stamps: list[float] = []
+        refused = self.gate.refused()
+        if refused is not None:
+            raise OnlineStoreUnavailableError(refused)
         try:
             rows = self._read_redis(keys) if self._redis is not None else self._read_each(keys)
             for (_, _, names), (ts, row) in zip(self._views, rows, strict=True):
@@ -396,7 +403,9 @@ class FeastOnlineReader:
                 if ts is not None:
                     stamps.append(ts.timestamp())
         except Exception as exc:  # Feast wraps SQLite/Redis errors in many types
-            raise OnlineStoreUnavailableError(f"{type(exc).__name__}: {exc}".splitlines()[0][:300]) from exc
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.gate.failed(reason)
+            raise OnlineStoreUnavailableError(reason) from exc
         card_row = _row(values, self.card_features, required=self.card_features[0])
         term_row = _row(values, self.terminal_features, required=self.terminal_features[0])
         return StoreRow(card_row, term_row, self._distance(values), max(stamps) if stamps else None)
@@ -443,6 +452,15 @@ class FeastOnlineReader:
             return math.nan
         cx, cy, tx_, ty = (float(v) for v in xy)  # type: ignore[arg-type]
         return math.hypot(cx - tx_, cy - ty)
+
+
+def _fail_fast(client: Any) -> None:
+    """One retry at once for Feast's Redis client (redis-py's default, 10 with backoff, holds a
+    request about 4 s while Redis refuses connections; `outage.OutageGate` does the rest)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client.set_retry(Retry(NoBackoff(), 1))
 
 
 def _redis_store(provider: Any, config: Any) -> Any:
@@ -559,6 +577,7 @@ class OnlineFeatureSource:
         self.ledger = ledger
         self.windows = tuple(windows)
         self.geo = geo
+        self.warnings = LogThrottle(logger)
 
     def features(self, tx: TransactionIn) -> OnlineFeatures:
         """The inputs of `tx`; never raises for an online-store failure (flagged instead)."""
@@ -595,7 +614,7 @@ class OnlineFeatureSource:
         try:
             known = self.ledger.features(tx)
         except CardStateUnavailableError as exc:  # the shared ledger is down: the snapshot decides
-            logger.warning("card state unavailable (%s)", exc)
+            self.warnings.warning("card_state", "card state unavailable (%s)", exc)
             flags.append(CARD_STATE_UNAVAILABLE)
             known = None
         if known is not None:

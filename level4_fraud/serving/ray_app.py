@@ -19,7 +19,7 @@ from typing import Any
 
 from ray import serve
 
-from level4_fraud.serving.config import RayServeSettings
+from level4_fraud.serving.config import RayServeSettings, plain_values
 
 DEPLOYMENT = "fraud_scorer"
 APPLICATION = "fraud"
@@ -96,12 +96,8 @@ def application(
         ray_actor_options={"num_cpus": settings.replica_cpus},
         max_ongoing_requests=max(8, int(settings.target_ongoing_requests * 4)),
     )
-    values = serving.model_dump(mode="json")
-    for secret in ("api_key", "audit_hash_key"):
-        if getattr(serving, secret) is not None:
-            values[secret] = getattr(serving, secret).get_secret_value()
     fs = feature_store.model_dump(mode="json") if feature_store is not None else None
-    return deployment.bind(str(Path(run_dir).resolve()), values, fs, api_key, model_version)
+    return deployment.bind(str(Path(run_dir).resolve()), plain_values(serving), fs, api_key, model_version)
 
 
 def build_app(args: dict[str, Any]) -> Any:

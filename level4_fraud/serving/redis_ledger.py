@@ -41,6 +41,7 @@ from level4_fraud.serving.online import (
     epoch_seconds,
     keep_seconds,
 )
+from level4_fraud.serving.outage import OutageGate
 from level4_fraud.serving.schemas import TransactionIn
 from shared.errors import ConfigError
 
@@ -73,6 +74,8 @@ class RedisCardLedger:
         keep_days: Days of payments kept per card (at least the longest window, and the habit's reach).
         home_country: Holder's home country per card (for ``FOREIGN_COUNTRY``), when known.
         habit: ``(lag, days)`` of the card's spending habit (None: no habit features).
+        gate: Refuses calls for a while after one failed (`outage.OutageGate`), so an outage
+            costs each request nothing, not the client's retries.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class RedisCardLedger:
         keep_days: int = 31,
         home_country: Mapping[int, str] | None = None,
         habit: tuple[int, int] | None = None,
+        gate: OutageGate | None = None,
     ) -> None:
         self.client = client
+        self.gate = gate or OutageGate()
         self.ns = namespace
         self.windows = tuple(int(w) for w in windows)
         self.habit = habit
@@ -114,10 +119,7 @@ class RedisCardLedger:
         pipe.sismember(cty_key, tx.COUNTRY or "")
         device = _device(tx.DEVICE_ID)
         pipe.sismember(dev_key, device or "")
-        try:
-            last, rows, term, cty, dev = pipe.execute()
-        except Exception as exc:  # redis' errors: connection refused, timeout, a lost replica
-            raise CardStateUnavailableError(f"{type(exc).__name__}: {exc}") from None
+        last, rows, term, cty, dev = self._call(pipe.execute)
         if last is None:
             return None
         state = _CardState(
@@ -142,21 +144,32 @@ class RedisCardLedger:
         """
         t = epoch_seconds(tx.TX_DATETIME)
         keys = self._keys(tx.CUSTOMER_ID)
+        args = [
+            repr(t),
+            _member(tx.TRANSACTION_ID, float(tx.TX_AMOUNT)),
+            repr(self.keep_s),
+            tx.CUSTOMER_ID,
+            tx.TERMINAL_ID,
+            tx.COUNTRY or "",
+            _device(tx.DEVICE_ID) or "",
+        ]
+        self._call(lambda: self._record(keys=[keys[0], f"{self.ns}:last", *keys[1:]], args=args))
+
+    def _call(self, call: Callable[[], Any]) -> Any:
+        """`call` against Redis, refused at once while the gate is shut.
+
+        Raises:
+            CardStateUnavailableError: Refused, or Redis failed (and the gate shuts).
+        """
+        refused = self.gate.refused()
+        if refused is not None:
+            raise CardStateUnavailableError(refused)
         try:
-            self._record(
-                keys=[keys[0], f"{self.ns}:last", *keys[1:]],
-                args=[
-                    repr(t),
-                    _member(tx.TRANSACTION_ID, float(tx.TX_AMOUNT)),
-                    repr(self.keep_s),
-                    tx.CUSTOMER_ID,
-                    tx.TERMINAL_ID,
-                    tx.COUNTRY or "",
-                    _device(tx.DEVICE_ID) or "",
-                ],
-            )
-        except Exception as exc:
-            raise CardStateUnavailableError(f"{type(exc).__name__}: {exc}") from None
+            return call()
+        except Exception as exc:  # redis' errors: connection refused, timeout, a lost replica
+            reason = f"{type(exc).__name__}: {exc}"
+            self.gate.failed(reason)
+            raise CardStateUnavailableError(reason) from None
 
     def clear(self) -> int:
         """Delete every key of this namespace; returns how many were deleted."""
@@ -228,8 +241,18 @@ def connect_ledger(url: str) -> Any:
         ConfigError: Redis does not answer at `url`.
     """
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=2.0)
+    # One retry, at once: redis-py's default (10 with backoff, about 4 s on a refused
+    # connection) would hold every request that long while Redis is down.
+    client = redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=2.0,
+        socket_connect_timeout=0.5,
+        retry=Retry(NoBackoff(), 1),
+    )
     try:
         client.ping()
     except redis.exceptions.RedisError as exc:

@@ -52,6 +52,7 @@ from level4_fraud.serving.online import (
     home_countries,
     read_history,
 )
+from level4_fraud.serving.outage import LogThrottle
 from level4_fraud.serving.redis_ledger import RedisCardLedger, connect_ledger, ledger_namespace
 from level4_fraud.serving.rules import rules_score
 from level4_fraud.serving.schemas import (
@@ -285,6 +286,7 @@ class FraudScorer:
         self.thresholds = thresholds
         self.cfg = cfg
         self.model_version = model_version
+        self.warnings = LogThrottle(logger)
 
     @property
     def ledger(self) -> Ledger:
@@ -301,7 +303,9 @@ class FraudScorer:
             if grey:
                 flags.append(GREY_ZONE_ENSEMBLE)
         except Exception as exc:  # any failure of the model: the bank keeps deciding, by rules
-            logger.warning("model failed on transaction %s (%s): rules decide", tx.TRANSACTION_ID, exc)
+            self.warnings.warning(
+                "model", "model failed on transaction %s (%s): rules decide", tx.TRANSACTION_ID, exc
+            )
             score, reasons = rules_score(online.values, self.cfg.rules)
             reasons = reasons[: self.cfg.reasons]
             flags.append(MODEL_FALLBACK_RULES)
@@ -329,7 +333,9 @@ class FraudScorer:
         try:
             self.ledger.record(tx)
         except CardStateUnavailableError as exc:
-            logger.error("card state not updated for transaction %s (%s)", tx.TRANSACTION_ID, exc)
+            self.warnings.error(
+                "record", "card state not updated for transaction %s (%s)", tx.TRANSACTION_ID, exc
+            )
 
     def _model_score(self, values: Mapping[str, Any]) -> tuple[float, list[Any], bool]:
         if self.fast is None:
@@ -348,7 +354,7 @@ class FraudScorer:
                 if math.isfinite(q) and 0.0 <= q <= 1.0:
                     return q, reasons, True
             except Exception as exc:  # the student's score stands
-                logger.warning("grey-zone ensemble failed (%s): the student decides", exc)
+                self.warnings.warning("ensemble", "grey-zone ensemble failed (%s): the student decides", exc)
         alert = p >= self.thresholds.review
         return p, self.fast.explainer.reasons(x, p, values, self.cfg.reasons, alert=alert), False
 

@@ -4,6 +4,7 @@ rather than raised. Tests marked ``services`` need Redis on 127.0.0.1:6379."""
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 
@@ -114,7 +115,7 @@ def test_a_process_waits_for_another_ones_load(days, namespace) -> None:
     assert not _shared(namespace).load(lambda: history, wait_s=0.3)
 
 
-def test_a_redis_outage_is_flagged_and_the_card_scored_without_its_state() -> None:
+def test_a_redis_outage_is_flagged_and_the_card_scored_without_its_state(caplog) -> None:
     import redis
 
     down = RedisCardLedger(
@@ -128,9 +129,46 @@ def test_a_redis_outage_is_flagged_and_the_card_scored_without_its_state() -> No
         down.features(tx)
     with pytest.raises(CardStateUnavailableError):
         down.record(tx)
-    out = OnlineFeatureSource(None, down, WINDOWS).features(tx)
-    assert CARD_STATE_UNAVAILABLE in out.flags and UNKNOWN_CARD in out.flags
-    assert out.values["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 1.0  # a first transaction's inputs
+    source = OnlineFeatureSource(None, down, WINDOWS)
+    with caplog.at_level(logging.WARNING, logger="level4_fraud.serving.online"):
+        outs = [source.features(tx) for _ in range(5)]
+    for out in outs:  # every decision is flagged ...
+        assert CARD_STATE_UNAVAILABLE in out.flags and UNKNOWN_CARD in out.flags
+        assert out.values["CUSTOMER_ID_NB_TX_1DAY_WINDOW"] == 1.0  # a first transaction's inputs
+    # ... but the outage is logged once, not once per request
+    assert sum("card state unavailable" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.services
+def test_after_a_failure_the_ledger_answers_at_once_until_it_probes_redis_again(namespace) -> None:
+    """While Redis is down each request must not wait for the client's retries: after one failure
+    the ledger refuses at once (no call to Redis, even one that would answer) for the gate's
+    interval, then asks Redis again and gets the state back."""
+    import redis
+
+    from level4_fraud.serving.outage import OutageGate
+
+    class Clock:
+        t = 0.0
+
+        def __call__(self) -> float:
+            return self.t
+
+    clock = Clock()
+    gate = OutageGate(retry_after_s=1.0, clock=clock)
+    ledger = RedisCardLedger(redis.Redis(port=1, decode_responses=True), namespace, WINDOWS, gate=gate)
+    tx = TransactionIn.model_validate(
+        {"TRANSACTION_ID": 1, "TX_DATETIME": "2018-05-01T10:00:00", "CUSTOMER_ID": 3, "TERMINAL_ID": 4,
+         "TX_AMOUNT": 12.5}
+    )  # fmt: skip
+    with pytest.raises(CardStateUnavailableError, match="Connection"):
+        ledger.features(tx)
+    ledger.client = connect_ledger(REDIS_URL)  # Redis is back ...
+    clock.t = 0.5
+    with pytest.raises(CardStateUnavailableError, match="not retried for 1 s"):
+        ledger.features(tx)  # ... but the gate has not let a probe through yet
+    clock.t = 1.5
+    assert ledger.features(tx) is None  # asked again: a card this namespace has never seen
 
 
 def test_no_redis_at_the_ledger_url_is_one_clear_error() -> None:
