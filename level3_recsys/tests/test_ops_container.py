@@ -29,13 +29,14 @@ import pytest
 import yaml
 
 from level3_recsys.loadtest.workspace import prepare_workspace
-from level3_recsys.tests.ops_helpers import DOCKER, REPO, tool
+from level3_recsys.tests.ops_helpers import APT_HINT, DOCKER, tool
 from shared.compose_stack import ComposeStack, until
+from shared.podman_images import build_base_image, build_image, podman_env
+from shared.podman_images import run_checked as sh
 from shared.process import free_port
 
 pytestmark = [pytest.mark.container, pytest.mark.integration]
 
-BASE_TAG = "localhost/ml-levels-base:bookworm"
 API_TAG = "localhost/level3-recsys-api:test"
 MODEL_TAG = "localhost/level3-recsys-model:test"
 KEY = "container-key"
@@ -45,38 +46,20 @@ SMALL = {
 }
 
 
-def podman_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(DOCKER / "podman" / "containers.conf")}
-
-
-def sh(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=podman_env(), cwd=REPO)
-    assert result.returncode == 0, (
-        f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
-
-
 @pytest.fixture(scope="module")
 def base_image():
-    podman = tool("podman")
-    tool("debootstrap")
-    tool("runc")
-    if os.geteuid() != 0:
-        pytest.skip("building the debootstrap base image needs root")
-    sh([str(DOCKER / "build_base.sh"), BASE_TAG])
-    return podman
+    return build_base_image(APT_HINT)
 
 
 @pytest.fixture(scope="module")
 def api_image(base_image):
-    sh([str(DOCKER / "build_image.sh"), "api", API_TAG])
+    build_image("api", API_TAG, timeout=900)
     return base_image
 
 
 @pytest.fixture(scope="module")
 def model_image(base_image):
-    sh([str(DOCKER / "build_image.sh"), "model", MODEL_TAG], timeout=1800)
+    build_image("model", MODEL_TAG)
     return base_image
 
 
@@ -217,7 +200,7 @@ def stack_images(base_image):
     Redis, PostgreSQL and Prometheus from Debian packages). Cached layers: seconds."""
     services = yaml.safe_load(COMPOSE.read_text())["services"]
     for name in BUILT:
-        sh([str(DOCKER / "build_image.sh"), name, services[name]["image"]], timeout=1800)
+        build_image(name, services[name]["image"])
     return base_image
 
 

@@ -44,6 +44,8 @@ import pytest
 import yaml
 
 from shared.compose_stack import ComposeStack, until
+from shared.podman_images import build_base_image, build_image, find_tool, podman_env
+from shared.podman_images import run_checked as sh
 from shared.process import free_port, start_process, stop_process_tree, wait_http_ready
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,13 +79,7 @@ STACK = {"fraud", "redis", "postgres", "prometheus", "alertmanager"}
 
 def tool(name: str) -> str:
     """Path of a command-line tool (the venv's bin first), or skip the test when it is absent."""
-    venv_bin = Path(sys.executable).parent / name
-    if venv_bin.is_file():
-        return str(venv_bin)
-    found = shutil.which(name)
-    if found is None:
-        pytest.skip(f"{name} is not installed ({APT_HINT})")
-    return found
+    return find_tool(name, APT_HINT)
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
@@ -1002,39 +998,20 @@ def test_postgres_entrypoint_refuses_an_empty_password(tmp_path):
 
 
 # ---------------------------------------------------------------------- containers
-BASE_TAG = "localhost/ml-levels-base:bookworm"
 FRAUD_TAG = "localhost/level4-fraud:test"
 KEY = "container-key"
-
-
-def podman_env() -> dict[str, str]:
-    return {**os.environ, "CONTAINERS_CONF": str(DOCKER / "podman" / "containers.conf")}
-
-
-def sh(cmd: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=podman_env(), cwd=REPO)
-    assert result.returncode == 0, (
-        f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    return result
 
 
 @pytest.fixture(scope="module")
 def base_image() -> str:
     """podman, after building the debootstrapped base image (cached by tag)."""
-    podman = tool("podman")
-    tool("debootstrap")
-    tool("runc")
-    if os.geteuid() != 0:
-        pytest.skip("building the debootstrap base image needs root")
-    sh([str(DOCKER / "build_base.sh"), BASE_TAG])
-    return podman
+    return build_base_image(APT_HINT)
 
 
 @pytest.fixture(scope="module")
 def fraud_image(base_image) -> str:
     """podman, after building the base image (cached) and the scoring image."""
-    sh([str(DOCKER / "build_image.sh"), "fraud", FRAUD_TAG], timeout=2400)
+    build_image("fraud", FRAUD_TAG, timeout=2400)
     return base_image
 
 
@@ -1152,7 +1129,7 @@ def test_debian_service_images_run_the_stack_config_as_non_root(base_image):
     with the stack's files and commands: the official stages are never pulled."""
     podman = base_image
     for service in ("redis", "postgres", "prometheus", "alertmanager"):
-        sh([str(DOCKER / "build_image.sh"), service, f"localhost/level4-{service}:test"], timeout=1200)
+        build_image(service, f"localhost/level4-{service}:test", timeout=1200)
     services = compose_services()
     mounts = {  # the compose volumes of this repository's files, as podman -v options
         name: [
@@ -1256,7 +1233,7 @@ def stack_images(base_image) -> str:
     local base; the third-party services from Debian packages). Cached layers: seconds."""
     services = compose_services()
     for service in sorted(STACK):
-        sh([str(DOCKER / "build_image.sh"), service, services[service]["image"]], timeout=2400)
+        build_image(service, services[service]["image"], timeout=2400)
     return base_image
 
 
