@@ -94,7 +94,7 @@ def application(
         name=DEPLOYMENT,
         autoscaling_config=settings.autoscaling_config(),
         ray_actor_options={"num_cpus": settings.replica_cpus},
-        max_ongoing_requests=max(8, int(settings.target_ongoing_requests * 4)),
+        max_ongoing_requests=settings.max_ongoing_requests,
     )
     fs = feature_store.model_dump(mode="json") if feature_store is not None else None
     return deployment.bind(str(Path(run_dir).resolve()), plain_values(serving), fs, api_key, model_version)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from level4_fraud.tests.serving_helpers import payload, serving_run
+from level4_fraud.tests.serving_helpers import payload, serving_config, serving_run
 from shared.process import free_port, read_log_tail, start_process, stop_process_tree, wait_http_ready
 
 pytestmark = pytest.mark.slow
@@ -76,3 +76,21 @@ def test_the_rayservice_builder_binds_the_deployment_the_manifest_configures(tmp
     run_arg, serving, _fs, api_key, _version = deployment.init_args
     assert Path(run_arg) == run.run_dir.resolve()
     assert api_key == "manifest-key" and serving["history"] == str(run.history)
+
+
+def test_the_replicas_admission_limit_comes_from_the_settings_and_is_above_the_scaling_target(tmp_path):
+    """``serving.ray.max_ongoing_requests`` is what each replica admits (Ray Serve's router backs
+    off once every replica is full, so it sits far above the autoscaler's target); a limit below
+    the target would leave the autoscaler waiting for a load replicas never reach: refused."""
+    from level4_fraud.serving.config import RayServeSettings
+    from level4_fraud.serving.ray_app import application
+
+    run = serving_run()
+    settings = RayServeSettings(max_ongoing_requests=96, target_ongoing_requests=6)
+    app = application(run.run_dir, serving_config(run), api_key="k", settings=settings)
+    config = app._bound_deployment._deployment_config
+    assert config.max_ongoing_requests == 96
+    assert config.autoscaling_config.target_ongoing_requests == 6
+    assert RayServeSettings().max_ongoing_requests >= 16 * RayServeSettings().target_ongoing_requests
+    with pytest.raises(ValueError, match="must be at least target_ongoing_requests"):
+        RayServeSettings(max_ongoing_requests=2, target_ongoing_requests=4)
