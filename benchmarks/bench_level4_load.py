@@ -384,10 +384,16 @@ def poll_replicas(timeline: Timeline, start: float, offered: list[float], stop: 
 
 
 def run_ray(
-    run_dir: Path, bodies: list[bytes], ids: list[int], tps: float, ramp: list[tuple[float, float]]
+    run_dir: Path,
+    bodies: list[bytes],
+    ids: list[int],
+    tps: float,
+    ramp: list[tuple[float, float]],
+    shared_ledger: bool = False,
 ) -> tuple[Outcome, Timeline]:
     """Ray Serve (in this process's private Ray), a ramp of offered rates; the plateau at `tps`
-    gives the throughput and latency, the whole ramp the replica timeline."""
+    gives the throughput and latency, the whole ramp the replica timeline. `shared_ledger`: the
+    card state in Redis, so a replica that starts under load reads no history."""
     from ray import serve as ray_serve
 
     from level4_fraud.config import FraudConfig
@@ -397,8 +403,13 @@ def run_ray(
     from shared.cli import load_level_config
     from shared.process import free_port, wait_http_ready
 
-    out, timeline = Outcome("ray_sqlite", "ray", "sqlite", tps), Timeline()
+    ledger = "Redis" if shared_ledger else "in process"
+    name = "ray_sqlite" + ("_ledger" if shared_ledger else "")
+    out, timeline = Outcome(name, "ray", "sqlite", tps, ledger=ledger), Timeline()
     url_audit, env = audit_env(WORK / out.name)
+    if shared_ledger:
+        env["L4__SERVING__LEDGER_URL"] = REDIS_URL
+        clear_ledger(run_dir)
     port = free_port()
     used: list[int] = []
     with environment(env):
@@ -420,6 +431,8 @@ def run_ray(
                     ray_serve.shutdown()
         except Exception as exc:  # reported in the section
             out.failure = f"{type(exc).__name__}: {exc}"
+    if shared_ledger:
+        clear_ledger(run_dir)
     check_audit(url_audit, ids[: len(used)], None if out.errors == 0 else [], out)
     return out, timeline
 
@@ -527,7 +540,9 @@ def outcome_table(outcomes: list[Outcome]) -> list[str]:
         errors = f"{o.errors:,}" + (f" ({o.error_kinds})" if o.errors else "")
         label = labels[o.engine]
         if o.engine == "uvicorn":
-            label += f", {o.workers} worker{'s' if o.workers > 1 else ''}, card state {o.ledger}"
+            label += f", {o.workers} worker{'s' if o.workers > 1 else ''}"
+        if o.engine != "stream":
+            label += f", card state {o.ledger}"
         lines.append(
             f"| {label} | {o.store} | {o.offered_tps:g} | {o.sent:,} | {o.ok:,} | {o.backlog:,} "
             f"| {fmt(o.achieved_tps)} "
@@ -552,7 +567,8 @@ def target_rows(outcomes: list[Outcome], tps: float) -> list[str]:
             continue
         # sustained: decisions keep up with the offered rate (within 2%) and nothing was lost
         sustained = o.achieved_tps >= 0.98 * tps and o.ok == o.sent and o.backlog == 0
-        path = o.engine if o.engine != "uvicorn" else f"uvicorn ×{o.workers}, card state {o.ledger}"
+        path = f"uvicorn ×{o.workers}" if o.engine == "uvicorn" else o.engine
+        path += f", card state {o.ledger}" if o.engine != "stream" else ""
         lines.append(
             f"| {path} | {o.store} | {met(sustained, fmt(o.achieved_tps) + ' tx/s')} "
             f"| {met(o.p99 < 20, fmt(o.p99) + ' ms')} | {met(o.errors == 0, f'{o.errors:,}')} "
@@ -562,7 +578,7 @@ def target_rows(outcomes: list[Outcome], tps: float) -> list[str]:
 
 
 def render(
-    outcomes: list[Outcome], timeline: Timeline | None, plan: dict[str, Any], figure: Path | None
+    outcomes: list[Outcome], timelines: dict[str, Timeline], plan: dict[str, Any], figures: dict[str, Path]
 ) -> str:
     from benchmarks.run import machine
 
@@ -581,7 +597,7 @@ def render(
     failures = [f"- `{o.name}`: {o.failure}" for o in outcomes if o.failure]
     if failures:
         out += ["Failures:", "", *failures, ""]
-    out += ray_part(outcomes, timeline, plan, figure)
+    out += ray_part(outcomes, timelines, plan, figures)
     out += [
         f"Targets (issue 12, on this machine; sustained = decisions at >= 98% of {tps:g} tx/s, none lost):",
         "",
@@ -614,34 +630,45 @@ def workload(plan: dict[str, Any]) -> str:
 
 
 def ray_part(
-    outcomes: list[Outcome], timeline: Timeline | None, plan: dict[str, Any], figure: Path | None
+    outcomes: list[Outcome], timelines: dict[str, Timeline], plan: dict[str, Any], figures: dict[str, Path]
 ) -> list[str]:
-    if not any(o.engine == "ray" for o in outcomes):
+    rays = [o for o in outcomes if o.engine == "ray"]
+    if not rays:
         return ["Ray Serve: not measured in this run.", ""]
     ray = plan["ray"]
     ramp = ", ".join(f"{r:g} tx/s for {s:g} s" if r else f"idle {s:g} s" for r, s in plan["ramp"])
     out = [
         f"**Ray Serve** (`serving.ray_app`, a private local Ray, autoscaling {ray}): the ramp was {ramp}; "
-        f"the table's Ray row is the {plan['tps']:g} tx/s plateau (its CPU column is not measured: the "
-        "replicas are Ray workers). The audit check covers every transaction of the ramp. Replicas as "
-        "Ray Serve's `serve.status()` reported them, polled every 0.5 s (rows where something changed):",
+        f"the table's Ray rows are the {plan['tps']:g} tx/s plateau (their CPU column is not measured: "
+        "the replicas are Ray workers). Once with each replica's own card state (a replica that starts "
+        "reads the whole history folder), once with the card state in Redis (`serving.ledger_url`: the "
+        "history was loaded into Redis by the first replica; the next one reads none). The audit check "
+        "covers every transaction of the ramp. Replicas as Ray Serve's `serve.status()` reported them, "
+        "polled every 0.5 s (rows where something changed):",
         "",
     ]
-    if timeline is None or not timeline.samples:
-        return [*out, "No replica samples were taken.", ""]
-    out += ["| t (s) | offered (tx/s) | running | starting | stopping |", "|---|---|---|---|---|"]
-    out += [f"| {t:.1f} | {r:g} | {a} | {b} | {c} |" for t, r, a, b, c in timeline_rows(timeline)]
-    peak = max(s[2] for s in timeline.samples)
-    final = timeline.samples[-1][2]
-    first = timeline.samples[0][2]
-    out += [
-        "",
-        f"Replicas: {first} at the start, {peak} at most under load, {final} at the end "
-        f"({'rose and fell' if peak > first and final < peak else 'did not both rise and fall'}).",
-        "",
-    ]
-    if figure is not None:
-        out += [f"![Ray Serve replicas over the ramp](figures/{figure.name})", ""]
+    for o in rays:
+        out += [f"*Card state {o.ledger}:*", ""]
+        timeline = timelines.get(o.name)
+        if timeline is None or not timeline.samples:
+            out += ["No replica samples were taken.", ""]
+            continue
+        out += ["| t (s) | offered (tx/s) | running | starting | stopping |", "|---|---|---|---|---|"]
+        out += [f"| {t:.1f} | {r:g} | {a} | {b} | {c} |" for t, r, a, b, c in timeline_rows(timeline)]
+        peak = max(s[2] for s in timeline.samples)
+        final = timeline.samples[-1][2]
+        first = timeline.samples[0][2]
+        out += [
+            "",
+            f"Replicas: {first} at the start, {peak} at most under load, {final} at the end "
+            f"({'rose and fell' if peak > first and final < peak else 'did not both rise and fall'}).",
+            "",
+        ]
+        if o.name in figures:
+            out += [
+                f"![Ray Serve replicas over the ramp, card state {o.ledger}](figures/{figures[o.name].name})",
+                "",
+            ]
     return out
 
 
@@ -676,7 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     freeze_startup_heap()  # this process is the replayer: no full collection mid-schedule
     load_before = os.getloadavg()[0]
     outcomes: list[Outcome] = []
-    timeline: Timeline | None = None
+    timelines: dict[str, Timeline] = {}
     sqlite_run = private_run(args.run, WORK / "run-sqlite")
     redis_run = private_run(args.run, WORK / "run-redis")
     print("materialising the online store into Redis ...", flush=True)
@@ -699,10 +726,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(asdict(outcomes[-1]), flush=True)
         if "ray" in args.only:
-            print("== ray serve ramp", flush=True)
-            ray_outcome, timeline = run_ray(private_run(args.run, WORK / "run-ray"), bodies, ids, tps, ramp)
-            outcomes.append(ray_outcome)
-            print(asdict(ray_outcome), flush=True)
+            for shared in (False, True):
+                print(f"== ray serve ramp, card state {'in Redis' if shared else 'in process'}", flush=True)
+                ray_run = private_run(args.run, WORK / "run-ray")
+                ray_outcome, timelines[f"ray_sqlite{'_ledger' if shared else ''}"] = run_ray(
+                    ray_run, bodies, ids, tps, ramp, shared_ledger=shared
+                )
+                outcomes.append(ray_outcome)
+                print(asdict(ray_outcome), flush=True)
     finally:
         with contextlib.suppress(Exception):
             store.teardown()
@@ -718,8 +749,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
-    figure = plot_timeline(timeline, FIGURE) if timeline is not None else None
-    text = render(outcomes, timeline, plan, figure)
+    figures: dict[str, Path] = {}
+    for name, timeline in timelines.items():
+        path = FIGURE if name == "ray_sqlite" else FIGURE.with_name(f"level4_load_replicas_{name}.png")
+        made = plot_timeline(timeline, path)
+        if made is not None:
+            figures[name] = made
+    text = render(outcomes, timelines, plan, figures)
     atomic_write_text(args.out, text)
     atomic_write_json(
         WORK / "results.json",
@@ -727,7 +763,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             {
                 "plan": {**plan, "run": str(plan["run"])},
                 "outcomes": [asdict(o) for o in outcomes],
-                "timeline": asdict(timeline) if timeline else None,
+                "timelines": {k: asdict(v) for k, v in timelines.items()},
             }
         ),
     )
