@@ -205,6 +205,7 @@ def stack_images(base_image):
 
 
 @pytest.mark.slow
+@pytest.mark.compose
 def test_compose_stack_recommends_through_the_api_and_is_scraped(stack_images, workspace):
     """The stack with podman-compose: the API (published port, API key) answers from the batch
     and, for a longer list, from the model service it reaches by its compose name; MLflow serves

@@ -1246,6 +1246,7 @@ def _prometheus(base: str, path: str, params: dict[str, str] | None = None) -> d
 @pytest.mark.container
 @pytest.mark.integration
 @pytest.mark.slow
+@pytest.mark.compose
 def test_compose_stack_scores_audits_in_postgres_and_is_scraped(stack_images, served_artifacts):
     """The whole stack with podman-compose: a transaction scored through the published port is in
     the stack's PostgreSQL audit log, and the stack's Prometheus scrapes the service (by its
