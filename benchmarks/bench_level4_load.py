@@ -638,7 +638,8 @@ def ray_part(
     ray = plan["ray"]
     ramp = ", ".join(f"{r:g} tx/s for {s:g} s" if r else f"idle {s:g} s" for r, s in plan["ramp"])
     out = [
-        f"**Ray Serve** (`serving.ray_app`, a private local Ray, autoscaling {ray}): the ramp was {ramp}; "
+        f"**Ray Serve** (`serving.ray_app`, a private local Ray, autoscaling and admission {ray}): the ramp "
+        f"was {ramp}; "
         f"the table's Ray rows are the {plan['tps']:g} tx/s plateau (their CPU column is not measured: "
         "the replicas are Ray workers). Once with each replica's own card state (a replica that starts "
         "reads the whole history folder), once with the card state in Redis (`serving.ledger_url`: the "
@@ -745,7 +746,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "duration": args.duration,
         "n": n,
         "ramp": ramp,
-        "ray": RayServeSettings().autoscaling_config(),
+        "ray": {
+            **RayServeSettings().autoscaling_config(),
+            "max_ongoing_requests": RayServeSettings().max_ongoing_requests,
+        },
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
