@@ -603,7 +603,8 @@ PART_MARKERS = {
 }
 # Worlds used to choose the loop's settings (`InvestigateConfig.untested_ratio` on 3-7, the
 # estimator's hinge basis on 3-13): the goal part reports them apart from the untouched ones.
-# (Pooling repeated experiments was checked on 0-29 alike and adopted for the mean over all.)
+# (Pooling repeated experiments and the undecided-repeat rule, `InvestigateConfig.repeat_rule`,
+# were checked on 0-29 alike and adopted for the mean over all.)
 TUNING_WORLDS = frozenset(range(3, 14))
 
 

@@ -10,7 +10,14 @@ import pytest
 from level5_discovery.design import Action, Choice
 from level5_discovery.estimate import EstimateConfig, estimate_graph
 from level5_discovery.experiments import ExperimentAPI, Intervention
-from level5_discovery.investigate import InvestigateConfig, LiteratureClaim, investigate, prefer_untested
+from level5_discovery.investigate import (
+    InvestigateConfig,
+    LiteratureClaim,
+    investigate,
+    prefer_undecided,
+    prefer_untested,
+    undecided_genes,
+)
 from level5_discovery.simulate import WorldConfig, generate_world
 from level5_discovery.truth import Evaluator
 
@@ -104,6 +111,28 @@ def test_a_repeat_gives_way_to_an_untested_gene_scoring_within_the_ratio_only() 
     assert prefer_untested(choice, actions, {"A"}, 0.5).action == Action("knockout", "A")  # 0.4 < 0.5
     assert prefer_untested(choice, actions, {"A"}, 0.0).action == Action("knockout", "A")  # off
     assert prefer_untested(choice, actions, {"B"}, 0.3) is choice  # the best is untested already
+
+
+def test_a_repeat_goes_to_the_tested_gene_whose_tests_left_the_most_genes_undecided() -> None:
+    """The designer wants to repeat A; C's knockout left two genes undecided and B's one: C goes."""
+    choice, actions = _choice({"A": 1.0, "B": 0.6, "C": 0.4, "D": 0.2})
+    tested = {"A", "B", "C"}
+    picked = prefer_undecided(choice, actions, tested, {"A": 0, "B": 1, "C": 2})
+    assert picked.action == Action("knockout", "C")
+    # Ties go to the designer's ranking; an untested gene's count never counts.
+    tie = prefer_undecided(choice, actions, tested, {"A": 0, "B": 2, "C": 2, "D": 5})
+    assert tie.action == Action("knockout", "B")
+    assert prefer_undecided(choice, actions, tested, {"A": 0, "B": 0, "C": 0}) is choice  # all decided
+    fresh = prefer_undecided(choice, actions, {"B", "C"}, {"B": 3, "C": 3})
+    assert fresh is choice  # the designer's pick is untested: not a repeat, not redirected
+
+
+def test_undecided_genes_are_neither_significant_nor_powered_nulls() -> None:
+    tests = pd.DataFrame(
+        {"variable": ["A", "B", "C", "D", "phenotype"], "is_target": [True, False, False, False, False],
+         "significant": [True, True, False, False, False], "power_ok": [False, False, True, False, False]}
+    )  # fmt: skip
+    assert undecided_genes(tests, ["A", "B", "C", "D"]) == 1  # D (not the target A, not the phenotype)
 
 
 def _wells(experiment: int, effect: float, rng: np.random.Generator, n: int = 4) -> pd.DataFrame:
