@@ -179,6 +179,10 @@ def serve_workers(
 
     from level4_fraud.serving.config import plain_values
 
+    # Built once here first: a run the service cannot load fails in one line (uvicorn would
+    # restart a worker that raises, again and again), and the card history goes into Redis
+    # before the workers start, so none of them waits for another's load.
+    build_app(cfg, run_dir, scfg, key, version).state.service.close()
     fs = cfg.feature_store_config()
     spec = {
         "run_dir": str(run_dir.resolve()),

@@ -83,11 +83,21 @@ def test_two_workers_on_the_redis_ledger_decide_as_one_process(tmp_path):
         RedisCardLedger(connect_ledger(REDIS_URL), ledger_namespace(folder.name)).clear()
 
 
-def test_several_workers_without_a_shared_ledger_is_one_clear_error(tmp_path):
-    cmd = [sys.executable, "-m", "level4_fraud", "serve", "--run", str(tmp_path), "--workers", "2"]
-    env = {k: v for k, v in os.environ.items() if k != "L4__SERVING__LEDGER_URL"}
+def test_several_workers_without_a_shared_ledger_or_on_a_broken_run_is_one_clear_error(tmp_path):
+    """Refused before any worker starts: uvicorn restarts a worker that raises, so a run the
+    service cannot load would otherwise loop on tracebacks instead of stopping."""
     import subprocess
 
+    cmd = [sys.executable, "-m", "level4_fraud", "serve", "--run", str(tmp_path), "--workers", "2"]
+    env = {k: v for k, v in os.environ.items() if k != "L4__SERVING__LEDGER_URL"}
     out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert "needs serving.ledger_url" in out.stderr and "Traceback" not in out.stderr
+
+    (tmp_path / "run.json").write_text("{}")  # looks like a run folder, holds no run
+    env["L4__SERVING__LEDGER_URL"] = REDIS_URL
+    out = subprocess.run(
+        [*cmd, "--port", str(free_port())], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "not a level-4 run folder" in out.stderr and "Traceback" not in out.stderr
