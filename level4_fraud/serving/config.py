@@ -51,7 +51,7 @@ class RayServeSettings(BaseModel):
     (``target_ongoing_requests``). When every replica is at its limit, Ray Serve's router holds
     each further request and retries it with a back-off, and throughput collapses: measured here
     with Ray 2.60 on one replica and 64 clients with keep-alive connections, 30 decisions/s at a
-    limit of 16 against 97/s at 128 (118/s with 4 clients either way). The replica queues what it
+    limit of 16 against 97/s at 128 (101-116/s with 4 clients either way). The replica queues what it
     admits on its own event loop at no such cost; the autoscaler still sees every request in
     flight and adds replicas from ``target_ongoing_requests`` on.
     """
