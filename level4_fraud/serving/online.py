@@ -55,7 +55,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from level4_fraud import features as feat
 from level4_fraud import schema
-from level4_fraud.serving.outage import LogThrottle, OutageGate
+from level4_fraud.serving.outage import LogThrottle, OutageGate, fail_fast_retry
 from level4_fraud.serving.schemas import (
     CARD_STATE_UNAVAILABLE,
     ONLINE_STORE_UNAVAILABLE,
@@ -373,7 +373,7 @@ class FeastOnlineReader:
             [] if self._redis is None else [self._redis_view(fv, n) for fv, _, n in self._views]
         )
         if self._redis is not None:
-            _fail_fast(self._redis._get_client(self._config.online_store))
+            self._redis._get_client(self._config.online_store).set_retry(fail_fast_retry())
         self.gate = OutageGate()
 
     def read(self, card: int, terminal: int) -> StoreRow:
@@ -387,28 +387,25 @@ class FeastOnlineReader:
             EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=ids[join_key])])
             for _, join_key, _ in self._views
         ]
-        values: dict[str, Any] = {}
-        stamps: list[float] = []
-        refused = self.gate.refused()
-        if refused is not None:
-            raise OnlineStoreUnavailableError(refused)
-        try:
-            rows = self._read_redis(keys) if self._redis is not None else self._read_each(keys)
-            for (_, _, names), (ts, row) in zip(self._views, rows, strict=True):
-                got = {n: _scalar(row.get(n)) for n in names} if row is not None else {}
-                # Redis answers a key it does not hold with empty values stamped 1970: no row
-                if not any(v is not None for v in got.values()):
-                    continue
-                values.update(got)
-                if ts is not None:
-                    stamps.append(ts.timestamp())
-        except Exception as exc:  # Feast wraps SQLite/Redis errors in many types
-            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            self.gate.failed(reason)
-            raise OnlineStoreUnavailableError(reason) from exc
+        values, stamps = self.gate.call(lambda: self._fetch(keys), OnlineStoreUnavailableError)
         card_row = _row(values, self.card_features, required=self.card_features[0])
         term_row = _row(values, self.terminal_features, required=self.terminal_features[0])
         return StoreRow(card_row, term_row, self._distance(values), max(stamps) if stamps else None)
+
+    def _fetch(self, keys: Sequence[Any]) -> tuple[dict[str, Any], list[float]]:
+        """The stored values of every view and their timestamps (raises whatever Feast raises)."""
+        values: dict[str, Any] = {}
+        stamps: list[float] = []
+        rows = self._read_redis(keys) if self._redis is not None else self._read_each(keys)
+        for (_, _, names), (ts, row) in zip(self._views, rows, strict=True):
+            got = {n: _scalar(row.get(n)) for n in names} if row is not None else {}
+            # Redis answers a key it does not hold with empty values stamped 1970: no row
+            if not any(v is not None for v in got.values()):
+                continue
+            values.update(got)
+            if ts is not None:
+                stamps.append(ts.timestamp())
+        return values, stamps
 
     def _read_each(self, keys: Sequence[Any]) -> list[tuple[Any, Any]]:
         """``(timestamp, row)`` per view, one provider call each."""
@@ -452,15 +449,6 @@ class FeastOnlineReader:
             return math.nan
         cx, cy, tx_, ty = (float(v) for v in xy)  # type: ignore[arg-type]
         return math.hypot(cx - tx_, cy - ty)
-
-
-def _fail_fast(client: Any) -> None:
-    """One retry at once for Feast's Redis client (redis-py's default, 10 with backoff, holds a
-    request about 4 s while Redis refuses connections; `outage.OutageGate` does the rest)."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client.set_retry(Retry(NoBackoff(), 1))
 
 
 def _redis_store(provider: Any, config: Any) -> Any:

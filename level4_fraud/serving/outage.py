@@ -19,6 +19,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class OutageGate:
@@ -44,6 +47,33 @@ class OutageGate:
         """A call failed: refuse the next ones for `retry_after_s`."""
         self._reason = reason
         self._until = self.clock() + self.retry_after_s
+
+    def call(self, call: Callable[[], T], error: Callable[[str], Exception]) -> T:
+        """``call()``, refused at once while the gate is shut.
+
+        Raises:
+            Exception: ``error(reason)``: refused, or the call failed (and the gate shuts); the
+                reason is the failure's first line, at most 300 characters.
+        """
+        refused = self.refused()
+        if refused is not None:
+            raise error(refused)
+        try:
+            return call()
+        except Exception as exc:  # the backing service's errors come in many types
+            reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.failed(reason)
+            raise error(reason) from exc
+
+
+def fail_fast_retry() -> Any:
+    """redis-py's retry policy for a backing Redis: one retry, at once (its default, 10 with
+    backoff, holds a request about 4 s while Redis refuses connections; `OutageGate` does the
+    rest)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 1)
 
 
 class LogThrottle:

@@ -41,7 +41,7 @@ from level4_fraud.serving.online import (
     epoch_seconds,
     keep_seconds,
 )
-from level4_fraud.serving.outage import OutageGate
+from level4_fraud.serving.outage import OutageGate, fail_fast_retry
 from level4_fraud.serving.schemas import TransactionIn
 from shared.errors import ConfigError
 
@@ -179,20 +179,12 @@ class RedisCardLedger:
         )
 
     def _call(self, call: Callable[[], Any]) -> Any:
-        """`call` against Redis, refused at once while the gate is shut.
+        """`call` against Redis through the gate (`outage.OutageGate.call`).
 
         Raises:
             CardStateUnavailableError: Refused, or Redis failed (and the gate shuts).
         """
-        refused = self.gate.refused()
-        if refused is not None:
-            raise CardStateUnavailableError(refused)
-        try:
-            return call()
-        except Exception as exc:  # redis' errors: connection refused, timeout, a lost replica
-            reason = f"{type(exc).__name__}: {exc}"
-            self.gate.failed(reason)
-            raise CardStateUnavailableError(reason) from None
+        return self.gate.call(call, CardStateUnavailableError)
 
     def clear(self) -> int:
         """Delete every key of this namespace; returns how many were deleted."""
@@ -264,17 +256,13 @@ def connect_ledger(url: str) -> Any:
         ConfigError: Redis does not answer at `url`.
     """
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 
-    # One retry, at once: redis-py's default (10 with backoff, about 4 s on a refused
-    # connection) would hold every request that long while Redis is down.
     client = redis.Redis.from_url(
         url,
         decode_responses=True,
         socket_timeout=2.0,
         socket_connect_timeout=0.5,
-        retry=Retry(NoBackoff(), 1),
+        retry=fail_fast_retry(),
     )
     try:
         client.ping()
