@@ -110,12 +110,17 @@ def check_workers(scfg: ServingConfig, engine: str) -> None:
 
 def build_app(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, api_key: str, version: str | None) -> Any:
     """The FastAPI app serving `run_dir` (service built: history loaded, models warm)."""
+    return service_app(run_dir, scfg, cfg.feature_store_config(), api_key, version)
+
+
+def service_app(
+    run_dir: Path, scfg: ServingConfig, feature_store: Any, api_key: str, version: str | None
+) -> Any:
+    """The FastAPI app of the run's `ScoringService` (`feature_store`: a `FeatureStoreConfig`)."""
     from level4_fraud.serving.app import create_app
     from level4_fraud.serving.service import ScoringService
 
-    service = ScoringService.from_run(
-        run_dir, scfg, feature_store=cfg.feature_store_config(), model_version=version
-    )
+    service = ScoringService.from_run(run_dir, scfg, feature_store=feature_store, model_version=version)
     return create_app(service, scfg, api_key=api_key)
 
 
@@ -213,19 +218,14 @@ def worker_app() -> Any:
     import os
 
     from level4_fraud.feature_store import FeatureStoreConfig
-    from level4_fraud.serving.app import create_app
     from level4_fraud.serving.config import ServingConfig
     from level4_fraud.serving.heap import freeze_startup_heap
-    from level4_fraud.serving.service import ScoringService
 
     spec = json.loads(os.environ[WORKER_SPEC_ENV])
     scfg = ServingConfig.model_validate(spec["serving"])
     fs = FeatureStoreConfig.model_validate(spec["feature_store"]) if spec["feature_store"] else None
-    service = ScoringService.from_run(
-        Path(spec["run_dir"]), scfg, feature_store=fs, model_version=spec["version"]
-    )
-    app = create_app(service, scfg, api_key=spec["api_key"])
-    app.router.on_shutdown.append(service.close)
+    app = service_app(Path(spec["run_dir"]), scfg, fs, spec["api_key"], spec["version"])
+    app.router.on_shutdown.append(app.state.service.close)
     freeze_startup_heap()
     return app
 
