@@ -14,6 +14,8 @@ Serve, the scale-out path: `serving.ray_app`, replicas autoscaled; a private loc
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,7 @@ from shared.errors import ConfigError, InputFileError
 if TYPE_CHECKING:
     from level4_fraud.config import FraudConfig
     from level4_fraud.serving.config import ServingConfig
+    from level4_fraud.serving.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 ENGINES = ("uvicorn", "ray")
@@ -114,13 +117,21 @@ def build_app(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, api_key: str
 
 
 def service_app(
-    run_dir: Path, scfg: ServingConfig, feature_store: Any, api_key: str, version: str | None
+    run_dir: Path,
+    scfg: ServingConfig,
+    feature_store: Any,
+    api_key: str,
+    version: str | None,
+    metrics: ServiceMetrics | None = None,
 ) -> Any:
-    """The FastAPI app of the run's `ScoringService` (`feature_store`: a `FeatureStoreConfig`)."""
+    """The FastAPI app of the run's `ScoringService` (`feature_store`: a `FeatureStoreConfig`;
+    `metrics`: default, this process's own)."""
     from level4_fraud.serving.app import create_app
     from level4_fraud.serving.service import ScoringService
 
-    service = ScoringService.from_run(run_dir, scfg, feature_store=feature_store, model_version=version)
+    service = ScoringService.from_run(
+        run_dir, scfg, feature_store=feature_store, model_version=version, metrics=metrics
+    )
     return create_app(service, scfg, api_key=api_key)
 
 
@@ -173,16 +184,16 @@ def serve_workers(
     `worker_app` from the settings this process resolved (passed in `WORKER_SPEC_ENV`).
 
     The card state is the shared Redis ledger (`check_workers`); the audit log is shared as in
-    Ray Serve (SQLite in WAL mode or PostgreSQL), so idempotency holds across workers. Each
-    worker keeps its own Prometheus metrics: ``/metrics`` answers with the one that takes the
-    request.
+    Ray Serve (SQLite in WAL mode or PostgreSQL), so idempotency holds across workers. So are
+    the Prometheus metrics: the workers write into one fresh multiprocess folder
+    (`metrics.worker_metrics_dir`), and ``/metrics`` on any of them answers with the sum of all.
     """
     import json
-    import os
 
     import uvicorn
 
     from level4_fraud.serving.config import plain_values
+    from level4_fraud.serving.metrics import MULTIPROC_DIR_ENV, worker_metrics_dir
 
     # Built once here first: a run the service cannot load fails in one line (uvicorn would
     # restart a worker that raises, again and again), and the card history goes into Redis
@@ -196,35 +207,59 @@ def serve_workers(
         "api_key": key,
         "version": version,
     }
-    # The workers are spawned: the environment is how the resolved settings reach them (the
-    # secrets in it are readable by this user only, as the L4__SERVING__* variables are).
-    os.environ[WORKER_SPEC_ENV] = json.dumps(spec)
     _announce(run_dir, version or run_dir.name, scfg, key, f"uvicorn, {scfg.workers} workers")
-    uvicorn.run(
-        f"{__name__}:worker_app",
-        factory=True,
-        workers=scfg.workers,
-        host=scfg.host,
-        port=scfg.port,
-        log_level="warning",
-        access_log=False,
-    )
+    with worker_metrics_dir() as metrics_dir:
+        spec["metrics_dir"] = str(metrics_dir)
+        # The workers are spawned: the environment is how the resolved settings reach them (the
+        # secrets in it are readable by this user only, as the L4__SERVING__* variables are),
+        # and the only way to put their prometheus_client in multiprocess mode, which it
+        # chooses on import, before any code of theirs runs.
+        with _environ({WORKER_SPEC_ENV: json.dumps(spec), MULTIPROC_DIR_ENV: str(metrics_dir)}):
+            uvicorn.run(
+                f"{__name__}:worker_app",
+                factory=True,
+                workers=scfg.workers,
+                host=scfg.host,
+                port=scfg.port,
+                log_level="warning",
+                access_log=False,
+            )
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """`values` in ``os.environ`` inside the block (the earlier ones back after it)."""
+    import os
+
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def worker_app() -> Any:
     """The app of one uvicorn worker (`serve_workers`): the service of the spec in
-    `WORKER_SPEC_ENV`, its audit log closed when the worker stops."""
+    `WORKER_SPEC_ENV`, its metrics in the workers' shared folder, its audit log closed when the
+    worker stops."""
     import json
     import os
 
     from level4_fraud.feature_store import FeatureStoreConfig
     from level4_fraud.serving.config import ServingConfig
     from level4_fraud.serving.heap import freeze_startup_heap
+    from level4_fraud.serving.metrics import ServiceMetrics
 
     spec = json.loads(os.environ[WORKER_SPEC_ENV])
     scfg = ServingConfig.model_validate(spec["serving"])
     fs = FeatureStoreConfig.model_validate(spec["feature_store"]) if spec["feature_store"] else None
-    app = service_app(Path(spec["run_dir"]), scfg, fs, spec["api_key"], spec["version"])
+    metrics = ServiceMetrics(multiprocess_dir=Path(spec["metrics_dir"]))
+    app = service_app(Path(spec["run_dir"]), scfg, fs, spec["api_key"], spec["version"], metrics)
     app.router.on_shutdown.append(app.state.service.close)
     freeze_startup_heap()
     return app
