@@ -1,8 +1,9 @@
 """``serve --workers N``: several uvicorn worker processes share one card state in Redis
 (``serving.ledger_url``; marker ``services``). Over a replayed day, sent one transaction at a time
 on fresh connections so that both workers take some, the decisions are those of one in-process
-scorer deciding the same sequence: each worker sees the payments the other one decided. Without a
-shared ledger the command refuses, in one line, to start several workers."""
+scorer deciding the same sequence: each worker sees the payments the other one decided. They count
+as one process too: every scrape of ``/metrics``, whichever worker answers it, gives the decisions
+of both. Without a shared ledger the command refuses, in one line, to start several workers."""
 
 from __future__ import annotations
 
@@ -37,6 +38,31 @@ def _cpu_s(p: psutil.Process) -> float:
     return t.user + t.system
 
 
+def _scrape(port: int) -> dict[str, float]:
+    """``/metrics`` on a new connection (any worker may take it): each series' value, by the
+    sample's name and labels as Prometheus writes them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+    assert r.status_code == 200, r.text
+    return {
+        s.name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}": s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def _assert_every_scrape_counts_both_workers(port: int, decided: int, scrapes: int = 8) -> None:
+    """Per-worker metrics would show one worker's share, a different one from scrape to scrape."""
+    for _ in range(scrapes):
+        seen = _scrape(port)
+        decisions = sum(v for k, v in seen.items() if k.startswith("fraud_decisions_total{"))
+        assert decisions == decided, seen
+        assert seen['fraud_requests_total{engine="uvicorn",status="2xx"}'] == decided
+        assert seen["fraud_audit_records_total{}"] == decided
+        assert [v for k, v in seen.items() if k.startswith("fraud_model_info{")] == [1.0]
+
+
 def test_two_workers_on_the_redis_ledger_decide_as_one_process(tmp_path):
     from level4_fraud.serving.redis_ledger import RedisCardLedger, connect_ledger, ledger_namespace
     from level4_fraud.serving.scorer import FraudScorer
@@ -63,7 +89,8 @@ def test_two_workers_on_the_redis_ledger_decide_as_one_process(tmp_path):
         workers = _workers(proc)
         assert len(workers) == 2, [p.cmdline() for p in workers]
         before = [_cpu_s(p) for p in workers]
-        for _, row in run.replay().head(150).iterrows():
+        day = run.replay().head(150)
+        for _, row in day.iterrows():
             body = payload(row)
             r = httpx.post(  # a new connection each time: the kernel hands it to either worker
                 f"http://127.0.0.1:{port}/v1/score", json=body, headers={"X-API-Key": KEY}, timeout=30
@@ -78,6 +105,7 @@ def test_two_workers_on_the_redis_ledger_decide_as_one_process(tmp_path):
         used = [_cpu_s(p) - b for p, b in zip(workers, before, strict=True)]
         # both decided a share of the day (a worker that took none would add almost no CPU)
         assert min(used) > 0.05, used
+        _assert_every_scrape_counts_both_workers(port, decided=len(day))
     finally:
         stop_process_tree(proc)
         RedisCardLedger(connect_ledger(REDIS_URL), ledger_namespace(folder.name)).clear()
