@@ -24,7 +24,6 @@ from shared.errors import ConfigError, InputFileError
 if TYPE_CHECKING:
     from level4_fraud.config import FraudConfig
     from level4_fraud.serving.config import ServingConfig
-    from level4_fraud.serving.metrics import ServiceMetrics
 
 logger = logging.getLogger(__name__)
 ENGINES = ("uvicorn", "ray")
@@ -113,26 +112,11 @@ def check_workers(scfg: ServingConfig, engine: str) -> None:
 
 def build_app(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, api_key: str, version: str | None) -> Any:
     """The FastAPI app serving `run_dir` (service built: history loaded, models warm)."""
-    return service_app(run_dir, scfg, cfg.feature_store_config(), api_key, version)
+    from level4_fraud.serving.app import run_app
 
-
-def service_app(
-    run_dir: Path,
-    scfg: ServingConfig,
-    feature_store: Any,
-    api_key: str,
-    version: str | None,
-    metrics: ServiceMetrics | None = None,
-) -> Any:
-    """The FastAPI app of the run's `ScoringService` (`feature_store`: a `FeatureStoreConfig`;
-    `metrics`: default, this process's own)."""
-    from level4_fraud.serving.app import create_app
-    from level4_fraud.serving.service import ScoringService
-
-    service = ScoringService.from_run(
-        run_dir, scfg, feature_store=feature_store, model_version=version, metrics=metrics
+    return run_app(
+        run_dir, scfg, api_key=api_key, feature_store=cfg.feature_store_config(), model_version=version
     )
-    return create_app(service, scfg, api_key=api_key)
 
 
 def serve(
@@ -251,6 +235,7 @@ def worker_app() -> Any:
     import os
 
     from level4_fraud.feature_store import FeatureStoreConfig
+    from level4_fraud.serving.app import run_app
     from level4_fraud.serving.config import ServingConfig
     from level4_fraud.serving.heap import freeze_startup_heap
     from level4_fraud.serving.metrics import ServiceMetrics
@@ -259,7 +244,14 @@ def worker_app() -> Any:
     scfg = ServingConfig.model_validate(spec["serving"])
     fs = FeatureStoreConfig.model_validate(spec["feature_store"]) if spec["feature_store"] else None
     metrics = ServiceMetrics(multiprocess_dir=Path(spec["metrics_dir"]))
-    app = service_app(Path(spec["run_dir"]), scfg, fs, spec["api_key"], spec["version"], metrics)
+    app = run_app(
+        Path(spec["run_dir"]),
+        scfg,
+        api_key=spec["api_key"],
+        feature_store=fs,
+        model_version=spec["version"],
+        metrics=metrics,
+    )
     app.router.on_shutdown.append(app.state.service.close)
     freeze_startup_heap()
     return app

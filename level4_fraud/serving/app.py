@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Security
@@ -30,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from level4_fraud.serving.config import ServingConfig, resolve_api_key
 from level4_fraud.serving.fast_route import SCORE_ROUTE, Decider, ScoreFastPath, unavailable
-from level4_fraud.serving.metrics import CONTENT_TYPE
+from level4_fraud.serving.metrics import CONTENT_TYPE, ServiceMetrics
 from level4_fraud.serving.schemas import DecisionOut, ErrorOut, TransactionIn
 from level4_fraud.serving.service import ScoringService, decision_of
 from shared.asgi import call_observing_status
@@ -129,6 +130,34 @@ def create_app(
         )
     app.add_middleware(ScoreMetricsMiddleware, service=service, engine=engine)
     return app
+
+
+def run_app(
+    run_dir: Path,
+    cfg: ServingConfig,
+    *,
+    api_key: str,
+    feature_store: Any = None,
+    model_version: str | None = None,
+    metrics: ServiceMetrics | None = None,
+    engine: str = "uvicorn",
+) -> FastAPI:
+    """The app of a run folder's `ScoringService` (history loaded, models warm): what every way
+    of serving runs — one uvicorn process, each ``--workers`` worker, each Ray Serve replica.
+
+    Args:
+        run_dir: The run folder.
+        cfg: Service settings.
+        api_key: The key clients send.
+        feature_store: The `FeatureStoreConfig` (None: the run's SQLite store).
+        model_version: Reported with each decision.
+        metrics: The service's metrics (default: this process's own registry).
+        engine: The ``engine`` label of the request metrics.
+    """
+    service = ScoringService.from_run(
+        run_dir, cfg, feature_store=feature_store, model_version=model_version, metrics=metrics
+    )
+    return create_app(service, cfg, api_key=api_key, engine=engine)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

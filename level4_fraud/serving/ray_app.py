@@ -1,8 +1,8 @@
 """The scale-out path: the same `ScoringService` and FastAPI app deployed on Ray Serve.
 
-Each replica builds the run's `ScoringService` (scorer, card state, audit log) and serves the
-app `serving.app.create_app` builds, through ``@serve.ingress`` (the app is built on the
-replica, after the service: ``__serve_build_asgi_app__``). Replicas scale with
+Each replica builds the run's `ScoringService` (scorer, card state, audit log) and its app with
+`serving.app.run_app`, as one uvicorn process and each ``--workers`` worker do, and serves it
+through ``@serve.ingress`` (the app is built on the replica: ``__serve_build_asgi_app__``). Replicas scale with
 ``autoscaling_config`` on the requests each one has in flight.
 
 What changes with several replicas: each keeps its own card state (a card's transactions may
@@ -45,19 +45,17 @@ class FraudScoringReplica:
         model_version: str | None,
     ) -> None:
         from level4_fraud.feature_store import FeatureStoreConfig
-        from level4_fraud.serving.app import create_app
+        from level4_fraud.serving.app import run_app
         from level4_fraud.serving.config import ServingConfig
-        from level4_fraud.serving.service import ScoringService
 
         # Decisions in worker threads, not on the replica's event loop: that loop also carries
         # Ray Serve's own request and metrics traffic, and deciding on it cut the replicas'
         # throughput at the load test's 500 tx/s plateau from 69 to 12 tx/s.
         cfg = ServingConfig.model_validate({**serving, "decide_on_loop": False})
         fs = FeatureStoreConfig.model_validate(feature_store) if feature_store else None
-        self.service = ScoringService.from_run(
-            Path(run_dir), cfg, feature_store=fs, model_version=model_version
+        self._asgi = run_app(
+            Path(run_dir), cfg, api_key=api_key, feature_store=fs, model_version=model_version, engine="ray"
         )
-        self._asgi = create_app(self.service, cfg, api_key=api_key, engine="ray")
         from level4_fraud.serving.heap import freeze_startup_heap
 
         freeze_startup_heap()
