@@ -1,4 +1,4 @@
-"""Hybrid retrieval over the literature: BM25 + MiniLM embeddings fused by reciprocal rank.
+"""Hybrid retrieval over the literature: BM25 + MiniLM embeddings fused by weighted reciprocal rank.
 
 Public API: `RetrievalConfig`, `HybridIndex` (build / save / load / search), `build_or_load`,
 `Hit`, `answer` / `Answer` (extractive, cited), `reciprocal_rank_fusion`, `load_encoder`,

@@ -114,12 +114,28 @@ def test_rrf_equals_hand_computed_scores() -> None:
         reciprocal_rank_fusion([["a"]], k=-1)
 
 
+def test_weighted_rrf_scales_each_ranking() -> None:
+    fused = dict(reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=1, weights=(0.6, 0.4)))
+    assert fused == pytest.approx({"a": 0.6 / 2, "b": 0.6 / 3 + 0.4 / 2, "c": 0.4 / 3})
+    # The heavier ranking's first hit beats the lighter one's: "x" first, although both are rank 1.
+    assert [d for d, _ in reciprocal_rank_fusion([["y"], ["x"]], k=1, weights=(0.4, 0.6))] == ["x", "y"]
+    plain = reciprocal_rank_fusion([["a"], ["b"]])
+    assert reciprocal_rank_fusion([["a"], ["b"]], weights=(1.0, 1.0)) == plain
+    with pytest.raises(ValueError, match="one weight per ranking"):
+        reciprocal_rank_fusion([["a"], ["b"]], weights=(1.0,))
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        reciprocal_rank_fusion([["a"], ["b"]], weights=(1.0, -0.5))
+
+
 def test_hybrid_is_the_fusion_of_both_halves(index: HybridIndex) -> None:
     query = "G03 represses G07 in the liver"
     b_idx, _ = index.bm25.top(query, index.cfg.candidates)
     qv = index.encoder.encode([query], normalize_embeddings=True)
     d_idx, _ = index.dense.top(np.asarray(qv), index.cfg.candidates)
-    expected = reciprocal_rank_fusion([b_idx.tolist(), d_idx[0].tolist()], k=60)[:3]
+    cfg = index.cfg
+    assert index.fusion_weights == pytest.approx((cfg.bm25_weight, 1 - cfg.bm25_weight))
+    rankings = [b_idx.tolist(), d_idx[0].tolist()]
+    expected = reciprocal_rank_fusion(rankings, cfg.rrf_k, index.fusion_weights)[:3]
     hits = index.search(query, k=3)
     assert [h.paper_id for h in hits] == [index.ids[i] for i, _ in expected]
     assert [h.score for h in hits] == pytest.approx([s for _, s in expected])
