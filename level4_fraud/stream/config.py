@@ -27,8 +27,9 @@ class StreamConfig(BaseModel):
         claim_every_s: How often a consumer looks for such entries.
         push_features: Push each scored card's activity to the online store (Feast push source).
         flush_every_s: A consumer pushes card activity and acknowledges what it decided at most
-            this often (and whenever the stream is idle): one Feast push costs tens of ms
-            whatever its size, so pushing per entry would cap a consumer near 30 entries/s.
+            this often (and whenever the stream is idle): a push has a fixed cost of several ms
+            whatever its size (tens of ms through ``FeatureStore.push``, which re-reads the
+            registry each time), so pushing per entry would cap a consumer's rate.
             0: after every read.
         drain_timeout_s: How long the ``stream`` command waits for the group to finish.
         ready_timeout_s: How long it waits for its consumers to load the model and join.

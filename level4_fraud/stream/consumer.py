@@ -12,7 +12,8 @@ to be retried when claimed). With the real service over a SQLite audit log, a ba
 decided concurrently on one event loop (each card's entries in stream order), so their appends
 share group commits. Decided entries are buffered and flushed every `flush_every_s`
 (and whenever the stream is idle): the cards' activity is pushed to the online store through
-Feast's push source in one call (a push costs tens of ms whatever its size), the results go to
+Feast's push source in one call (a push has a fixed cost of milliseconds whatever its size:
+`FraudFeatureStore.push`), the results go to
 the publisher's results stream if it named one, and the entries are acknowledged. A failed
 push is logged and counted, not retried: the decision stands, the card's recency feature is
 stale until its next transaction.
