@@ -145,7 +145,13 @@ def quality_child(seeds: str) -> dict[str, Any]:
         questions = generate_questions(papers, n=60, seed=seed, evaluator=Evaluator(world))
         scores = evaluate_retrieval(index, questions, k=5)
         rows.append({"seed": seed, "n_papers": len(papers), "n_questions": len(questions), "scores": scores})
-    return {"rows": rows, "n_genes": cfg.world.n_genes, "n_papers": cfg.literature.n_papers}
+    return {
+        "rows": rows,
+        "n_genes": cfg.world.n_genes,
+        "n_papers": cfg.literature.n_papers,
+        "rrf_k": rcfg.rrf_k,
+        "bm25_weight": rcfg.bm25_weight,
+    }
 
 
 # ------------------------------------------------------------------------------------ lm
@@ -384,13 +390,22 @@ def _retrieval_md(res: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _fusion_note(res: dict[str, Any]) -> str:
+    # Results saved before the fusion settings were recorded carry neither key.
+    if "rrf_k" not in res:
+        return ""
+    return f"; hybrid = weighted RRF, k = {res['rrf_k']}, BM25 weight {res['bm25_weight']:g}, dense the rest"
+
+
 def _quality_md(res: dict[str, Any]) -> list[str]:
     rows = res["rows"]
     modes = ("hybrid", "bm25", "dense")
     lines = [
         f"**Retrieval quality** (quick profile: {res['n_genes']}-gene world, {res['n_papers']} abstracts per "
         "seed; questions generated from the hidden world, paraphrasing the abstracts' verbs, a paper "
-        "relevant when it states the asked relation of a true edge; every mode ranks 50 deep):",
+        "relevant when it states the asked relation of a true edge; every mode ranks 50 deep"
+        + _fusion_note(res)
+        + "):",
         "",
         "| seed | questions | hybrid recall@5 | BM25 recall@5 | dense recall@5 | hybrid MRR | BM25 MRR "
         "| dense MRR |",
