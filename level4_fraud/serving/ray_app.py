@@ -2,8 +2,8 @@
 
 Each replica builds the run's `ScoringService` (scorer, card state, audit log) and its app with
 `serving.app.run_app`, as one uvicorn process and each ``--workers`` worker do, and serves it
-through ``@serve.ingress`` (the app is built on the replica: ``__serve_build_asgi_app__``). Replicas scale with
-``autoscaling_config`` on the requests each one has in flight.
+through ``@serve.ingress`` (the app is built on the replica: ``__serve_build_asgi_app__``).
+Replicas scale with ``autoscaling_config`` on the requests each one has in flight.
 
 What changes with several replicas: each keeps its own card state (a card's transactions may
 land on different replicas, so its 1-hour counts and first uses are per replica until the
