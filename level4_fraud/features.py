@@ -12,6 +12,12 @@ available when it happened:
   transaction (the Handbook's convention); a label that comes only from the late-labels file is
   used only from its ``LABEL_AVAILABLE_FROM`` on; unlabelled transactions count in ``NB_TX`` but
   not in the risk;
+* the terminal's fraud recency, over the longest delayed window with the same label
+  availability: days since its latest and since its earliest *known* fraud in
+  ``(t - delay - W, t - delay]`` (``delay + W`` when there is none). Together they tell an
+  ongoing compromise (a fraud a week ago and others weeks before: the terminal is still being
+  used) from one that has ended (the latest known fraud is old), which the windows' fraud rates
+  alone do not;
 * request-time features (amount against the card's mean, hour, seconds since the card's last
   transaction, distance from home when the customer and terminal tables are given);
 * the card's spending habit: its transactions in ``(t - lag - w, t - lag]`` (two to six weeks
@@ -80,6 +86,15 @@ FEATURES_BASELINE: list[str] = [
     *terminal_features(),
 ]
 REQUEST_FEATURES: list[str] = ["AMOUNT_TO_CUSTOMER_MEAN", "SECONDS_SINCE_LAST_TX", "TX_HOUR"]
+# The terminal's fraud recency (days since its latest, and since its earliest, known fraud in the
+# longest delayed window). Not in the Handbook's 15: the full feature set only.
+TERMINAL_RECENCY_FEATURES: list[str] = [
+    "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD",
+    "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD",
+]
+# The snapshots' columns from which serving computes them at request time (UTC epoch seconds of
+# the fraud transactions; NaN when the window holds no known fraud).
+TERMINAL_FRAUD_TIMES: list[str] = ["TERMINAL_ID_LAST_FRAUD_EPOCH_S", "TERMINAL_ID_FIRST_FRAUD_EPOCH_S"]
 # The habit window's own count is not an input: it only grows while a card's history fills the
 # window (a new card, or the first `lag + days` days of data), which drift monitoring flags.
 HABIT_FEATURES: list[str] = [
@@ -119,6 +134,7 @@ def feature_names(
         *customer_features(windows),
         *terminal_features(windows),
         *REQUEST_FEATURES,
+        *TERMINAL_RECENCY_FEATURES,
     ]
     if habit:
         names += HABIT_FEATURES
@@ -131,6 +147,41 @@ def feature_names(
     if categoricals:
         names += CATEGORICAL_FEATURES
     return names
+
+
+def recency_fill(windows: Sequence[int] = DEFAULT_WINDOWS, delay_days: int = DEFAULT_DELAY_DAYS) -> float:
+    """The `TERMINAL_RECENCY_FEATURES` value of a terminal with no known fraud in its window.
+
+    ``delay + W`` days: just past the oldest a fraud in the window can be, so "none" reads as
+    "older than anything known", and trees need no special value to split it off.
+    """
+    return float(max(windows) + delay_days)
+
+
+def recency_days(
+    now_s: np.ndarray | float,
+    last_s: np.ndarray | float,
+    first_s: np.ndarray | float,
+    fill: float,
+) -> dict[str, np.ndarray]:
+    """The `TERMINAL_RECENCY_FEATURES` at `now_s` from the times of the known frauds (serving).
+
+    Args:
+        now_s: The transactions' times, epoch seconds.
+        last_s: The latest known fraud's time (NaN: none), epoch seconds.
+        first_s: The earliest known fraud's time (NaN: none), epoch seconds.
+        fill: `recency_fill`: the value without a known fraud, and the cap of the others (a
+            fraud read from a midnight snapshot may have left the window since).
+
+    Returns:
+        Both features as float arrays, in `TERMINAL_RECENCY_FEATURES` order.
+    """
+    now = np.asarray(now_s, dtype=np.float64)
+    out = {}
+    for name, when in zip(TERMINAL_RECENCY_FEATURES, (last_s, first_s), strict=True):
+        days = (now - np.asarray(when, dtype=np.float64)) / 86_400.0
+        out[name] = np.where(np.isfinite(days), np.minimum(np.maximum(days, 0.0), fill), fill)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -338,6 +389,65 @@ class _TerminalRisk:
         return nb_tx.astype(np.int64), np.round(risk, 12)
 
 
+class _FraudRecency:
+    """Per (terminal, time): the latest and the earliest known fraud in the delayed window.
+
+    A fraud j (time ``t_j``, label usable from ``a_j``) is in the window
+    ``(t - delay - W, t - delay]`` of a query at ``t`` and known then exactly when
+    ``t_j`` is in that window and ``s_j = max(t_j + delay, a_j) <= t`` (an in-frame label has
+    ``a_j = t_j + delay``; a late one counts only from its availability, as in `_TerminalRisk`).
+    Frauds are sorted by (terminal, time), so a window's frauds are one range found by two
+    binary searches; its first (last) fraud with ``s_j <= t`` is found by a binary descent on a
+    sparse table of range minima of ``s``: about ``log2(frauds)`` vectorised steps for all the
+    queries at once, exact with late labels arriving in any order.
+    """
+
+    def __init__(
+        self,
+        term_rank: np.ndarray,
+        t_ms: np.ndarray,
+        label: np.ndarray,
+        available_ms: np.ndarray,
+        delay_ms: int,
+        window_ms: int,
+        span: int,
+    ) -> None:
+        self.delay_ms, self.window_ms = delay_ms, window_ms
+        fraud = label == 1  # NaN (unknown) compares False
+        self.keyed = _Keyed(term_rank[fraud], t_ms[fraud], span)
+        order = self.keyed.order
+        self.t = t_ms[fraud][order]
+        known_from = np.maximum(t_ms[fraud] + delay_ms, available_ms[fraud])[order]
+        # levels[k][i] = min(known_from[i : i + 2**k]), for every i where that slice is full.
+        self.levels = [known_from]
+        while (2 ** len(self.levels)) <= len(known_from):
+            prev, half = self.levels[-1], 2 ** (len(self.levels) - 1)
+            self.levels.append(np.minimum(prev[:-half], prev[half:]))
+
+    def query(self, term_rank: np.ndarray, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Times (ms, float) of the latest and the earliest known fraud; NaN where none."""
+        n_q = len(t_ms)
+        if len(self.t) == 0:
+            return np.full(n_q, np.nan), np.full(n_q, np.nan)
+        hi_t = t_ms - self.delay_ms
+        lo = self.keyed.upto(term_rank, hi_t - self.window_ms)
+        hi = self.keyed.upto(term_rank, hi_t)
+        first, end = lo.copy(), hi.copy()
+        for k in range(len(self.levels) - 1, -1, -1):
+            step, level = 1 << k, self.levels[k]
+            # Skip a block of 2**k frauds when none of them is known yet at t: from the start
+            # (the earliest known one) and from the end (the latest).
+            ok = first + step <= hi
+            skip = ok & (level[np.where(ok, first, 0)] > t_ms)
+            first = np.where(skip, first + step, first)
+            ok = end - step >= lo
+            skip = ok & (level[np.where(ok, end - step, 0)] > t_ms)
+            end = np.where(skip, end - step, end)
+        last_t = np.where(end > lo, self.t[np.maximum(end - 1, 0)], np.nan)
+        first_t = np.where(first < hi, self.t[np.minimum(first, len(self.t) - 1)], np.nan)
+        return last_t, first_t
+
+
 def _labels_and_availability(
     tx: pd.DataFrame, labels: pd.DataFrame | None, delay_days: int, origin: pd.Timestamp
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -443,6 +553,13 @@ def transaction_features(
         nb, r = risk.query(term_s, t_s, w)
         out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = _scatter(nb, tk.order)
         out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = _scatter(r, tk.order)
+    recency = _FraudRecency(
+        term, t_ms, label, avail, delay_days * _MS_PER_DAY, max(windows) * _MS_PER_DAY, span
+    )
+    last_ms, first_ms = recency.query(term_s, t_s)
+    days = recency_days(t_s / 1000.0, last_ms / 1000.0, first_ms / 1000.0, recency_fill(windows, delay_days))
+    for name, values in days.items():
+        out[name] = _scatter(values, tk.order)
 
     # Request-time: the card's previous transactions (current excluded) over the longest window.
     w_max = max(windows)
@@ -554,12 +671,21 @@ def daily_snapshots(
 
     Returns:
         ``(card_snapshots, terminal_snapshots)``: ``CUSTOMER_ID`` (resp. ``TERMINAL_ID``),
-        ``event_timestamp`` and the `customer_features` (resp. `terminal_features`) columns.
+        ``event_timestamp`` and the `customer_features` (resp. `terminal_features` then
+        `TERMINAL_FRAUD_TIMES`: the times, UTC epoch seconds, of the latest and the earliest
+        fraud known at ``T`` in the longest delayed window; NaN when none) columns.
     """
     if len(tx) == 0:
         return (
             pd.DataFrame(columns=[schema.CUSTOMER_ID, EVENT_TIMESTAMP, *customer_features(windows)]),
-            pd.DataFrame(columns=[schema.TERMINAL_ID, EVENT_TIMESTAMP, *terminal_features(windows)]),
+            pd.DataFrame(
+                columns=[
+                    schema.TERMINAL_ID,
+                    EVENT_TIMESTAMP,
+                    *terminal_features(windows),
+                    *TERMINAL_FRAUD_TIMES,
+                ]
+            ),
         )
     order = np.lexsort((tx[schema.TRANSACTION_ID].to_numpy(), tx[schema.TX_DATETIME].to_numpy()))
     df = tx.iloc[order].reset_index(drop=True)
@@ -616,4 +742,12 @@ def daily_snapshots(
         nb, r = risk.query(q_e, q_tt, w)
         terminal[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = nb
         terminal[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = r
+    # Times, not days since: serving measures the days from the transaction it scores. Every
+    # change (a fraud entering or leaving the longest window, a late label) is one of `changes`.
+    recency = _FraudRecency(
+        term, t_ms, label, avail, delay_days * _MS_PER_DAY, max(windows) * _MS_PER_DAY, span
+    )
+    origin_s = origin.value / 1e9  # epoch seconds, naive times being UTC
+    for name, when_ms in zip(TERMINAL_FRAUD_TIMES, recency.query(q_e, q_tt), strict=True):
+        terminal[name] = origin_s + when_ms / 1000.0
     return pd.DataFrame(card), pd.DataFrame(terminal)

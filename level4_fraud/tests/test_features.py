@@ -13,6 +13,8 @@ from level4_fraud.features import (
     EVENT_TIMESTAMP,
     FEATURES_BASELINE,
     SECONDS_CAP,
+    TERMINAL_FRAUD_TIMES,
+    TERMINAL_RECENCY_FEATURES,
     daily_snapshots,
     feature_names,
     transaction_features,
@@ -68,6 +70,10 @@ def test_known_values_on_a_hand_made_frame() -> None:
         (6 * 24 + 3) * 3600,
         SECONDS_CAP,
     ]
+    # fraud recency over the longest delayed window (t - 14, t - 7]: id3 (day 8 12:00) and id4
+    # (day 9 09:00) see id1 (day 0 20:00, terminal 10), the only fraud; the rest see none: 7 + 7
+    last, first = col("TERMINAL_ID_DAYS_SINCE_LAST_FRAUD"), col("TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD")
+    assert last == first == pytest.approx([14, 14, 14, 7 + 16 / 24, 8 + 13 / 24])
 
 
 def test_habit_features_known_values_on_a_hand_made_frame() -> None:
@@ -251,6 +257,8 @@ def test_changing_labels_inside_the_delay_changes_no_feature(sim) -> None:
     pd.testing.assert_frame_equal(base[before_cut], after[before_cut])
     risk = [c for c in base.columns if "RISK" in c]
     assert not base.loc[~before_cut, risk].equals(after.loc[~before_cut, risk])
+    for col in TERMINAL_RECENCY_FEATURES:  # the labels do feed the recency, once known
+        assert not base.loc[~before_cut, col].equals(after.loc[~before_cut, col])
 
 
 def test_late_labels_known_values() -> None:
@@ -283,6 +291,11 @@ def test_late_labels_known_values() -> None:
     assert (
         none.loc[4, "TERMINAL_ID_NB_TX_7DAY_WINDOW"] == 2 and none.loc[4, "TERMINAL_ID_RISK_7DAY_WINDOW"] == 0
     )
+    # recency: id3 does not know id1's fraud yet (none known: 7 + 7), id4 does (day 0 20:00)
+    assert f.loc[3, "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD"] == 14
+    assert f.loc[4, "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD"] == pytest.approx(8 + 13 / 24)
+    assert f.loc[4, "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD"] == pytest.approx(8 + 13 / 24)
+    assert none.loc[4, "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD"] == 14
 
 
 def test_a_late_label_is_not_used_before_it_is_available(sim) -> None:
@@ -300,7 +313,10 @@ def test_a_late_label_is_not_used_before_it_is_available(sim) -> None:
     pd.testing.assert_frame_equal(base[upto], after[upto])
     risk = [c for c in base.columns if "RISK" in c]
     assert not base.loc[~upto, risk].equals(after.loc[~upto, risk])
+    for col in TERMINAL_RECENCY_FEATURES:
+        assert not base.loc[~upto, col].equals(after.loc[~upto, col])
     assert base.loc[upto, "TERMINAL_ID_RISK_30DAY_WINDOW"].max() > 0  # labels did arrive before t_cut
+    assert base.loc[upto, "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD"].min() < 37  # and frauds among them
 
 
 def test_late_labels_match_a_brute_force_count(sim) -> None:
@@ -326,6 +342,93 @@ def test_late_labels_match_a_brute_force_count(sim) -> None:
         assert f.loc[i, "TERMINAL_ID_RISK_7DAY_WINDOW"] == pytest.approx(expected)
         checked += int(known.any() and known.sum() < inwin.sum())
     assert checked > 5  # some windows held labels not yet available
+
+
+def _random_terminals_with_late_labels(seed: int) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
+    """600 transactions on 4 terminals over 70 days, a third fraud, some at the same second.
+
+    Half the labels are in the frame; the others come late, in any order: available from 0 to 25
+    days after their transaction (so before, at and after the 7-day delay), and a few of the
+    in-frame ones get an earlier late copy. Returns the frame, the late labels and, per row,
+    when its label is usable (the reference's own computation, NaT when never).
+    """
+    rng = np.random.default_rng(seed)
+    n = 600
+    seconds = np.sort(rng.integers(0, 70 * 86_400, n))
+    seconds[rng.choice(n - 1, 30, replace=False) + 1] = seconds[rng.choice(n - 1, 30, replace=False)]
+    when = D0 + pd.to_timedelta(np.sort(seconds), unit="s")
+    fraud = (rng.random(n) < 0.33).astype(float)
+    tx = pd.DataFrame(
+        {
+            "TRANSACTION_ID": np.arange(n),
+            "TX_DATETIME": when,
+            "CUSTOMER_ID": rng.integers(0, 50, n),
+            "TERMINAL_ID": rng.integers(0, 4, n),
+            "TX_AMOUNT": rng.uniform(1, 100, n),
+            "TX_FRAUD": fraud,
+        }
+    )
+    late = rng.random(n) < 0.5
+    early_copy = ~late & (rng.random(n) < 0.1)
+    avail = when + pd.to_timedelta(7, unit="D")
+    late_from = when + pd.to_timedelta(rng.uniform(0, 25, n), unit="D")
+    early_from = when + pd.to_timedelta(rng.uniform(0, 7, n), unit="D")
+    tx.loc[late, "TX_FRAUD"] = np.nan
+    tx[schema.LABELLED] = ~late
+    rows = late | early_copy
+    labels = pd.DataFrame(
+        {
+            "TRANSACTION_ID": tx.loc[rows, "TRANSACTION_ID"],
+            "TX_FRAUD": fraud[rows].astype(int),
+            "LABEL_AVAILABLE_FROM": np.where(late[rows], late_from[rows], early_from[rows]),
+        }
+    )
+    usable = np.where(late, late_from, np.where(early_copy, early_from, avail))
+    return tx, labels, np.asarray(usable, dtype="datetime64[ns]"), fraud
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_terminal_fraud_recency_equals_a_brute_force_over_known_labels(seed: int) -> None:
+    tx, labels, usable, fraud = _random_terminals_with_late_labels(seed)
+    f = transaction_features(tx, windows=(1, 7, 21), delay_days=7, labels=labels)
+    t, term = tx["TX_DATETIME"].to_numpy(), tx["TERMINAL_ID"].to_numpy()
+    day = np.timedelta64(1, "D")
+    fill = 21 + 7
+    expected = np.full((len(tx), 2), float(fill))
+    partly_known = 0
+    for i in range(len(tx)):
+        hi = t[i] - 7 * day
+        inwin = (term == term[i]) & (t > hi - 21 * day) & (t <= hi) & (fraud == 1)
+        known = inwin & (usable <= t[i])
+        partly_known += int(known.any() and known.sum() < inwin.sum())
+        if known.any():
+            expected[i] = (t[i] - t[known].max()) / day, (t[i] - t[known].min()) / day
+    np.testing.assert_allclose(f[TERMINAL_RECENCY_FEATURES].to_numpy(), expected, rtol=1e-12)
+    assert partly_known > 20  # windows held frauds whose labels were not known yet
+    assert (expected[:, 0] < expected[:, 1]).sum() > 100  # latest and earliest differ
+
+
+def test_daily_snapshots_hold_the_known_fraud_times_of_the_midnight() -> None:
+    """Each terminal snapshot's fraud times, turned into days at the snapshot's own midnight,
+    are the batch features of a transaction at that midnight (same windows, same labels)."""
+    from level4_fraud.features import recency_days, recency_fill
+
+    tx, labels, _, _ = _random_terminals_with_late_labels(3)
+    _, terms = daily_snapshots(tx, windows=(7, 21), delay_days=7, labels=labels)
+    assert terms[EVENT_TIMESTAMP].dt.normalize().eq(terms[EVENT_TIMESTAMP]).all()
+    probes = terms.rename(columns={EVENT_TIMESTAMP: "TX_DATETIME"})[["TERMINAL_ID", "TX_DATETIME"]]
+    probes = probes.assign(
+        TRANSACTION_ID=-1 - np.arange(len(probes)), CUSTOMER_ID=999, TX_AMOUNT=1.0, TX_FRAUD=np.nan
+    )
+    probes[schema.LABELLED] = False
+    both = pd.concat([tx, probes], ignore_index=True)
+    # unlabelled probes change no terminal's frauds; a probe sorts before a transaction at its second
+    batch = transaction_features(both, windows=(7, 21), delay_days=7, labels=labels).iloc[len(tx) :]
+    now_s = (terms[EVENT_TIMESTAMP] - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy()
+    served = recency_days(now_s, *(terms[c].to_numpy() for c in TERMINAL_FRAUD_TIMES), recency_fill((7, 21)))
+    for name in TERMINAL_RECENCY_FEATURES:
+        np.testing.assert_allclose(served[name], batch[name].to_numpy(), rtol=1e-9, err_msg=name)
+    assert (batch[TERMINAL_RECENCY_FEATURES[0]] < 28).mean() > 0.5  # most snapshots know a fraud
 
 
 def test_daily_snapshots_give_a_point_in_time_join_the_midnight_values(sim) -> None:
