@@ -48,6 +48,7 @@ from level4_fraud.feature_repo.feature_views import (
     CARD_WINDOW_FEATURES,
     LAST_TX_AMOUNT,
     LAST_TX_EPOCH_S,
+    TERMINAL_VIEW_FEATURES,
     TERMINAL_WINDOW_FEATURES,
 )
 from level4_fraud.schema import (
@@ -325,7 +326,7 @@ def sources_from_transactions(
 # Columns each batch source must hold (beyond event_timestamp).
 SOURCE_COLUMNS: dict[str, tuple[str, tuple[str, ...]]] = {
     "card_windows": (ds.CARD_WINDOWS_FILE, (CUSTOMER_ID, *CARD_WINDOW_FEATURES)),
-    "terminal_windows": (ds.TERMINAL_WINDOWS_FILE, (TERMINAL_ID, *TERMINAL_WINDOW_FEATURES)),
+    "terminal_windows": (ds.TERMINAL_WINDOWS_FILE, (TERMINAL_ID, *TERMINAL_VIEW_FEATURES)),
     "card_activity": (ds.CARD_ACTIVITY_FILE, (CUSTOMER_ID, LAST_TX_EPOCH_S, LAST_TX_AMOUNT)),
     "card_profile": (ds.CARD_PROFILE_FILE, (CUSTOMER_ID, X_CUSTOMER, Y_CUSTOMER)),
     "terminal_profile": (ds.TERMINAL_PROFILE_FILE, (TERMINAL_ID, X_TERMINAL, Y_TERMINAL)),

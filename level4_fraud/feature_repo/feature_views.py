@@ -31,6 +31,7 @@ from level4_fraud.feature_repo.data_sources import (
     terminal_windows_source,
 )
 from level4_fraud.feature_repo.entities import card, terminal
+from level4_fraud.features import TERMINAL_FRAUD_TIMES
 from level4_fraud.schema import X_CUSTOMER, X_TERMINAL, Y_CUSTOMER, Y_TERMINAL
 
 WINDOWS_DAYS: tuple[int, ...] = (1, 7, 30)
@@ -67,6 +68,12 @@ CARD_WINDOW_FEATURES: tuple[str, ...] = tuple(
 TERMINAL_WINDOW_FEATURES: tuple[str, ...] = tuple(
     name for w in WINDOWS_DAYS for name in (terminal_count(w), terminal_risk(w))
 )
+# Times (UTC epoch seconds) of the latest and the earliest fraud known at the snapshot in the
+# longest delayed window; NaN when none. Serving turns them into days since at request time
+# (`features.recency_days`): a day count stored at midnight would be a day stale by evening.
+TERMINAL_FRAUD_TIME_FEATURES: tuple[str, ...] = tuple(TERMINAL_FRAUD_TIMES)
+# Everything the terminal_windows view holds.
+TERMINAL_VIEW_FEATURES: tuple[str, ...] = (*TERMINAL_WINDOW_FEATURES, *TERMINAL_FRAUD_TIME_FEATURES)
 
 card_windows = FeatureView(
     name="card_windows",
@@ -97,12 +104,17 @@ terminal_windows = FeatureView(
             Field(name=terminal_count(w), dtype=Int64, description=f"transactions, {w} days"),
             Field(name=terminal_risk(w), dtype=Float64, description=f"fraud rate, {w} days"),
         )
+    ]
+    + [
+        Field(name=TERMINAL_FRAUD_TIMES[0], dtype=Float64, description="latest known fraud, epoch s"),
+        Field(name=TERMINAL_FRAUD_TIMES[1], dtype=Float64, description="earliest known fraud, epoch s"),
     ],
     source=terminal_windows_source,
     online=True,
     description=(
         "The terminal's volume and fraud rate over 1, 7 and 30 days ending a label delay "
-        "before each midnight: only labels known by then count."
+        "before each midnight, and the times of its latest and earliest fraud in the 30 days: "
+        "only labels known by then count."
     ),
     tags={"team": "fraud", "entity": "terminal"},
 )

@@ -31,9 +31,12 @@ from typing import Any
 
 import numpy as np
 
+from level4_fraud.features import recency_fill
 from level4_fraud.serving.schemas import Reason
 
 _EPS = 1e-6
+# The terminal recency's "no known fraud" value of the default windows and delay.
+_NO_KNOWN_FRAUD = recency_fill()
 
 
 def logit(p: Any) -> Any:
@@ -84,7 +87,18 @@ _TEXT: dict[str, Callable[[float], str]] = {
     "CUSTOMER_ID_NB_LARGE_SINCE_HABIT": lambda v: (
         f"{_count(v, 'payment')} on this card since its habit window above 3 times its usual payment"
     ),
+    "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD": lambda v: (
+        _NO_FRAUD_TEXT
+        if v >= _NO_KNOWN_FRAUD
+        else f"this terminal's latest confirmed fraud was {v:.1f} days ago"
+    ),
+    "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD": lambda v: (
+        _NO_FRAUD_TEXT
+        if v >= _NO_KNOWN_FRAUD
+        else f"this terminal has had confirmed frauds since {v:.1f} days ago (a compromise may be ongoing)"
+    ),
 }
+_NO_FRAUD_TEXT = "no confirmed fraud at this terminal in the 30 days ending a week ago"
 
 
 def _gap_text(seconds: float) -> str:

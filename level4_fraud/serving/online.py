@@ -28,9 +28,15 @@ keyed hashes, so it cannot rebuild it). `serving.redis_ledger.RedisCardLedger` k
 state in Redis, shared by every process and kept across restarts (``serving.ledger_url``); both
 compute the inputs with `card_features`.
 
+The terminal's fraud recency (``TERMINAL_ID_DAYS_SINCE_LAST_FRAUD``, ``..._FIRST_FRAUD``) is
+stored as the times of the frauds (the snapshot's ``TERMINAL_FRAUD_TIMES``) and measured from
+the scored transaction's own time here (`features.recency_days`), so it does not age by a day
+between two snapshots.
+
 Remaining gap with the batch features: the terminal windows are the midnight snapshot, not the
 window ending exactly a label delay before the transaction (they differ by the terminal's
-transactions of one part of a day, a week ago).
+transactions of one part of a day, a week ago); so are the frauds the recency is measured to (a
+fraud entering or leaving the window, or a label arriving, since midnight shows the next day).
 """
 
 from __future__ import annotations
@@ -340,15 +346,15 @@ class FeastOnlineReader:
             CARD_WINDOW_FEATURES,
             LAST_TX_AMOUNT,
             LAST_TX_EPOCH_S,
-            TERMINAL_WINDOW_FEATURES,
+            TERMINAL_VIEW_FEATURES,
         )
 
         self.store = store
         self.card_features = [*CARD_WINDOW_FEATURES, LAST_TX_EPOCH_S, LAST_TX_AMOUNT]
-        self.terminal_features = list(TERMINAL_WINDOW_FEATURES)
+        self.terminal_features = list(TERMINAL_VIEW_FEATURES)
         refs = [f"card_windows:{f}" for f in CARD_WINDOW_FEATURES]
         refs += [f"card_activity:{f}" for f in (LAST_TX_EPOCH_S, LAST_TX_AMOUNT)]
-        refs += [f"terminal_windows:{f}" for f in TERMINAL_WINDOW_FEATURES]
+        refs += [f"terminal_windows:{f}" for f in TERMINAL_VIEW_FEATURES]
         self.geo = bool(store.has_geo)
         if self.geo:
             refs += [f"card_profile:{c}" for c in (schema.X_CUSTOMER, schema.Y_CUSTOMER)]
@@ -552,6 +558,9 @@ class OnlineFeatureSource:
         reader: The Feast reader (None: no online store configured; everything else still works).
         ledger: The card state.
         windows: The run's window lengths.
+        geo: Coordinates from the side tables, when the store holds none.
+        delay_days: The run's label delay (the terminal recency's value without a known fraud
+            is ``max(windows) + delay_days``, as in training).
     """
 
     def __init__(
@@ -560,11 +569,13 @@ class OnlineFeatureSource:
         ledger: Ledger,
         windows: Sequence[int],
         geo: Geo | None = None,
+        delay_days: int = feat.DEFAULT_DELAY_DAYS,
     ) -> None:
         self.reader = reader
         self.ledger = ledger
         self.windows = tuple(windows)
         self.geo = geo
+        self.recency_fill = feat.recency_fill(self.windows, delay_days)
         self.warnings = LogThrottle(logger)
 
     def features(self, tx: TransactionIn) -> OnlineFeatures:
@@ -580,7 +591,7 @@ class OnlineFeatureSource:
         store_ms = (time.perf_counter() - t0) * 1000
         values: dict[str, Any] = request_features(tx)
         values.update(self._card(tx, row, flags))
-        values.update(self._terminal(row, flags))
+        values.update(self._terminal(tx, row, flags))
         distance = row.distance if row is not None else math.nan
         if not math.isfinite(distance) and self.geo is not None:
             distance = self.geo.distance(tx.CUSTOMER_ID, tx.TERMINAL_ID)
@@ -614,15 +625,21 @@ class OnlineFeatureSource:
             flags.append(UNKNOWN_CARD)
         return first_transaction_features(tx, self.windows)
 
-    def _terminal(self, row: StoreRow | None, flags: list[str]) -> dict[str, float]:
+    def _terminal(self, tx: TransactionIn, row: StoreRow | None, flags: list[str]) -> dict[str, float]:
         names = feat.terminal_features(self.windows)
         if row is None:
-            return dict.fromkeys(names, math.nan)
+            return dict.fromkeys([*names, *feat.TERMINAL_RECENCY_FEATURES], math.nan)
         if row.terminal is None:
             flags.append(UNKNOWN_TERMINAL)
             # A terminal with no transaction in its windows: what training computes.
-            return dict.fromkeys(names, 0.0)
-        return {n: row.terminal.get(n, math.nan) for n in names}
+            out = dict.fromkeys(names, 0.0)
+            out.update(dict.fromkeys(feat.TERMINAL_RECENCY_FEATURES, self.recency_fill))
+            return out
+        out = {n: row.terminal.get(n, math.nan) for n in names}
+        last, first = (row.terminal.get(n, math.nan) for n in feat.TERMINAL_FRAUD_TIMES)
+        days = feat.recency_days(epoch_seconds(tx.TX_DATETIME), last, first, self.recency_fill)
+        out.update({name: float(v) for name, v in days.items()})
+        return out
 
 
 def read_history(folder: str | os.PathLike[str], *, until: pd.Timestamp | None = None) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from level4_fraud import schema
+from level4_fraud.features import DEFAULT_DELAY_DAYS
 from level4_fraud.serving.config import ServingConfig
 from level4_fraud.serving.explain import RowExplainer, StudentExplainer
 from level4_fraud.serving.online import (
@@ -390,10 +391,11 @@ class FraudScorer:
         run_dir = Path(run_dir).resolve()
         info = read_run(run_dir)
         windows = tuple(int(w) for w in info.get("features", {}).get("windows", (1, 7, 30)))
+        delay_days = int(info.get("features", {}).get("delay_days", DEFAULT_DELAY_DAYS))
         version = model_version or f"{run_dir.name}@{info.get('created', 'unknown')}"
         ledger, geo = _card_state(run_dir, info, cfg, windows, history, namespace=version)
         source = OnlineFeatureSource(
-            _reader(run_dir, feature_store) if online else None, ledger, windows, geo
+            _reader(run_dir, feature_store) if online else None, ledger, windows, geo, delay_days
         )
         fast = None
         try:

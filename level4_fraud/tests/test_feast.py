@@ -21,6 +21,8 @@ from level4_fraud.feature_repo.feature_views import (
     ACTIVITY_TTL,
     CARD_WINDOW_FEATURES,
     SNAPSHOT_TTL,
+    TERMINAL_FRAUD_TIME_FEATURES,
+    TERMINAL_VIEW_FEATURES,
     TERMINAL_WINDOW_FEATURES,
     card_count,
     card_mean_amount,
@@ -53,9 +55,13 @@ def card_snapshots(rows: list[tuple[int, pd.Timestamp, float]]) -> pd.DataFrame:
 
 
 def terminal_snapshots(rows: list[tuple[int, pd.Timestamp, float]]) -> pd.DataFrame:
+    """Terminal rows: (terminal, time, base); windows as for cards (risks base + i / 100), the
+    latest and earliest fraud times ``7 + base`` and ``20 + base`` days before the row."""
     out = pd.DataFrame({"TERMINAL_ID": [r[0] for r in rows], EVENT_TIMESTAMP: [r[1] for r in rows]})
     for i, col in enumerate(TERMINAL_WINDOW_FEATURES):
         out[col] = [r[2] + i / 100 if "RISK" in col else r[2] + i for r in rows]
+    for col, back in zip(TERMINAL_FRAUD_TIME_FEATURES, (7, 20), strict=True):
+        out[col] = [(r[1] - pd.Timedelta(days=back + r[2])).timestamp() for r in rows]
     return out
 
 
@@ -306,7 +312,7 @@ def test_training_set_without_coordinates_serves_the_base_service(tmp_path: Path
     assert fs.default_service == "fraud_features_v1"
     out = fs.training_set(entity_frame(TX))
     assert "DISTANCE_FROM_HOME" not in out.columns
-    assert {*CARD_WINDOW_FEATURES, *TERMINAL_WINDOW_FEATURES, "SECONDS_SINCE_LAST_TX"} <= set(out.columns)
+    assert {*CARD_WINDOW_FEATURES, *TERMINAL_VIEW_FEATURES, "SECONDS_SINCE_LAST_TX"} <= set(out.columns)
 
 
 # --- online path ------------------------------------------------------------------------------
@@ -341,6 +347,9 @@ def test_materialize_then_online_read_returns_the_latest_values(tmp_path: Path) 
     )
     assert list(got[card_count(1)]) == [20, 30]  # the newest snapshot of each card
     assert got.loc[0, terminal_risk(7)] == pytest.approx(3.03)
+    # terminal 7's 04-03 row: its latest fraud 7 + 3 days before that midnight
+    latest = got.loc[0, TERMINAL_FRAUD_TIME_FEATURES[0]]
+    assert latest == (DAY + timedelta(days=1) - timedelta(days=10)).timestamp()
     assert got.loc[1, "DISTANCE_FROM_HOME"] == pytest.approx(0.0)
     # The card's last transaction is card 1's 04-03 10:00 one (30.0): the request at the same
     # time sees a gap of 0, and the amount ratio uses the 30-day mean 25.0.
@@ -355,7 +364,7 @@ def test_online_features_match_the_training_set_at_the_same_moment(tmp_path: Pat
     fs.materialize(DAY - timedelta(days=2), pd.Timestamp("2018-04-03 09:59:59", tz="UTC"))
     online = fs.online_features([request(1, 7, 30.0, "2018-04-03 10:00")])
     offline = fs.training_set(entity_frame(tx4))
-    cols = [*CARD_WINDOW_FEATURES, *TERMINAL_WINDOW_FEATURES, "AMOUNT_TO_CUSTOMER_MEAN", "TX_HOUR"]
+    cols = [*CARD_WINDOW_FEATURES, *TERMINAL_VIEW_FEATURES, "AMOUNT_TO_CUSTOMER_MEAN", "TX_HOUR"]
     cols += ["SECONDS_SINCE_LAST_TX", "DISTANCE_FROM_HOME"]
     np.testing.assert_allclose(
         online.loc[0, cols].to_numpy(dtype=float), offline.iloc[0][cols].to_numpy(dtype=float)
@@ -394,7 +403,11 @@ def test_simulated_sources_give_midnight_windows_and_the_request_features_of_fea
     from level4_fraud.features import transaction_features
     from level4_fraud.simulate import SimulatorConfig, simulate
 
-    sim, customers, terminals = simulate(SimulatorConfig(n_customers=60, n_terminals=120, nb_days=20, seed=5))
+    sim, customers, terminals = simulate(
+        SimulatorConfig(
+            n_customers=60, n_terminals=120, nb_days=20, seed=5, compromised_terminals_per_day=300
+        )
+    )
     fs = FraudFeatureStore(tmp_path)
     fs.write_sources(**sources_from_transactions(sim, customers=customers, terminals=terminals))
     fs.apply()
@@ -405,7 +418,7 @@ def test_simulated_sources_give_midnight_windows_and_the_request_features_of_fea
     card, term = sim["CUSTOMER_ID"].to_numpy(), sim["TERMINAL_ID"].to_numpy()
     amount, fraud = sim["TX_AMOUNT"].to_numpy(), sim["TX_FRAUD"].to_numpy()
     day, delay = np.timedelta64(1, "D"), np.timedelta64(7, "D")
-    cards_checked = terminals_checked = 0
+    cards_checked = terminals_checked = frauds_checked = 0
     for i in range(len(sim)):
         midnight = (t[i] - np.timedelta64(1, "us")).astype("datetime64[D]").astype(t.dtype)
         mine, here = card == card[i], term == term[i]
@@ -424,8 +437,17 @@ def test_simulated_sources_give_midnight_windows_and_the_request_features_of_fea
                 inside = here & (t > midnight - delay - w * day) & (t <= midnight - delay)
                 risk = fraud[inside].mean() if inside.any() else 0.0
                 assert train.iloc[i][terminal_risk(w)] == pytest.approx(risk)
+            # the latest and earliest fraud of the 30-day window (labels known a delay later)
+            frauds = t[inside & (fraud == 1)]
+            stored = train.iloc[i][list(TERMINAL_FRAUD_TIME_FEATURES)].to_numpy(dtype=float)
+            if len(frauds):
+                frauds_checked += 1
+                epoch = frauds.astype("datetime64[us]").astype(np.int64) / 1e6
+                np.testing.assert_allclose(stored, [epoch.max(), epoch.min()], rtol=1e-12)
+            else:
+                assert np.isnan(stored).all()
     assert cards_checked > 0.8 * len(sim) and terminals_checked > 0.4 * len(sim)
-    assert fraud.sum() > 0
+    assert fraud.sum() > 0 and frauds_checked > 50  # 116 rows see a known fraud
 
     pandas = transaction_features(sim, customers=customers, terminals=terminals)
     for col in (

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from level4_fraud.feature_repo.feature_views import CARD_WINDOW_FEATURES, TERMINAL_WINDOW_FEATURES
+from level4_fraud.feature_repo.feature_views import CARD_WINDOW_FEATURES, TERMINAL_VIEW_FEATURES
 from level4_fraud.feature_store import (
     EVENT_TIMESTAMP,
     FeatureStoreConfig,
@@ -95,7 +95,7 @@ def test_ray_engine_materialises_what_a_point_in_time_lookup_at_the_end_returns(
     offline = fs.training_set(at_end)
     cols = [
         *CARD_WINDOW_FEATURES,
-        *TERMINAL_WINDOW_FEATURES,
+        *TERMINAL_VIEW_FEATURES,
         "SECONDS_SINCE_LAST_TX",
         "AMOUNT_TO_CUSTOMER_MEAN",
     ]
