@@ -548,10 +548,13 @@ def _full_md(res: dict[str, Any], ablation: dict[str, Any] | None) -> list[str]:
     ]
     if ablation is not None:
         a = {r["model"]: r for r in ablation["table"]}
+        # The parts can run at different times: say when the Handbook's-15 column is older.
+        when, now = ablation.get("when"), res.get("when")
+        older = f"; that column measured {when}, the full run {now}" if when != now else ""
         lines += [
             "",
             f"Same data, only the Handbook's {len(ablation.get('features', {}).get('numeric', []))} features "
-            "(`features.feature_set=baseline`):",
+            f"(`features.feature_set=baseline`{older}):",
             "",
             "| model | AP, all features | AP, Handbook's 15 | CP@100, all | CP@100, Handbook's 15 |",
             "|---|---|---|---|---|",
