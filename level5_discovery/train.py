@@ -6,9 +6,10 @@ The language model learns the literature in two steps, as a domain LM would:
    gene name a single token, and a small GPT-2 trained as a causal LM on 90 % of the abstracts;
    the other 10 % measure perplexity before and after.
 2. **LoRA** (adapters only, peft): instruction pairs ``passages -> {"cause", "effect", "sign",
-   "evidence"}`` built from what the passages *state* (never from the hidden truth), trained on
-   lexical contexts; target perplexity is measured on pairs from retrieval contexts, the ones the
-   agent will actually ask about.
+   "evidence"}`` built from what the passages *state* (never from the hidden truth), on the
+   retrieval index's contexts for training questions about gene pairs; the contexts of the agent's
+   own questions (the ones it will actually ask, two per gene) are held out of training and measure
+   target perplexity.
 
 ``--base-model NAME`` swaps step 1's fresh model for any Hugging Face causal LM (a local folder or
 a cached hub name): it is then pretrained further on the corpus (``pretrain_steps``, 0 to skip)
@@ -125,12 +126,14 @@ def train_hypothesis_model(
     metrics["pretrain_seconds"] = t_pre.seconds
     metrics["pretrain_ppl_after"] = perplexity(model, tokenizer, held_texts)
 
-    pairs = training_pairs(papers, genes, cfg, seed)
+    # The agent's questions (retrieval_contexts) are held out: LoRA trains on other questions'
+    # contexts and never on a prompt the evaluation shows (features.training_pairs).
+    held_contexts = retrieval_contexts(index, genes)
+    pairs, counts = training_pairs(papers, genes, index, cfg, seed, held_out=held_contexts)
     if not pairs:
         raise EmptyDataError("no passage states a relation between two genes: nothing to tune the LM on")
-    held_pairs = (
-        context_pairs(retrieval_contexts(index, genes), papers, cfg) or pairs[: max(1, len(pairs) // 10)]
-    )
+    metrics.update(counts)
+    held_pairs = context_pairs(held_contexts, papers, cfg) or pairs[: max(1, len(pairs) // 10)]
     metrics["target_ppl_before_lora"] = float(np.exp(target_nll(model, tokenizer, held_pairs)))
     with Timer() as t_lora, warnings.catch_warnings():
         # peft notes that GPT-2's Conv1D layers need fan_in_fan_out (it sets it); transformers

@@ -37,6 +37,10 @@ class LMConfig(BaseModel):
         True  # also train the embedding rows of the target tokens (see lora.lora_config)
     )
     lora_steps: int = Field(200, ge=0)
+    # Instruction pairs: retrieval contexts of at most this many training questions (one per gene pair),
+    # each giving its `train_targets` best-supported stated relations as targets.
+    train_questions: int = Field(400, ge=1)
+    train_targets: int = Field(1, ge=1)
     lora_batch_size: int = Field(8, ge=1)
     lora_lr: float = Field(5e-3, gt=0)
     # Prompts: each retrieved passage is cut to this many words so k passages fit the context window.

@@ -119,6 +119,11 @@ def extract_sentence(sentence: str, paper_id: str) -> list[Relation]:
     return out
 
 
+def split_sentences(text: str) -> list[str]:
+    """The sentences (and clauses after ``;``) of a passage, the unit a relation is stated in."""
+    return _SENTENCE.split(text)
+
+
 def _items(hits: Sequence[Any]) -> list[tuple[str, str]]:
     return [(str(h[0]), str(h[1])) if isinstance(h, tuple) else (str(h.paper_id), str(h.text)) for h in hits]
 
@@ -127,7 +132,7 @@ def extract_relations(context: Sequence[Any]) -> list[Relation]:
     """Relations stated in the passages of a context (hits or ``(id, text)`` pairs)."""
     out: list[Relation] = []
     for pid, text in _items(context):
-        for sentence in _SENTENCE.split(text):
+        for sentence in split_sentences(text):
             out.extend(extract_sentence(sentence, pid))
     return out
 

@@ -63,15 +63,28 @@ def _mentions(text: str, gene: str) -> bool:
     return re.search(rf"\b{re.escape(gene)}\b", text) is not None
 
 
+def firmness(pid: str, text: str, relation: Triple) -> float:
+    """How firmly a passage states a relation: 0.5 when every statement of it is hedged, else 1.
+
+    Hedged means the sentence stating the link carries weak-evidence wording ("a trend", "n = 3",
+    "preliminary"), read by the lexicon extractor; a link it does not find counts as firmly stated.
+    """
+    found = [r.weak for r in extract_relations([(pid, text)]) if (r.cause, r.effect) == relation[:2]]
+    return 0.5 if found and all(found) else 1.0
+
+
 def context_targets(
     context: Sequence[tuple[str, str]], relations: Mapping[str, Sequence[Triple]]
 ) -> list[tuple[Triple, tuple[str, ...]]]:
-    """Relations the visible passages state, with the ids stating each, most-supported first.
+    """Relations the visible passages state, with the ids stating each, best-supported first.
 
-    A relation counts for a passage only when both genes are visible in its (cut) text. Ties keep the
-    rank order of the first passage stating it.
+    A relation counts for a passage only when both genes are visible in its (cut) text. Support is the
+    number of passages stating it, a hedged statement counting half (`firmness`), as a careful
+    reader weighs a pilot result against a replicated one; ties keep the rank order of the first
+    passage stating it.
     """
-    support: dict[Triple, list[str]] = {}
+    cites: dict[Triple, list[str]] = {}
+    support: dict[Triple, float] = {}
     for pid, text in context:
         for rel in relations.get(pid, ()):
             if (
@@ -80,11 +93,12 @@ def context_targets(
                 and _mentions(text, rel[0])
                 and _mentions(text, rel[1])
             ):
-                ids = support.setdefault(rel, [])
+                ids = cites.setdefault(rel, [])
                 if pid not in ids:
                     ids.append(pid)
-    order = sorted(support, key=lambda r: -len(support[r]))  # stable: rank order among ties
-    return [(r, tuple(support[r])) for r in order]
+                    support[rel] = support.get(rel, 0.0) + firmness(pid, text, rel)
+    order = sorted(cites, key=lambda r: -support[r])  # stable: rank order among ties
+    return [(r, tuple(cites[r])) for r in order]
 
 
 def instruction_pairs(
@@ -116,6 +130,40 @@ def instruction_pairs(
         for (cause, effect, sign), ids in context_targets(ctx, relations)[:max_targets]:
             pairs.append(InstructionPair(prompt, format_hypothesis(cause, effect, sign, ids[:max_evidence])))
     return pairs
+
+
+def disjoint_contexts(
+    contexts: Sequence[Sequence[Any]],
+    held_out: Sequence[Sequence[Any]],
+    *,
+    passage_words: int = 70,
+    max_passages: int = 4,
+) -> list[list[Any]]:
+    """Training contexts whose visible passages never form a held-out context's prompt, each once.
+
+    A context is compared by the set of passage ids the LM sees (`visible_context`), so a training
+    context showing the same passages as an evaluation context, in any order, is dropped; so is a
+    repeat of an earlier training context (same ids, same order: the same prompt).
+
+    Args:
+        contexts: Candidate training contexts (hits, papers or ``(id, text)`` pairs).
+        held_out: Contexts the model is evaluated on.
+        passage_words: Words kept per passage.
+        max_passages: Passages kept per context.
+    """
+
+    def ids(hits: Sequence[Any]) -> tuple[str, ...]:
+        return tuple(pid for pid, _ in visible_context(hits, passage_words, max_passages))
+
+    banned = {frozenset(ids(h)) for h in held_out}
+    seen: set[tuple[str, ...]] = set()
+    out: list[list[Any]] = []
+    for hits in contexts:
+        key = ids(hits)
+        if key and frozenset(key) not in banned and key not in seen:
+            seen.add(key)
+            out.append(list(hits))
+    return out
 
 
 def gene_contexts(

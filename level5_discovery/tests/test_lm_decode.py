@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
 
 from level5_discovery.lm.decode import encode_prompt, encode_target, generate_hypotheses, score_continuations
 from level5_discovery.lm.evaluation import compare_with_baseline, hypothesis_precision
+from level5_discovery.lm.extraction import split_sentences
 from level5_discovery.lm.hypotheses import Hypothesis, parse_hypothesis
 from level5_discovery.lm.instructions import format_prompt, visible_context
 from level5_discovery.lm.lora import lora_finetune
@@ -38,12 +40,33 @@ def test_constrained_outputs_always_parse_and_respect_the_context(tuned: dict[st
         assert len({(h.cause, h.effect, h.sign) for h in hyps}) == 3
 
 
-def test_scores_are_exact_log_probabilities(tuned: dict[str, Any]) -> None:
+def test_text_scores_are_exact_log_probabilities(tuned: dict[str, Any]) -> None:
     model, tok, ctx = tuned["peft"], tuned["tok"], tuned["contexts"][0]
-    hyp = generate_hypotheses(model, tok, ctx, GENES, n=1, passage_words=30, max_passages=3)[0]
+    hyp = generate_hypotheses(model, tok, ctx, GENES, n=1, passage_words=30, max_passages=3, rank_by="text")[
+        0
+    ]
     prompt = encode_prompt(tok, format_prompt(visible_context(ctx, 30, 3)), 256)
     (exact,) = score_continuations(model, prompt, [encode_target(tok, hyp.to_json())])
     assert hyp.score == pytest.approx(exact, abs=1e-4)
+
+
+def test_claim_scores_bound_their_full_text_and_cite_grounded_passages(tuned: dict[str, Any]) -> None:
+    # A claim's probability sums over its citations, so it is at least that of its most likely full text.
+    model, tok = tuned["peft"], tuned["tok"]
+    for ctx in tuned["contexts"][:4]:
+        visible = visible_context(ctx, 30, 3)
+        prompt = encode_prompt(tok, format_prompt(visible), 256)
+        kw: dict[str, Any] = {"passage_words": 30, "max_passages": 3, "rank_by": "claim"}
+        hyps = generate_hypotheses(model, tok, ctx, GENES, n=2, **kw)
+        texts = dict(visible)
+        for hyp in hyps:
+            (full,) = score_continuations(model, prompt, [encode_target(tok, hyp.to_json())])
+            assert hyp.score >= full - 1e-4
+            for pid in hyp.evidence:
+                assert any(
+                    re.search(rf"\b{hyp.cause}\b", sentence) and re.search(rf"\b{hyp.effect}\b", sentence)
+                    for sentence in split_sentences(texts[pid])
+                )
 
 
 def test_decoding_is_deterministic_and_seeded_sampling_varies(tuned: dict[str, Any]) -> None:
