@@ -10,12 +10,12 @@ Part ``quality`` — recall@5 and MRR of hybrid, BM25 alone and dense alone on q
 from the hidden world (`retrieval.questions.generate_questions`, 60 per seed, as the pipeline
 scores it) for the quick profile's world and corpus at several seeds.
 
-Part ``lm`` — the quick profile's hypothesis LM (`train.train_hypothesis_model`: tokenizer,
-pretraining, LoRA on a deep copy of the base): wall seconds, held-out abstract perplexity before and
-after pretraining, target perplexity before and after LoRA, then constrained and free-decoding
-parse rates and hypothesis precision against the retrieval-only extraction baseline on the
-retrieval contexts (`lm.evaluation.compare_with_baseline`; those contexts are not the lexical
-contexts LoRA trained on).
+Part ``lm`` — the quick profile's hypothesis LM on each seed (`train.train_hypothesis_model`:
+tokenizer, pretraining, LoRA on a deep copy of the base; one child process per seed): wall
+seconds, held-out abstract perplexity before and after pretraining, target perplexity before and
+after LoRA, then constrained and free-decoding parse rates and hypothesis precision against the
+retrieval-only extraction baseline on the agent's own retrieval contexts
+(`lm.evaluation.compare_with_baseline`; LoRA trained on other questions' contexts, never on those).
 
 Part ``budget`` — `compare.compare` on the quick 20-gene world at budget 30 for several seeds: the
 designed campaign, random and round-robin knockouts and observational PC, with the retrieval-only
@@ -446,15 +446,20 @@ def _quality_md(res: dict[str, Any]) -> list[str]:
 
 
 def _lm_md(res: dict[str, Any]) -> list[str]:
-    m, c, cfg = res["metrics"], res["compare"], res["config"]
+    runs = res["runs"]
+    first = runs[0]
+    m, c, cfg = first["metrics"], first["compare"], first["config"]
     lm, base = c["lm"], c["baseline"]
     lines = [
-        f"**Hypothesis LM** (quick profile, seed {res['seed']}, {res['device']}): a byte-level BPE tokenizer "
-        f"({cfg['vocab_size']:,} tokens, gene names single tokens) and a GPT-2 of {cfg['n_layer']} layers x "
-        f"{cfg['n_embd']} ({m['n_params'] / 1e6:.2f} M parameters) pretrained {cfg['pretrain_steps']} steps "
-        f"on 90 % of the abstracts, then LoRA (r = {cfg['lora_r']}, {m['n_trainable']:,.0f} trainable "
-        f"parameters) for {cfg['lora_steps']} steps on {m['n_pairs']:.0f} instruction pairs from lexical "
-        f"contexts; target perplexity on {m['n_heldout_pairs']:.0f} pairs from retrieval contexts:",
+        f"**Hypothesis LM** (quick profile, seed {first['seed']}, {first['device']}): a byte-level BPE "
+        f"tokenizer ({cfg['vocab_size']:,} tokens, gene names single tokens) and a GPT-2 of {cfg['n_layer']} "
+        f"layers x {cfg['n_embd']} ({m['n_params'] / 1e6:.2f} M parameters) pretrained "
+        f"{cfg['pretrain_steps']} steps on 90 % of the abstracts, then LoRA (r = {cfg['lora_r']}, "
+        f"{m['n_trainable']:,.0f} trainable parameters) for {cfg['lora_steps']} steps on {m['n_pairs']:.0f} "
+        f"instruction pairs from the retrieval contexts of {m['n_train_questions']:.0f} training questions "
+        f"about gene pairs ({m['n_train_contexts_dropped']:.0f} contexts dropped as repeats or as showing an "
+        f"evaluation prompt's passages); target perplexity on {m['n_heldout_pairs']:.0f} pairs from the "
+        "agent's own (held-out) retrieval contexts:",
         "",
         "| measurement | value |",
         "|---|---:|",
@@ -471,18 +476,39 @@ def _lm_md(res: dict[str, Any]) -> list[str]:
         f"| extraction baseline precision (directed edge; signed) | {base['precision']:.3f}; "
         f"{base.get('signed_precision', math.nan):.3f} ({base['n']:.0f} distinct) |",
         "",
+        "Precision on every seed (a fresh world, corpus, index and LM each):",
+        "",
+        "| seed | LM directed | LM signed | LM distinct | baseline directed | baseline signed "
+        "| baseline distinct |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    diff = lm["precision"] - base["precision"]
-    verdict = "above" if diff > 0 else ("equal to" if diff == 0 else "below")
+    for r in runs:
+        a, b = r["compare"]["lm"], r["compare"]["baseline"]
+        lines.append(
+            f"| {r['seed']} | {a['precision']:.3f} | {a['signed_precision']:.3f} | {a['n']:.0f} | "
+            f"{b['precision']:.3f} | {b['signed_precision']:.3f} | {b['n']:.0f} |"
+        )
+
+    def mean(who: str, key: str) -> float:
+        return float(sum(r["compare"][who][key] for r in runs) / len(runs))
+
     lines.append(
+        f"| mean | {mean('lm', 'precision'):.3f} | {mean('lm', 'signed_precision'):.3f} | | "
+        f"{mean('baseline', 'precision'):.3f} | {mean('baseline', 'signed_precision'):.3f} | |"
+    )
+    diff = mean("lm", "precision") - mean("baseline", "precision")
+    verdict = "above" if diff > 0 else ("equal to" if diff == 0 else "below")
+    lines += [
+        "",
         f"Precision is over the top hypothesis per context on {c['n_contexts']} retrieval contexts (two "
         "questions per gene, the hybrid index's top passages), scored against the hidden true edges; the "
-        f"baseline reads the same visible passages. The LM is {verdict} the baseline by {abs(diff):.3f} "
-        f"(directed-edge precision). Free greedy decoding (no grammar) parsed on "
-        f"{c['free_parse_rate']:.0%} of the contexts; constrained decoding parses by construction. "
-        f"Scoring the contexts (constrained + free decoding) took {res['eval_s']:.0f} s; peak RSS "
-        f"{res['peak_rss_mib']:,.0f} MiB. " + _load_line(res)
-    )
+        "baseline reads the same visible passages. Over the seeds the LM is "
+        f"{verdict} the baseline by {abs(diff):.3f} (mean directed-edge precision). Free greedy decoding (no "
+        f"grammar) parsed on {c['free_parse_rate']:.0%} of seed {first['seed']}'s contexts; constrained "
+        f"decoding parses by construction. Scoring seed {first['seed']}'s contexts (constrained + free "
+        f"decoding) took {first['eval_s']:.0f} s; peak RSS {first['peak_rss_mib']:,.0f} MiB. "
+        + _load_line(res),
+    ]
     return lines
 
 
@@ -675,7 +701,8 @@ def run_part(part: str, args: argparse.Namespace) -> dict[str, Any]:
     if part == "quality":
         return in_child("bench_level5", "quality_child", args.seeds)
     if part == "lm":
-        return in_child("bench_level5", "lm_child", str(_seeds(args.seeds)[0]))
+        # One child per seed (each trains its own LM); the load line spans them all.
+        return {"runs": [in_child("bench_level5", "lm_child", str(seed)) for seed in _seeds(args.seeds)]}
     if part == "budget":
         res = in_child("bench_level5", "budget_child", args.seeds, str(args.budget))
         plot_budget(res, FIGURE)
@@ -694,7 +721,7 @@ def main() -> int:
     parser.add_argument(
         "--max-build-min", type=float, default=25.0, help="skip a size whose extrapolated build is longer"
     )
-    parser.add_argument("--seeds", default="0,1,2", help="seeds of quality and budget (lm: the first)")
+    parser.add_argument("--seeds", default="0,1,2", help="seeds of quality, lm and budget")
     parser.add_argument("--budget", type=float, default=30.0, help="budget of the F1/SHD comparison and goal")
     parser.add_argument(
         "--goal-seeds", default=",".join(str(i) for i in range(30)), help="worlds of the SHD goal part"
