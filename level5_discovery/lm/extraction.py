@@ -65,6 +65,10 @@ WEAK = re.compile(
 NOUN = re.compile(r"(?<![a-z])([a-z-]+(?:\s+regulation)?)\s+of\s+(G\d{2,3})\s+by\s+(G\d{2,3})\b", re.I)
 
 
+# A hedged statement ("a trend", "n = 3") weighs half a firm one when support is counted.
+HEDGED_WEIGHT = 0.5
+
+
 @dataclass(frozen=True)
 class Relation:
     """A relation a passage states: cause, effect, sign, the paper id and whether it was hedged."""
@@ -148,7 +152,7 @@ def baseline_hypotheses(context: Sequence[Any], *, top: int = 3, n: int = 1) -> 
     cites: dict[tuple[str, str, str], list[str]] = {}
     for r in dict.fromkeys(rels):  # a passage stating a relation twice (title and text) counts once
         key = (r.cause, r.effect, r.sign)
-        support[key] = support.get(key, 0.0) + (0.5 if r.weak else 1.0)
+        support[key] = support.get(key, 0.0) + (HEDGED_WEIGHT if r.weak else 1.0)
         if r.paper_id not in cites.setdefault(key, []):
             cites[key].append(r.paper_id)
     order = sorted(support, key=lambda k: -support[k])

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from level5_discovery.lm.extraction import extract_relations
+from level5_discovery.lm.extraction import HEDGED_WEIGHT, Relation, extract_relations
 from level5_discovery.lm.hypotheses import format_hypothesis
 
 Triple = tuple[str, str, str]
@@ -63,14 +63,18 @@ def _mentions(text: str, gene: str) -> bool:
     return re.search(rf"\b{re.escape(gene)}\b", text) is not None
 
 
-def firmness(pid: str, text: str, relation: Triple) -> float:
-    """How firmly a passage states a relation: 0.5 when every statement of it is hedged, else 1.
+def firmness(stated: Sequence[Relation], relation: Triple) -> float:
+    """How firmly a passage states a relation: `HEDGED_WEIGHT` when every statement of it is hedged, else 1.
 
     Hedged means the sentence stating the link carries weak-evidence wording ("a trend", "n = 3",
     "preliminary"), read by the lexicon extractor; a link it does not find counts as firmly stated.
+
+    Args:
+        stated: What the extractor reads in the passage (`extract_relations` of it).
+        relation: ``(cause, effect, sign)``.
     """
-    found = [r.weak for r in extract_relations([(pid, text)]) if (r.cause, r.effect) == relation[:2]]
-    return 0.5 if found and all(found) else 1.0
+    found = [r.weak for r in stated if (r.cause, r.effect) == relation[:2]]
+    return HEDGED_WEIGHT if found and all(found) else 1.0
 
 
 def context_targets(
@@ -86,6 +90,7 @@ def context_targets(
     cites: dict[Triple, list[str]] = {}
     support: dict[Triple, float] = {}
     for pid, text in context:
+        stated: list[Relation] | None = None  # read once per passage, only when it counts
         for rel in relations.get(pid, ()):
             if (
                 rel[2] in ("+", "-")
@@ -96,7 +101,9 @@ def context_targets(
                 ids = cites.setdefault(rel, [])
                 if pid not in ids:
                     ids.append(pid)
-                    support[rel] = support.get(rel, 0.0) + firmness(pid, text, rel)
+                    if stated is None:
+                        stated = extract_relations([(pid, text)])
+                    support[rel] = support.get(rel, 0.0) + firmness(stated, rel)
     order = sorted(cites, key=lambda r: -support[r])  # stable: rank order among ties
     return [(r, tuple(cites[r])) for r in order]
 
