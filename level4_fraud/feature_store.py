@@ -50,6 +50,14 @@ from level4_fraud.feature_repo.feature_views import (
     LAST_TX_EPOCH_S,
     TERMINAL_VIEW_FEATURES,
     TERMINAL_WINDOW_FEATURES,
+    WINDOWS_DAYS,
+)
+from level4_fraud.features import (
+    DEFAULT_DELAY_DAYS,
+    TERMINAL_FRAUD_TIMES,
+    TERMINAL_RECENCY_FEATURES,
+    recency_days,
+    recency_fill,
 )
 from level4_fraud.schema import (
     CUSTOMER_ID,
@@ -496,6 +504,7 @@ class FraudFeatureStore:
         *,
         service: str | None = None,
         features: list[str] | None = None,
+        delay_days: int | None = None,
     ) -> pd.DataFrame:
         """Point-in-time features for each row of `entity_df` (`entity_frame`), in its order.
 
@@ -508,16 +517,30 @@ class FraudFeatureStore:
         view, and (b) merges entity rows that share keys and timestamp (feast-dev/feast#6787).
         The result has exactly one row per input row.
 
+        The terminal view stores the times of the terminal's latest and earliest known fraud
+        (`features.TERMINAL_FRAUD_TIMES`), not the days since them that the models read: days
+        counted at the snapshot's midnight would be up to a day stale at the transaction. When
+        both times are in the result, the models' `features.TERMINAL_RECENCY_FEATURES` are
+        added, measured from each row's ``TX_DATETIME`` (``event_timestamp`` without it) with
+        `features.recency_days` exactly as serving does (`serving.online`), so a model trained
+        here reads the columns and values it is served. The times stay too (what the online
+        store holds, for skew checks); a model selects its inputs by name.
+
         Args:
             entity_df: ``event_timestamp``, the entity keys (``CUSTOMER_ID``, ``TERMINAL_ID``)
                 and the request fields ``TX_AMOUNT, TX_DATETIME`` when on-demand features are
                 asked; other columns (labels, ids) pass through.
             service: A feature service name (default: `default_service`).
             features: ``view:feature`` references instead of a service.
+            delay_days: The label delay the terminal source was written with
+                (`sources_from_transactions`; default: `features.DEFAULT_DELAY_DAYS`). With the
+                store's windows (``feature_views.WINDOWS_DAYS``) it gives the recency of a
+                terminal without a known fraud and its cap (`features.recency_fill`).
 
         Returns:
-            `entity_df`'s columns followed by the features, same row order and index; stored
-            features are float64 with NaN where nothing valid was known at that time.
+            `entity_df`'s columns followed by the features (then the terminal recency when the
+            fraud times were asked), same row order and index; stored features are float64
+            with NaN where nothing valid was known at that time.
         """
         _require(entity_df, (EVENT_TIMESTAMP,), "entity frame")
         refs = features if features is not None else self.feature_refs(service)
@@ -569,6 +592,8 @@ class FraudFeatureStore:
             r.split(":", 1)[1] for r in refs if r.split(":", 1)[1] not in entity_df.columns
         ]
         frame = frame.loc[:, list(dict.fromkeys(keep))]
+        if all(c in frame.columns for c in TERMINAL_FRAUD_TIMES):
+            frame = _with_recency(frame, DEFAULT_DELAY_DAYS if delay_days is None else delay_days)
         frame.index = entity_df.index
         return frame
 
@@ -663,6 +688,22 @@ class FraudFeatureStore:
     def teardown(self) -> None:
         """Remove the online tables or keys of this project (Feast's teardown)."""
         self.store.teardown()
+
+
+def _with_recency(frame: pd.DataFrame, delay_days: int) -> pd.DataFrame:
+    """`frame` with the `TERMINAL_RECENCY_FEATURES` from its `TERMINAL_FRAUD_TIMES` columns.
+
+    Measured from the transaction's own time (``TX_DATETIME``; ``event_timestamp``, one
+    microsecond earlier, when the frame has none), as serving measures it from the request.
+    """
+    when = frame[TX_DATETIME] if TX_DATETIME in frame.columns else frame[EVENT_TIMESTAMP]
+    last, first = (frame[c].to_numpy(dtype="float64") for c in TERMINAL_FRAUD_TIMES)
+    fill = recency_fill(WINDOWS_DAYS, delay_days)
+    days = recency_days(_epoch_seconds(_utc(when)), last, first, fill)
+    out = frame.copy()
+    for name in TERMINAL_RECENCY_FEATURES:
+        out[name] = days[name]
+    return out
 
 
 def materialize_window(snapshots: pd.DataFrame) -> tuple[datetime, datetime]:

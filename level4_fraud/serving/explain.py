@@ -20,6 +20,11 @@ decided score itself with the same cost as scoring.
 
 Contributions of different features do not add up exactly to ``logit f(x) - logit f(typical)``
 (interactions); the largest ones are what changed the decision.
+
+The texts of the terminal inputs name the run's own windows and label delay (`Phrasing`, built
+by `serving.scorer.FraudScorer.from_run` from the run's ``features`` settings): a run trained
+with a 3-day delay must not tell a reviewer its windows end "a week ago", and its "no known
+fraud" value (`features.recency_fill`) is not the default's 37 days.
 """
 
 from __future__ import annotations
@@ -31,12 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from level4_fraud.features import recency_fill
+from level4_fraud.features import DEFAULT_DELAY_DAYS, DEFAULT_WINDOWS, recency_fill
 from level4_fraud.serving.schemas import Reason
 
 _EPS = 1e-6
-# The terminal recency's "no known fraud" value of the default windows and delay.
-_NO_KNOWN_FRAUD = recency_fill()
+# Window lengths the texts recognise in a feature name besides the run's own.
+_USUAL_WINDOWS = (1, 7, 14, 30, 60, 90)
 
 
 def logit(p: Any) -> Any:
@@ -49,9 +54,9 @@ def logit(p: Any) -> Any:
 _WINDOW_TEXT = {
     "CUSTOMER_ID_NB_TX_{w}DAY_WINDOW": "{payments} on this card in the last {span}",
     "CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW": "the card's average payment over the last {span} is {v:,.2f}",
-    "TERMINAL_ID_NB_TX_{w}DAY_WINDOW": "{payments} at this terminal in {span} (ending a week ago)",
+    "TERMINAL_ID_NB_TX_{w}DAY_WINDOW": "{payments} at this terminal in {span} (ending {ago})",
     "TERMINAL_ID_RISK_{w}DAY_WINDOW": (
-        "{pct} of this terminal's investigated payments over {span} (ending a week ago) were fraud"
+        "{pct} of this terminal's investigated payments over {span} (ending {ago}) were fraud"
     ),
 }
 _TEXT: dict[str, Callable[[float], str]] = {
@@ -87,18 +92,52 @@ _TEXT: dict[str, Callable[[float], str]] = {
     "CUSTOMER_ID_NB_LARGE_SINCE_HABIT": lambda v: (
         f"{_count(v, 'payment')} on this card since its habit window above 3 times its usual payment"
     ),
+}
+# The terminal's fraud recency when a fraud is known (`Phrasing.no_fraud_text` when none is).
+_RECENCY_TEXT: dict[str, Callable[[float], str]] = {
     "TERMINAL_ID_DAYS_SINCE_LAST_FRAUD": lambda v: (
-        _NO_FRAUD_TEXT
-        if v >= _NO_KNOWN_FRAUD
-        else f"this terminal's latest confirmed fraud was {v:.1f} days ago"
+        f"this terminal's latest confirmed fraud was {v:.1f} days ago"
     ),
     "TERMINAL_ID_DAYS_SINCE_FIRST_FRAUD": lambda v: (
-        _NO_FRAUD_TEXT
-        if v >= _NO_KNOWN_FRAUD
-        else f"this terminal has had confirmed frauds since {v:.1f} days ago (a compromise may be ongoing)"
+        f"this terminal has had confirmed frauds since {v:.1f} days ago (a compromise may be ongoing)"
     ),
 }
-_NO_FRAUD_TEXT = "no confirmed fraud at this terminal in the 30 days ending a week ago"
+
+
+@dataclass(frozen=True)
+class Phrasing:
+    """The run's feature settings the reason texts depend on.
+
+    The defaults are `features.py`'s (windows 1, 7, 30 days, a 7-day label delay): what a caller
+    that knows no run gets.
+
+    Attributes:
+        windows: The run's window lengths in days; the terminal fraud recency looks back over
+            the longest.
+        delay_days: The run's label delay: the terminal windows end this many days before the
+            payment.
+    """
+
+    windows: tuple[int, ...] = DEFAULT_WINDOWS
+    delay_days: int = DEFAULT_DELAY_DAYS
+
+    @property
+    def no_known_fraud(self) -> float:
+        """The recency value of a terminal without a known fraud (`features.recency_fill`)."""
+        return recency_fill(self.windows, self.delay_days)
+
+    @property
+    def ago(self) -> str:
+        """When the terminal windows end, as a reviewer reads it (``"a week ago"`` for 7 days)."""
+        return _ago(self.delay_days)
+
+    @property
+    def no_fraud_text(self) -> str:
+        """The recency text when the run's longest delayed window holds no known fraud."""
+        return f"no confirmed fraud at this terminal in the {_span(max(self.windows))} ending {self.ago}"
+
+
+DEFAULT_PHRASING = Phrasing()
 
 
 def _gap_text(seconds: float) -> str:
@@ -121,25 +160,49 @@ def _span(w: int) -> str:
     return "24 hours" if w == 1 else f"{w} days"
 
 
-def describe(feature: str, value: Any, contribution: float) -> str:
-    """One sentence for a reviewer: what the input was and which way it pushed the decision."""
+def _ago(days: int) -> str:
+    if days == 0:
+        return "now"
+    if days == 1:
+        return "a day ago"
+    return "a week ago" if days == 7 else f"{days} days ago"
+
+
+def describe(feature: str, value: Any, contribution: float, *, phrasing: Phrasing = DEFAULT_PHRASING) -> str:
+    """One sentence for a reviewer: what the input was and which way it pushed the decision.
+
+    Args:
+        feature: The input's name.
+        value: Its value as the model read it (a category as text; None: unknown).
+        contribution: Its log-odds contribution (positive: it raised the risk).
+        phrasing: The run's windows and label delay (default: `features.py`'s).
+
+    Returns:
+        The sentence.
+    """
     effect = "raised" if contribution > 0 else "lowered"
     phrase = None
     if isinstance(value, str) or value is None:
         phrase = f"{feature.lower().replace('_', ' ')} is {value if value is not None else 'unknown'}"
     elif not math.isfinite(float(value)):
         phrase = f"{feature} unknown (typical value used)"
+    elif feature in _RECENCY_TEXT:
+        # At or past the run's fill: no known fraud (capped values read the same, as the model
+        # cannot tell them apart either).
+        v = float(value)
+        phrase = phrasing.no_fraud_text if v >= phrasing.no_known_fraud else _RECENCY_TEXT[feature](v)
     elif feature in _TEXT:
         phrase = _TEXT[feature](float(value))
     else:
         for template, text in _WINDOW_TEXT.items():
-            for w in (1, 7, 14, 30, 60, 90):
+            for w in sorted({*_USUAL_WINDOWS, *phrasing.windows}):
                 if feature == template.format(w=w):
                     phrase = text.format(
                         v=float(value),
                         span=_span(w),
                         pct=f"{float(value):.0%}",
                         payments=_count(value, "payment"),
+                        ago=phrasing.ago,
                     )
         if phrase is None:
             phrase = f"{feature} = {float(value):.4g}"
@@ -154,7 +217,7 @@ class Group:
     columns: tuple[int, ...]
 
 
-def _as_reason(name: str, value: Any, contribution: float) -> Reason:
+def _as_reason(name: str, value: Any, contribution: float, phrasing: Phrasing) -> Reason:
     numeric = None
     if value is not None and not isinstance(value, str):
         numeric = float(value) if math.isfinite(float(value)) else None
@@ -162,20 +225,26 @@ def _as_reason(name: str, value: Any, contribution: float) -> Reason:
         feature=name,
         value=numeric,
         contribution=float(contribution),
-        text=describe(name, value, contribution),
+        text=describe(name, value, contribution, phrasing=phrasing),
     )
 
 
 def top_reasons(
-    names: Sequence[str], values: Sequence[Any], contributions: np.ndarray, k: int, *, alert: bool
+    names: Sequence[str],
+    values: Sequence[Any],
+    contributions: np.ndarray,
+    k: int,
+    *,
+    alert: bool,
+    phrasing: Phrasing = DEFAULT_PHRASING,
 ) -> list[Reason]:
     """The `k` reasons of a decision: for an alert the features that raised the risk most;
-    for an approval the largest contributions either way."""
+    for an approval the largest contributions either way (texts in the run's `phrasing`)."""
     if k <= 0:
         return []
     c = np.asarray(contributions, dtype=np.float64)
     order = np.argsort(-c, kind="stable") if alert else np.argsort(-np.abs(c), kind="stable")
-    return [_as_reason(names[i], values[i], c[i]) for i in order[:k] if c[i] != 0.0]
+    return [_as_reason(names[i], values[i], c[i], phrasing) for i in order[:k] if c[i] != 0.0]
 
 
 class StudentExplainer:
@@ -186,6 +255,7 @@ class StudentExplainer:
         onehot: Its ``(column, value)`` one-hot inputs (in order).
         typical: The typical value of every input column (the student's stored means).
         predict: The fast-path model: ``(n, F) float32 -> (n,)`` probabilities.
+        phrasing: The run's windows and label delay, for the texts (None: the defaults).
     """
 
     def __init__(
@@ -194,8 +264,10 @@ class StudentExplainer:
         onehot: Sequence[tuple[str, str]],
         typical: np.ndarray,
         predict: Callable[[np.ndarray], np.ndarray],
+        phrasing: Phrasing | None = None,
     ) -> None:
         self.predict = predict
+        self.phrasing = phrasing or DEFAULT_PHRASING
         self.typical = np.asarray(typical, dtype=np.float32)
         groups = [Group(n, (j,)) for j, n in enumerate(numeric)]
         by_col: dict[str, list[int]] = {}
@@ -217,7 +289,9 @@ class StudentExplainer:
     ) -> list[Reason]:
         """The decision's top `k` reasons (values shown as the request had them)."""
         names = [g.name for g in self.groups]
-        return top_reasons(names, [values.get(n) for n in names], self.contributions(x, p), k, alert=alert)
+        values_in_order = [values.get(n) for n in names]
+        contributions = self.contributions(x, p)
+        return top_reasons(names, values_in_order, contributions, k, alert=alert, phrasing=self.phrasing)
 
 
 class RowExplainer:
@@ -232,6 +306,7 @@ class RowExplainer:
         categorical: Categorical feature columns.
         typical: Typical value per column (means; most frequent category).
         predict: ``(numeric (n, N) float64, categorical n tuples) -> (n,)`` probabilities.
+        phrasing: The run's windows and label delay, for the texts (None: the defaults).
     """
 
     def __init__(
@@ -240,11 +315,13 @@ class RowExplainer:
         categorical: Sequence[str],
         typical: Mapping[str, Any],
         predict: Callable[[np.ndarray, list[tuple[Any, ...]]], np.ndarray],
+        phrasing: Phrasing | None = None,
     ) -> None:
         self.numeric = list(numeric)
         self.categorical = list(categorical)
         self.typical = dict(typical)
         self.predict = predict
+        self.phrasing = phrasing or DEFAULT_PHRASING
 
     def rows(self, values: Mapping[str, Any]) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
         """The transaction and its substitutions (row 0: as it is; then one row per numeric
@@ -269,7 +346,14 @@ class RowExplainer:
         p = np.asarray(self.predict(*self.rows(values)), dtype=np.float64)
         contributions = float(logit(p[0])) - logit(p[1:])
         cols = [*self.numeric, *self.categorical]
-        reasons = top_reasons(cols, [values.get(c) for c in cols], contributions, k, alert=p[0] >= alert_at)
+        reasons = top_reasons(
+            cols,
+            [values.get(c) for c in cols],
+            contributions,
+            k,
+            alert=p[0] >= alert_at,
+            phrasing=self.phrasing,
+        )
         return float(p[0]), reasons
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from level4_fraud import schema
 from level4_fraud.features import DEFAULT_DELAY_DAYS
 from level4_fraud.serving.config import ServingConfig
-from level4_fraud.serving.explain import RowExplainer, StudentExplainer
+from level4_fraud.serving.explain import Phrasing, RowExplainer, StudentExplainer
 from level4_fraud.serving.online import (
     CardLedger,
     CardStateUnavailableError,
@@ -151,6 +151,7 @@ class FastPath:
             missing numeric input, as in training (`deep_distill.student_matrix`).
         predict: ``(n, F) float32 -> (n,)`` probabilities.
         kind: ``onnx`` or ``int8``.
+        phrasing: The run's windows and label delay, for the reasons' texts (None: defaults).
     """
 
     def __init__(
@@ -160,13 +161,14 @@ class FastPath:
         typical: np.ndarray,
         predict: Callable[[np.ndarray], np.ndarray],
         kind: str,
+        phrasing: Phrasing | None = None,
     ) -> None:
         self.numeric = numeric
         self.onehot = onehot
         self.typical = np.asarray(typical, dtype=np.float32)
         self.predict = predict
         self.kind = kind
-        self.explainer = StudentExplainer(numeric, onehot, self.typical, predict)
+        self.explainer = StudentExplainer(numeric, onehot, self.typical, predict, phrasing)
 
     def vector(self, values: Mapping[str, Any]) -> np.ndarray:
         """The student's input row (missing numeric values: the typical value)."""
@@ -187,8 +189,12 @@ class FastPath:
         return out
 
     @classmethod
-    def load(cls, run_dir: Path, kind: str, *, threads: int = 1) -> FastPath:
+    def load(
+        cls, run_dir: Path, kind: str, *, threads: int = 1, phrasing: Phrasing | None = None
+    ) -> FastPath:
         """Load the run's student (`kind` ``onnx`` or ``int8``) and its input description.
+
+        `phrasing` (the run's windows and label delay) words its reasons (None: the defaults).
 
         Raises:
             FileNotFoundError, ValueError, RuntimeError: The student is missing or unreadable.
@@ -213,15 +219,16 @@ class FastPath:
             from level4_fraud.quantize import load_quantized, torch_candidate
 
             predict = torch_candidate(load_quantized(run_dir / STUDENT_INT8_DIR)).predict
-        fast = cls(numeric, onehot, typical, predict, kind)
+        fast = cls(numeric, onehot, typical, predict, kind, phrasing)
         probe = fast.predict(fast.typical[None, :])
         if probe.shape != (1,) or not np.isfinite(probe).all():
             raise RuntimeError(f"{run_dir}: the {kind} student gives no probability")
         return fast
 
 
-def _ensemble(run_dir: Path, fast: FastPath) -> RowExplainer | None:
-    """The run's ensemble as a row scorer with reasons (None: it cannot be used online)."""
+def _ensemble(run_dir: Path, fast: FastPath, phrasing: Phrasing | None = None) -> RowExplainer | None:
+    """The run's ensemble as a row scorer with reasons worded in the run's `phrasing` (None: it
+    cannot be used online)."""
     from level4_fraud.predict import load_run
     from level4_fraud.serving.rows import RowEnsemble
 
@@ -235,7 +242,7 @@ def _ensemble(run_dir: Path, fast: FastPath) -> RowExplainer | None:
     slow = sorted(set(rows.members) - set(rows.compiled))
     if slow:
         logger.info("grey-zone members scored through their own pipelines: %s", ", ".join(slow))
-    return RowExplainer(loaded.spec.numeric, loaded.spec.categorical, typical, rows.predict)
+    return RowExplainer(loaded.spec.numeric, loaded.spec.categorical, typical, rows.predict, phrasing)
 
 
 # ------------------------------------------------------------------------------------ scorer
@@ -392,6 +399,9 @@ class FraudScorer:
         info = read_run(run_dir)
         windows = tuple(int(w) for w in info.get("features", {}).get("windows", (1, 7, 30)))
         delay_days = int(info.get("features", {}).get("delay_days", DEFAULT_DELAY_DAYS))
+        # The same settings the features are served with word the reasons (windows, delay, and
+        # the "no known fraud" value of the terminal recency).
+        phrasing = Phrasing(windows, delay_days)
         version = model_version or f"{run_dir.name}@{info.get('created', 'unknown')}"
         ledger, geo = _card_state(run_dir, info, cfg, windows, history, namespace=version)
         source = OnlineFeatureSource(
@@ -399,13 +409,13 @@ class FraudScorer:
         )
         fast = None
         try:
-            fast = FastPath.load(run_dir, cfg.fast_path, threads=cfg.onnx_threads)
+            fast = FastPath.load(run_dir, cfg.fast_path, threads=cfg.onnx_threads, phrasing=phrasing)
         except Exception as exc:  # a missing or corrupt student: the rules decide
             logger.error("fast-path model unavailable (%s): every decision falls back to rules", exc)
         ensemble = None
         if fast is not None:
             try:
-                ensemble = _ensemble(run_dir, fast)
+                ensemble = _ensemble(run_dir, fast, phrasing)
             except Exception as exc:
                 logger.error("ensemble unavailable (%s): the student decides the grey zone too", exc)
         return cls(source, fast, ensemble, run_thresholds(run_dir, info, cfg), cfg, version)

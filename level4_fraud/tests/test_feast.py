@@ -41,6 +41,7 @@ from level4_fraud.feature_store import (
     render_repo_config,
     sources_from_transactions,
 )
+from level4_fraud.features import TERMINAL_RECENCY_FEATURES, recency_fill
 from shared.errors import InputFileError, SchemaError
 
 DAY = pd.Timestamp("2018-04-02", tz="UTC")
@@ -396,18 +397,25 @@ def test_push_rejects_rows_without_the_view_columns(tmp_path: Path) -> None:
 # --- from a simulation, through features.daily_snapshots ----------------------------------------
 
 
-def test_simulated_sources_give_midnight_windows_and_the_request_features_of_features_py(
-    tmp_path: Path,
-) -> None:
-    """Each training row holds the windows as of the midnight before it, by brute force."""
-    from level4_fraud.features import transaction_features
+@pytest.fixture(scope="module")
+def simulated() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Twenty days of a small simulated world with many compromised terminals."""
     from level4_fraud.simulate import SimulatorConfig, simulate
 
-    sim, customers, terminals = simulate(
+    return simulate(
         SimulatorConfig(
             n_customers=60, n_terminals=120, nb_days=20, seed=5, compromised_terminals_per_day=300
         )
     )
+
+
+def test_simulated_sources_give_midnight_windows_and_the_request_features_of_features_py(
+    tmp_path: Path, simulated: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Each training row holds the windows as of the midnight before it, by brute force."""
+    from level4_fraud.features import transaction_features
+
+    sim, customers, terminals = simulated
     fs = FraudFeatureStore(tmp_path)
     fs.write_sources(**sources_from_transactions(sim, customers=customers, terminals=terminals))
     fs.apply()
@@ -460,3 +468,57 @@ def test_simulated_sources_give_midnight_windows_and_the_request_features_of_fea
         np.testing.assert_allclose(
             train[col].to_numpy(dtype=float), pandas[col].to_numpy(dtype=float), err_msg=col
         )
+
+    assert_recency_is_features_pys_where_midnight_knows_the_same_frauds(train, sim, pandas, delay_days=7)
+
+
+def assert_recency_is_features_pys_where_midnight_knows_the_same_frauds(
+    train: pd.DataFrame, sim: pd.DataFrame, pandas: pd.DataFrame, *, delay_days: int
+) -> None:
+    """The training set's terminal fraud recency equals `features.transaction_features`' on every
+    row whose midnight snapshot knows the same frauds as the exact window (no fraud entered or
+    left ``(t - delay - 30 d, t - delay]`` since midnight): the only difference left is the
+    snapshot's, the same as serving's."""
+    t = sim["TX_DATETIME"].to_numpy()
+    term, fraud = sim["TERMINAL_ID"].to_numpy(), sim["TX_FRAUD"].to_numpy()
+    day, delay = np.timedelta64(1, "D"), np.timedelta64(delay_days, "D")
+    same = np.zeros(len(sim), dtype=bool)
+    with_fraud = 0
+    for i in range(len(sim)):
+        midnight = (t[i] - np.timedelta64(1, "us")).astype("datetime64[D]").astype(t.dtype)
+        frauds = (term == term[i]) & (fraud == 1)
+        at_midnight = frauds & (t > midnight - delay - 30 * day) & (t <= midnight - delay)
+        exact = frauds & (t > t[i] - delay - 30 * day) & (t <= t[i] - delay)
+        same[i] = np.array_equal(at_midnight, exact)
+        with_fraud += bool(same[i] and exact.any())
+    assert same.mean() > 0.8 and with_fraud > 50, (same.mean(), with_fraud)
+    for col in TERMINAL_RECENCY_FEATURES:
+        np.testing.assert_allclose(
+            train[col].to_numpy(dtype=float)[same],
+            pandas[col].to_numpy(dtype=float)[same],
+            rtol=0,
+            atol=1e-9,
+            err_msg=col,
+        )
+    # Without a known fraud, both read the run's fill: 30 days plus its own delay.
+    none = train[TERMINAL_RECENCY_FEATURES[0]].to_numpy() == 30 + delay_days
+    assert (
+        none.any() and (pandas[TERMINAL_RECENCY_FEATURES[0]].to_numpy()[none & same] == 30 + delay_days).all()
+    )
+
+
+def test_training_set_recency_follows_the_label_delay_the_sources_were_written_with(
+    tmp_path: Path, simulated: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Sources written with a 3-day delay, read with it: features.py's values with a 3-day delay."""
+    from level4_fraud.features import transaction_features
+
+    sim, _, _ = simulated
+    fs = FraudFeatureStore(tmp_path)
+    fs.write_sources(**sources_from_transactions(sim, delay_days=3))
+    fs.apply()
+    train = fs.training_set(entity_frame(sim), delay_days=3)
+    assert {*TERMINAL_FRAUD_TIME_FEATURES, *TERMINAL_RECENCY_FEATURES} <= set(train.columns)
+    assert train[TERMINAL_RECENCY_FEATURES].max().max() <= recency_fill(delay_days=3) == 33.0
+    pandas = transaction_features(sim, delay_days=3)
+    assert_recency_is_features_pys_where_midnight_knows_the_same_frauds(train, sim, pandas, delay_days=3)

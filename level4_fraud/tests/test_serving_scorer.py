@@ -112,6 +112,34 @@ def test_occlusion_contribution_is_the_log_odds_change_of_one_substitution(score
 
 
 # ------------------------------------------------------------------------------------ fallbacks
+def test_reasons_are_worded_with_the_runs_windows_and_label_delay(run, replay, tmp_path):
+    """A run trained with a 3-day label delay: its reasons say so, and call a terminal without a
+    known fraud by the run's own fill (30 + 3 days), as its features are served."""
+    import json
+
+    from level4_fraud.serving.explain import Phrasing
+    from level4_fraud.serving.scorer import FraudScorer
+
+    folder = run.copy(tmp_path / "run")
+    info = json.loads((folder / "run.json").read_text())
+    info["features"]["delay_days"] = 3
+    (folder / "run.json").write_text(json.dumps(info))
+    scorer = FraudScorer.from_run(folder, serving_config(run))
+    windows = tuple(int(w) for w in info["features"]["windows"])
+    expected = Phrasing(windows, 3)
+    assert scorer.fast.explainer.phrasing == expected
+    assert scorer.ensemble is None or scorer.ensemble.phrasing == expected
+    assert scorer.source.recency_fill == expected.no_known_fraud == max(windows) + 3
+    tx = _tx(replay.iloc[0], TERMINAL_ID=10**9)  # no known fraud: the recency is the fill
+    values = scorer.source.features(tx).values
+    x = scorer.fast.vector(values)
+    p = float(scorer.fast.predict(x[None, :])[0])
+    reasons = scorer.fast.explainer.reasons(x, p, values, len(scorer.fast.explainer.groups), alert=False)
+    terminal = [r.text for r in reasons if r.feature.startswith("TERMINAL_ID_")]
+    assert terminal, reasons
+    assert all("3 days ago" in t and "a week ago" not in t for t in terminal), terminal
+
+
 def test_unknown_card_and_terminal_are_scored_and_flagged(scorer, replay):
     row = replay.iloc[0]
     d = scorer.score(_tx(row, CUSTOMER_ID=10**9))
