@@ -292,6 +292,57 @@ def card_precision_at_k(
     return mean, per_day
 
 
+def card_precision_ceilings(
+    frame: pd.DataFrame,
+    terminal_events: pd.DataFrame,
+    origin: pd.Timestamp | date,
+    delay_days: int,
+    k: int = 100,
+    *,
+    terminal_days: int = 28,
+) -> tuple[float, float]:
+    """Card precision@k of a perfect model, and of one perfect on every fraud it could know of.
+
+    A terminal compromise (scenario 2) changes nothing in its transactions but their label; until
+    the first label arrives, `delay_days` after the compromise began, no feature can see it. The
+    second ceiling ranks every other fraud first and fills the rest of each day's k cards at random
+    (seeded), those hidden frauds among them: what a model that knew everything knowable would
+    reach, the fair yardstick for a CP@k goal.
+
+    Args:
+        frame: Test transactions with ``TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_FRAUD,
+            TX_FRAUD_SCENARIO``.
+        terminal_events: The simulator's scenario-2 compromises (``TERMINAL_ID, start_day``).
+        origin: The simulation's first day (``start_day`` 0).
+        delay_days: The label delay.
+        k: Cards alerted per day.
+        terminal_days: How long a compromise lasts.
+
+    Returns:
+        ``(perfect, reachable)`` mean card precision@k over the days.
+    """
+    y = frame[schema.TX_FRAUD].to_numpy(dtype=np.float64)
+    reachable = y.copy()
+    s2 = np.flatnonzero(frame[schema.TX_FRAUD_SCENARIO].to_numpy() == 2)
+    if len(s2):
+        since = frame[schema.TX_DATETIME].to_numpy()[s2] - np.datetime64(pd.Timestamp(origin).normalize())
+        day = since // np.timedelta64(1, "D")
+        term = frame[schema.TERMINAL_ID].to_numpy()[s2]
+        events = terminal_events.sort_values("start_day")
+        # The latest compromise of each row's terminal that had begun by the row's day.
+        age = np.full(len(s2), np.inf)
+        for t, start in zip(events[schema.TERMINAL_ID], events["start_day"], strict=True):
+            hit = (term == t) & (day >= start) & (day < start + terminal_days)
+            age[hit] = np.minimum(age[hit], day[hit] - start)
+        reachable[s2[age < delay_days]] = 0.0
+    # The rest of the top k is filled at random, as a model blind to them would: ties broken by
+    # card id could hand the ceiling a hidden fraud that sorts first.
+    reachable += 0.5 * np.random.default_rng(0).random(len(reachable))
+    perfect, _ = card_precision_at_k(frame, y, k)
+    best, _ = card_precision_at_k(frame, reachable, k)
+    return perfect, best
+
+
 @dataclass(frozen=True)
 class CostResult:
     """Money view of a threshold: alerts reviewed and fraud amount caught."""

@@ -13,6 +13,7 @@ from level4_fraud.evaluate import (
     EvaluationConfig,
     average_precision,
     card_precision_at_k,
+    card_precision_ceilings,
     cost_at_threshold,
     cost_optimal_threshold,
     fraud_metrics,
@@ -252,3 +253,43 @@ def test_fraud_metrics_and_mean_over_folds() -> None:
     agg = mean_over_folds([{"ap": 0.5, "auc": math.nan}, {"ap": 0.7, "auc": 0.8}])
     assert agg["ap"] == pytest.approx(0.6) and agg["ap_std"] == pytest.approx(0.1) and agg["auc"] == 0.8
     assert schema.TX_FRAUD in frame.columns
+
+
+def _ceiling_frame(days: int) -> pd.DataFrame:
+    # Each day d (from day 3, when terminal 9 is compromised): a fraud at terminal 9 on the card
+    # with the day's lowest id, a fraud over 220, eight genuine payments; ids new every day.
+    origin = pd.Timestamp("2018-04-01")
+    rows = []
+    for d in range(3, 3 + days):
+        base = 100 * d
+        rows += [(d, base, 9, 1, 2), (d, base + 1, 4, 1, 1)]
+        rows += [(d, base + c, 4, 0, 0) for c in range(2, 10)]
+    return pd.DataFrame(
+        {
+            schema.TX_DATETIME: [origin + pd.Timedelta(days=d, hours=10) for d, *_ in rows],
+            schema.CUSTOMER_ID: [c for _, c, *_ in rows],
+            schema.TERMINAL_ID: [t for _, _, t, *_ in rows],
+            schema.TX_FRAUD: [y for *_, y, _ in rows],
+            schema.TX_FRAUD_SCENARIO: [s for *_, s in rows],
+        }
+    )
+
+
+def test_reachable_ceiling_leaves_out_frauds_hidden_by_the_label_delay() -> None:
+    events = pd.DataFrame({schema.TERMINAL_ID: [9], "start_day": [3]})
+    origin = pd.Timestamp("2018-04-01")
+    # 7 days inside the 7-day delay: terminal 9's frauds are hidden every day. Each day's two
+    # alerts: the fraud over 220, and one of the nine others at random (1 in 9: the hidden fraud).
+    hidden = _ceiling_frame(7)
+    perfect, reachable = card_precision_ceilings(hidden, events, origin, 7, k=2)
+    assert perfect == pytest.approx(1.0)
+    assert 0.5 <= reachable < 0.75  # by card id the hidden fraud, lowest, would be alerted: 1.0
+    # Over 25 days of the compromise: from day 10 on (a week in) its frauds are knowable...
+    knowable = _ceiling_frame(25)
+    day = (knowable[schema.TX_DATETIME] - origin).dt.days
+    later = knowable[day >= 10]
+    assert card_precision_ceilings(later, events, origin, 7, k=2)[1] == pytest.approx(1.0)
+    # ... and with no delay, from its first day; past its 28 days the compromise no longer counts.
+    assert card_precision_ceilings(hidden, events, origin, 0, k=2)[1] == pytest.approx(1.0)
+    late = events.assign(start_day=[-40])
+    assert card_precision_ceilings(hidden, late, origin, 7, k=2)[1] == pytest.approx(1.0)
