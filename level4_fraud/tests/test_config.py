@@ -26,6 +26,7 @@ def test_full_profile_is_the_handbook_setup_and_protocol():
     cfg = load_config(FraudConfig, profile="full", environ={})
     sim = cfg.simulator
     assert sim.handbook and (sim.n_customers, sim.n_terminals, sim.nb_days) == (5000, 10000, 183)
+    assert sim.handbook_exact  # the published dataset itself, row for row
     assert sim.start_date == date(2018, 4, 1)
     assert cfg.evaluation.n_folds == 4 and cfg.evaluation.delta_train == 7
     assert cfg.start_date_training == HANDBOOK_TEST_START
