@@ -56,7 +56,7 @@ from level4_fraud.train import (
     write_run_metrics,
     write_scores,
 )
-from shared.errors import InputFileError
+from shared.errors import ConfigError, InputFileError
 from shared.seeding import seed_everything
 from shared.tracking import MlflowTracker
 
@@ -118,10 +118,20 @@ def feature_store_stage(
     """Write the batch sources into the run's Feast store, apply it and materialise the online
     store up to the end of the data (what the real-time path reads). Returns timings and counts."""
     from level4_fraud import feature_store as fst
+    from level4_fraud.feature_repo.feature_views import WINDOWS_DAYS
 
+    # Serving reads the windows the repository defines; a run trained on others would be served
+    # features it never saw, so refuse before writing anything.
+    if tuple(cfg.features.windows) != tuple(WINDOWS_DAYS):
+        raise ConfigError(
+            f"features.windows={list(cfg.features.windows)} but the Feast repository serves windows "
+            f"{list(WINDOWS_DAYS)}: use those, or set stages.feature_store=false"
+        )
     t0 = time.perf_counter()
     store = fst.FraudFeatureStore(run_dir, cfg.feature_store_config())
-    sources = fst.sources_from_transactions(tx, customers=customers, terminals=terminals)
+    sources = fst.sources_from_transactions(
+        tx, customers=customers, terminals=terminals, delay_days=cfg.features.delay_days
+    )
     store.write_sources(**sources)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Feast: "on demand feature view is an experimental feature"
