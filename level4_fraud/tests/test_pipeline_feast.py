@@ -29,11 +29,14 @@ def test_the_feast_stage_writes_terminal_risk_with_the_runs_label_delay(tmp_path
     _, delay_3 = features.daily_snapshots(tx, windows=(1, 7, 30), delay_days=3)
     _, delay_7 = features.daily_snapshots(tx, windows=(1, 7, 30), delay_days=7)
     risk = "TERMINAL_ID_RISK_7DAY_WINDOW"
-    got = written.sort_values(["TERMINAL_ID", "event_timestamp"])[risk].to_numpy()
-    want = delay_3.sort_values(["TERMINAL_ID", "event_timestamp"])[risk].to_numpy()
-    other = delay_7.sort_values(["TERMINAL_ID", "event_timestamp"])[risk].to_numpy()
-    np.testing.assert_allclose(got, want)
-    assert got.shape == other.shape and not np.allclose(got, other)  # the delay matters here
+    keys = ["TERMINAL_ID", "event_timestamp"]
+    got = written.sort_values(keys).reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        got[[*keys, risk]], delay_3.sort_values(keys).reset_index(drop=True)[[*keys, risk]], check_dtype=False
+    )
+    # ... which the delay does change: the default 7 days would give other values.
+    both = delay_3.merge(delay_7, on=keys, suffixes=("", "_7"))
+    assert len(both) > 100 and not np.allclose(both[risk], both[f"{risk}_7"])
 
 
 def test_the_feast_stage_refuses_windows_the_repository_does_not_serve(tmp_path: Path) -> None:
