@@ -351,6 +351,7 @@ def full_child(work: str, deep_on: str, feature_set: str) -> dict[str, Any]:
     return {
         "n_transactions": len(tx),
         "fraud_rate": float(tx["TX_FRAUD"].mean()),
+        "handbook_exact": bool(cfg.simulator.handbook_exact),
         "n_folds": len(runs),
         "deep": bool(cfg.stages.deep),
         "feature_set": feature_set,
@@ -515,7 +516,13 @@ def _run_seconds(run_dir: str | None) -> dict[str, float]:
 def _full_md(res: dict[str, Any], ablation: dict[str, Any] | None) -> list[str]:
     rows = _full_rows(res)
     lines = [
-        "**Full profile** — the Handbook's simulation (5,000 customers, 10,000 terminals, 183 days from "
+        "**Full profile** — "
+        + (
+            "the Handbook's published dataset, replayed row for row (`handbook_replay`: "
+            if res.get("handbook_exact")
+            else "the Handbook's simulation ("
+        )
+        + "5,000 customers, 10,000 terminals, 183 days from "
         f"2018-04-01: {res['n_transactions']:,} transactions, {res['fraud_rate']:.2%} fraud) on its "
         f"prequential protocol ({res['n_folds']} weekly test folds, 7-day training, 7-day delay, "
         "known-compromised cards removed from test days; mean ± std over the folds) against the "
