@@ -326,8 +326,8 @@ def full_child(work: str, deep_on: str, feature_set: str) -> dict[str, Any]:
     data_dir = Path(work) / "run-full" / "data"
     seconds: dict[str, float] = {}
     with Timer() as t:
-        if not (data_dir / "simulation.json").is_file():
-            pipeline.generate(cfg, data_dir)
+        if _stored_simulation(data_dir) != json.loads(cfg.simulator_config().model_dump_json()):
+            pipeline.generate(cfg, data_dir)  # missing, or drawn with other settings
     seconds["generate"] = t.seconds
     with Timer() as t:
         tx, customers, terminals = pipeline.read_simulation(data_dir)
@@ -351,7 +351,7 @@ def full_child(work: str, deep_on: str, feature_set: str) -> dict[str, Any]:
     return {
         "n_transactions": len(tx),
         "fraud_rate": float(tx["TX_FRAUD"].mean()),
-        "handbook_exact": bool(cfg.simulator.handbook_exact),
+        "handbook_exact": bool(_stored_simulation(data_dir).get("handbook_exact")),
         "n_folds": len(runs),
         "deep": bool(cfg.stages.deep),
         "feature_set": feature_set,
@@ -364,6 +364,12 @@ def full_child(work: str, deep_on: str, feature_set: str) -> dict[str, Any]:
         "peak_rss_mib": peak_rss_mib(),
         "run_dir": str(run_dir),
     }
+
+
+def _stored_simulation(data_dir: Path) -> dict[str, Any]:
+    """The simulator settings a data folder was drawn with ({} when there is none)."""
+    path = data_dir / "simulation.json"
+    return json.loads(path.read_text(encoding="utf-8"))["config"] if path.is_file() else {}
 
 
 def _cp_ceilings(cfg: Any, folds: list[Any]) -> dict[str, float]:
@@ -384,7 +390,7 @@ def _cp_ceilings(cfg: Any, folds: list[Any]) -> dict[str, float]:
         for f in folds
     ]
     perfect, reachable = (float(np.mean(v)) for v in zip(*pairs, strict=True))
-    return {"perfect": perfect, "reachable": reachable}
+    return {"perfect": perfect, "reachable": reachable, "delay_days": cfg.features.delay_days}
 
 
 # ------------------------------------------------------------------------------------ section
@@ -513,6 +519,28 @@ def _run_seconds(run_dir: str | None) -> dict[str, float]:
     return dict(json.loads(path.read_text()).get("seconds", {})) if run_dir and path.is_file() else {}
 
 
+def _ceiling_md(ceiling: dict[str, Any] | None, top_cp: dict[str, Any]) -> list[str]:
+    """The CP@100 ceilings paragraph (nothing when the run did not measure them)."""
+    if not ceiling or ceiling["reachable"] <= 0:
+        return []
+    delay = int(ceiling.get("delay_days", 7))
+    share = top_cp["card_precision_at_k"] / ceiling["reachable"]
+    goal = GOAL["cp100"]
+    verdict = (
+        f"; the goal {goal:.2f} lies above it."
+        if ceiling["reachable"] < goal
+        else f"; the goal {goal:.2f} asks for {goal / ceiling['reachable']:.1%} of it."
+    )
+    return [
+        f"\nCP@100 ceilings on these test days: {ceiling['perfect']:.3f} for a perfect model; "
+        f"{ceiling['reachable']:.3f} for one perfect on every fraud it could know of (the rest of its "
+        f"100 cards a day drawn at random). The frauds of a terminal compromise's first {delay} days "
+        f"differ from genuine payments only in their label, which arrives after the {delay}-day "
+        f"delay, so no feature sees them in time. The best model reaches {share:.0%} of the "
+        "reachable ceiling" + verdict
+    ]
+
+
 def _full_md(res: dict[str, Any], ablation: dict[str, Any] | None) -> list[str]:
     rows = _full_rows(res)
     lines = [
@@ -568,23 +596,7 @@ def _full_md(res: dict[str, Any], ablation: dict[str, Any] | None) -> list[str]:
         f"{top_auc['roc_auc']:.3f} ({verdict(top_auc['roc_auc'], HANDBOOK['balanced_bagging_auc'])} balanced "
         "bagging's)."
     )
-    ceiling = res.get("cp_ceiling")
-    if ceiling:
-        share = top_cp["card_precision_at_k"] / ceiling["reachable"]
-        lines.append(
-            f"\nCP@100 ceilings on these test days: {ceiling['perfect']:.3f} for a perfect model; "
-            f"{ceiling['reachable']:.3f} for one perfect on every fraud it could know of (the rest of its "
-            "100 cards a day drawn at random). The frauds of a "
-            "terminal compromise's first 7 days differ from genuine payments only in their label, "
-            "which arrives after the 7-day delay, so no feature sees them in time. "
-            f"The best model reaches {share:.0%} of the reachable ceiling"
-            + (
-                f"; the goal {GOAL['cp100']:.2f} lies above it."
-                if ceiling["reachable"] < GOAL["cp100"]
-                else f"; the goal {GOAL['cp100']:.2f} asks for "
-                f"{GOAL['cp100'] / ceiling['reachable']:.1%} of it."
-            )
-        )
+    lines += _ceiling_md(res.get("cp_ceiling"), top_cp)
     feats = res.get("features", {}).get("numeric", [])
     ens = res.get("ensemble", {})
     lines += [

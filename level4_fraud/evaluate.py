@@ -292,6 +292,25 @@ def card_precision_at_k(
     return mean, per_day
 
 
+def _compromise_runs(events: pd.DataFrame, days: int) -> list[tuple[int, int, int]]:
+    """``(terminal, first day, end day)`` of each unbroken compromise: a terminal compromised again
+    before its window ends stays compromised from the first start, and its frauds are known from
+    the first start's label delay on, not the second's."""
+    runs: list[tuple[int, int, int]] = []
+    for t, starts in events.groupby(schema.TERMINAL_ID)["start_day"]:
+        first = end = None
+        for start in sorted(int(x) for x in starts):
+            if end is not None and start < end:
+                end = max(end, start + days)
+                continue
+            if first is not None and end is not None:
+                runs.append((int(t), first, end))
+            first, end = start, start + days
+        if first is not None and end is not None:
+            runs.append((int(t), first, end))
+    return runs
+
+
 def card_precision_ceilings(
     frame: pd.DataFrame,
     terminal_events: pd.DataFrame,
@@ -321,19 +340,21 @@ def card_precision_ceilings(
     Returns:
         ``(perfect, reachable)`` mean card precision@k over the days.
     """
+    missing = {schema.TERMINAL_ID, "start_day"} - set(terminal_events.columns)
+    if missing:
+        raise ValueError(f"terminal_events lacks {', '.join(sorted(missing))}")
     y = frame[schema.TX_FRAUD].to_numpy(dtype=np.float64)
     reachable = y.copy()
     s2 = np.flatnonzero(frame[schema.TX_FRAUD_SCENARIO].to_numpy() == 2)
     if len(s2):
-        since = frame[schema.TX_DATETIME].to_numpy()[s2] - np.datetime64(pd.Timestamp(origin).normalize())
-        day = since // np.timedelta64(1, "D")
+        when = pd.to_datetime(frame[schema.TX_DATETIME].iloc[s2])
+        day = ((when.dt.tz_localize(None) if when.dt.tz else when) - pd.Timestamp(origin).normalize()).dt.days
+        day = day.to_numpy()
         term = frame[schema.TERMINAL_ID].to_numpy()[s2]
-        events = terminal_events.sort_values("start_day")
-        # The latest compromise of each row's terminal that had begun by the row's day.
         age = np.full(len(s2), np.inf)
-        for t, start in zip(events[schema.TERMINAL_ID], events["start_day"], strict=True):
-            hit = (term == t) & (day >= start) & (day < start + terminal_days)
-            age[hit] = np.minimum(age[hit], day[hit] - start)
+        for t, first, end in _compromise_runs(terminal_events, terminal_days):
+            hit = (term == t) & (day >= first) & (day < end)
+            age[hit] = day[hit] - first
         reachable[s2[age < delay_days]] = 0.0
     # The rest of the top k is filled at random, as a model blind to them would: ties broken by
     # card id could hand the ceiling a hidden fraud that sorts first.

@@ -108,6 +108,24 @@ def features(
     return prequential_fold_data(frame, spec, start, cfg.evaluation)
 
 
+def check_servable_windows(cfg: FraudConfig) -> None:
+    """Refuse a run whose feature windows the Feast repository does not serve.
+
+    Serving reads the repository's windows; a run trained on others would be served features it
+    never saw.
+
+    Raises:
+        ConfigError: ``features.windows`` differs from the repository's ``WINDOWS_DAYS``.
+    """
+    from level4_fraud.feature_repo.feature_views import WINDOWS_DAYS
+
+    if sorted(cfg.features.windows) != sorted(WINDOWS_DAYS):
+        raise ConfigError(
+            f"features.windows={list(cfg.features.windows)} but the Feast repository serves windows "
+            f"{list(WINDOWS_DAYS)}: use those, or set stages.feature_store=false"
+        )
+
+
 def feature_store_stage(
     cfg: FraudConfig,
     tx: pd.DataFrame,
@@ -118,15 +136,8 @@ def feature_store_stage(
     """Write the batch sources into the run's Feast store, apply it and materialise the online
     store up to the end of the data (what the real-time path reads). Returns timings and counts."""
     from level4_fraud import feature_store as fst
-    from level4_fraud.feature_repo.feature_views import WINDOWS_DAYS
 
-    # Serving reads the windows the repository defines; a run trained on others would be served
-    # features it never saw, so refuse before writing anything.
-    if tuple(cfg.features.windows) != tuple(WINDOWS_DAYS):
-        raise ConfigError(
-            f"features.windows={list(cfg.features.windows)} but the Feast repository serves windows "
-            f"{list(WINDOWS_DAYS)}: use those, or set stages.feature_store=false"
-        )
+    check_servable_windows(cfg)
     t0 = time.perf_counter()
     store = fst.FraudFeatureStore(run_dir, cfg.feature_store_config())
     sources = fst.sources_from_transactions(
@@ -333,6 +344,8 @@ def level4_flow(cfg: FraudConfig, out: Path | None = None, data_dir: Path | None
     """simulate -> features (+ Feast) -> train -> deep -> evaluate -> register -> report."""
     from level4_fraud.report import build_report
 
+    if cfg.stages.feature_store:
+        check_servable_windows(cfg)  # before minutes of simulation and features
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     run_dir = out or cfg.paths().run_dir(f"run-{cfg.profile}")

@@ -175,6 +175,9 @@ class SimulatorConfig(BaseModel):
     def _check(self) -> SimulatorConfig:
         if self.handbook_exact and not self.handbook:
             raise ValueError("handbook_exact needs handbook=True")
+        if self.handbook_exact and abs(self.card_fraud_share - 1 / 3) > 1e-12:
+            # The Handbook's int(n / 3): any other share would not be its draw.
+            raise ValueError("handbook_exact replays the Handbook's card_fraud_share of 1/3 only")
         if self.handbook:
             for name in ("compromised_terminals_per_day", "compromised_cards_per_day"):
                 if float(getattr(self, name)) != int(getattr(self, name)):
@@ -805,7 +808,8 @@ def _replayed_days(cfg: SimulatorConfig, prof: _Profiles, plan: _Plan) -> Iterat
 def iter_days(cfg: SimulatorConfig) -> Iterator[pd.DataFrame]:
     """Yield one transactions frame per day, in time order, with ids continuing across days.
 
-    Memory holds one day of transactions plus the customer/terminal tables and the plan.
+    Memory holds one day of transactions plus the customer/terminal tables and the plan (with
+    ``handbook_exact``, the whole replayed table: see `level4_fraud.handbook_replay`).
     """
     prof = _profiles(cfg)
     yield from _day_frames(cfg, prof, _plan(cfg, prof))
@@ -871,7 +875,8 @@ def simulate_to_folder(
     *,
     progress: bool = False,
 ) -> SimulationSummary:
-    """Simulate day by day into a folder in the Handbook's layout, with bounded memory.
+    """Simulate day by day into a folder in the Handbook's layout, in bounded memory (not with
+    ``handbook_exact``, which replays the whole table in memory first).
 
     Layout (published atomically: a reader sees the old folder or the complete new one)::
 

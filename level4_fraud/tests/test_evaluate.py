@@ -293,3 +293,18 @@ def test_reachable_ceiling_leaves_out_frauds_hidden_by_the_label_delay() -> None
     assert card_precision_ceilings(hidden, events, origin, 0, k=2)[1] == pytest.approx(1.0)
     late = events.assign(start_day=[-40])
     assert card_precision_ceilings(hidden, late, origin, 7, k=2)[1] == pytest.approx(1.0)
+
+
+def test_a_terminal_compromised_again_is_known_from_its_first_compromise() -> None:
+    # Compromised on day 3 and again on day 8, before the first window ends: from day 10 its
+    # frauds have labels (day 3's arrive a week later), though day 8's would not until day 15.
+    origin = pd.Timestamp("2018-04-01")
+    events = pd.DataFrame({schema.TERMINAL_ID: [9, 9], "start_day": [8, 3]})
+    frame = _ceiling_frame(12)
+    day = (frame[schema.TX_DATETIME] - origin).dt.days
+    days_10_to_14 = frame[(day >= 10) & (day <= 14)]
+    assert card_precision_ceilings(days_10_to_14, events, origin, 7, k=2)[1] == pytest.approx(1.0)
+    # Before day 10 they are hidden, whichever compromise one counts from.
+    assert card_precision_ceilings(frame[day < 10], events, origin, 7, k=2)[1] < 0.75
+    with pytest.raises(ValueError, match="start_day"):
+        card_precision_ceilings(frame, events.drop(columns="start_day"), origin, 7)

@@ -40,19 +40,25 @@ def test_the_replay_is_the_published_dataset(published: pd.DataFrame) -> None:
 
 
 def test_each_scenario_adds_the_frauds_the_handbook_prints(published: pd.DataFrame) -> None:
-    # The chapter prints the frauds each scenario adds (978, 9,099, 4,604): replay its steps.
-    events = _events()
-    before_3 = published.copy()
-    # Amounts before scenario 3: each pick divided by 5 as many times as it was picked.
-    before_3[schema.TX_AMOUNT] = _amounts_before_scenario_3(published, events[1])
-    s1 = int((before_3[schema.TX_AMOUNT] > 220).sum())
-    add_frauds(before_3, events[0], [])
-    s12 = int(before_3[schema.TX_FRAUD].sum())
+    # The chapter prints the frauds each scenario adds (978, 9,099, 4,604). Undo scenario 3's
+    # multiplications, then label again step by step with the Handbook's own events.
+    terminals, cards = _events()
+    genuine = published.copy()
+    genuine[schema.TX_AMOUNT] = _amounts_before_scenario_3(published, cards)
+    s1 = int((genuine[schema.TX_AMOUNT] > 220).sum())
+    after_2 = genuine.copy()
+    add_frauds(after_2, terminals, [])
+    s12 = int(after_2[schema.TX_FRAUD].sum())
     assert (s1, s12 - s1, HANDBOOK_STATS["n_frauds"] - s12) == (
         HANDBOOK_STATS["scenario_1"],
         HANDBOOK_STATS["scenario_2"],
         HANDBOOK_STATS["scenario_3"],
     )
+    # All three steps give back the replay's own labels and amounts, row for row.
+    add_frauds(genuine, terminals, cards)
+    for col in (schema.TX_FRAUD_SCENARIO, schema.TX_FRAUD):
+        assert (genuine[col].to_numpy() == published[col].to_numpy()).all(), col
+    np.testing.assert_allclose(genuine[schema.TX_AMOUNT], published[schema.TX_AMOUNT], rtol=1e-12)
 
 
 def _events() -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -74,12 +80,11 @@ def _amounts_before_scenario_3(tx: pd.DataFrame, cards: list[np.ndarray]) -> np.
     return np.round(amount / 5.0**times, 2)
 
 
-def test_one_customers_draws_follow_the_handbooks_loop() -> None:
-    # The Handbook's generate_transactions_table, written out as it is, for one customer.
-    cid, rate, mean, std, n_terms, days = 7, 2.5, 40.0, 20.0, 9, 30
+def _handbook_loop(cid: int, rate: float, mean: float, std: float, n_terms: int, days: int) -> list:
+    # The Handbook's generate_transactions_table, written out as it is (amounts before rounding).
     random.seed(cid)
     np.random.seed(cid)
-    expected = []
+    out = []
     for day in range(days):
         nb_tx = np.random.poisson(rate)
         for _ in range(nb_tx):
@@ -88,12 +93,37 @@ def test_one_customers_draws_follow_the_handbooks_loop() -> None:
                 amount = np.random.normal(mean, std)
                 if amount < 0:
                     amount = np.random.uniform(0, mean * 2)
-                amount = np.round(amount, decimals=2)
-                terminal = random.choice(list(range(n_terms)))
-                expected.append((time_tx + day * 86400, amount, terminal))
+                if n_terms > 0:
+                    terminal = random.choice(list(range(n_terms)))
+                    out.append((time_tx + day * 86400, float(amount), terminal))
+    return out
+
+
+def test_one_customers_draws_follow_the_handbooks_loop() -> None:
+    cid, rate, mean, std, n_terms, days = 7, 2.5, 40.0, 20.0, 9, 30
+    expected = _handbook_loop(cid, rate, mean, std, n_terms, days)
     secs, amounts, picks = customer_transactions(cid, rate, mean, std, n_terms, days)
-    got = list(zip(secs.tolist(), np.round(amounts, 2).tolist(), picks.tolist(), strict=True))
+    got = list(zip(secs.tolist(), amounts.tolist(), picks.tolist(), strict=True))
     assert got == expected and len(got) > 40
+    # A wide spread (std = 2 x mean: a third of the normal draws are negative) exercises the
+    # Handbook's uniform redraw of negative amounts on every few transactions.
+    secs, amounts, _ = customer_transactions(11, 4.0, 30.0, 60.0, 5, 40)
+    loop = _handbook_loop(11, 4.0, 30.0, 60.0, 5, 40)
+    assert list(zip(secs.tolist(), amounts.tolist(), strict=True)) == [(t, a) for t, a, _ in loop]
+    assert (amounts >= 0).all() and len(amounts) > 100
+
+
+def test_a_customer_without_terminals_draws_but_keeps_nothing() -> None:
+    # The Handbook still draws times and amounts (so the stream moves on) but appends nothing.
+    secs, amounts, picks = customer_transactions(3, 3.0, 50.0, 25.0, 0, 20)
+    assert len(secs) == len(amounts) == len(picks) == 0 == len(_handbook_loop(3, 3.0, 50.0, 25.0, 0, 20))
+
+
+def test_amounts_are_rounded_to_cents_as_numpy_rounds() -> None:
+    tx, _, _ = simulate(handbook_config(handbook_exact=True, n_customers=60, n_terminals=200, nb_days=20))
+    amounts = tx.loc[tx[schema.TX_FRAUD_SCENARIO] != 3, schema.TX_AMOUNT].to_numpy()
+    assert len(amounts) > 500
+    np.testing.assert_array_equal(amounts, np.round(amounts, 2))
 
 
 def test_scenario_3_picks_a_third_of_the_compromised_cards_rows_with_the_days_seed() -> None:
@@ -118,6 +148,8 @@ def test_scenario_3_picks_a_third_of_the_compromised_cards_rows_with_the_days_se
     assert tx[schema.TX_FRAUD].tolist() == (expected_scen > 0).astype(int).tolist()
 
 
-def test_exact_replay_needs_handbook_mode() -> None:
+def test_exact_replay_needs_handbook_mode_and_its_card_share() -> None:
     with pytest.raises(ValueError, match="handbook_exact needs handbook"):
         SimulatorConfig(handbook_exact=True)
+    with pytest.raises(ValueError, match="card_fraud_share of 1/3"):
+        handbook_config(handbook_exact=True, card_fraud_share=0.5)

@@ -45,3 +45,16 @@ def test_the_feast_stage_refuses_windows_the_repository_does_not_serve(tmp_path:
     with pytest.raises(ConfigError, match=r"features.windows=\[1, 7, 14\].*serves windows \[1, 7, 30\]"):
         pipeline.feature_store_stage(cfg, tx, customers, terminals, tmp_path)
     assert not (tmp_path / "feature_store").exists()
+
+
+def test_the_flow_refuses_unservable_windows_before_simulating(tmp_path: Path) -> None:
+    cfg = small_config(
+        features={"windows": (1, 7, 14)},
+        stages={"feature_store": True},
+        artifacts_dir=str(tmp_path / "artifacts"),
+    )
+    with pytest.raises(ConfigError, match=r"features\.windows"):
+        pipeline.level4_flow.fn(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    # The same windows in another order are the same features.
+    pipeline.check_servable_windows(small_config(features={"windows": (30, 1, 7)}))
