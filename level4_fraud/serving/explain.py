@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from level4_fraud.features import DEFAULT_DELAY_DAYS, DEFAULT_WINDOWS, recency_fill
+from level4_fraud.features import DEFAULT_DELAY_DAYS, DEFAULT_WINDOWS, SECONDS_CAP, recency_fill
 from level4_fraud.serving.schemas import Reason
 
 _EPS = 1e-6
@@ -64,7 +64,6 @@ _TEXT: dict[str, Callable[[float], str]] = {
     "TX_DURING_WEEKEND": lambda v: "payment at the weekend" if v >= 0.5 else "payment on a weekday",
     "TX_DURING_NIGHT": lambda v: "payment at night (00:00-06:59)" if v >= 0.5 else "payment during the day",
     "TX_HOUR": lambda v: f"payment at {v:02.0f}h (UTC)",
-    "AMOUNT_TO_CUSTOMER_MEAN": lambda v: f"amount is {v:.1f} times the card's 30-day average",
     "SECONDS_SINCE_LAST_TX": lambda v: _gap_text(v),
     "DISTANCE_FROM_HOME": lambda v: f"terminal is {v:.1f} grid units from the holder's home",
     "IS_ECOM": lambda v: "online (card-not-present) payment" if v >= 0.5 else "not an online payment",
@@ -131,6 +130,10 @@ class Phrasing:
         """When the terminal windows end, as a reviewer reads it (``"a week ago"`` for 7 days)."""
         return _ago(self.delay_days)
 
+    def amount_to_mean_text(self, v: float) -> str:
+        """``AMOUNT_TO_CUSTOMER_MEAN``'s text: the card's average is over the run's longest window."""
+        return f"amount is {v:.1f} times the card's {max(self.windows)}-day average"
+
     @property
     def no_fraud_text(self) -> str:
         """The recency text when the run's longest delayed window holds no known fraud."""
@@ -141,8 +144,8 @@ DEFAULT_PHRASING = Phrasing()
 
 
 def _gap_text(seconds: float) -> str:
-    if seconds >= 30 * 86_400:
-        return "no earlier payment on this card in 30 days"
+    if seconds >= SECONDS_CAP:
+        return f"no earlier payment on this card in {SECONDS_CAP // 86_400} days"
     if seconds < 3_600:
         return f"{seconds / 60:.0f} minutes since the card's previous payment"
     if seconds < 86_400:
@@ -191,6 +194,8 @@ def describe(feature: str, value: Any, contribution: float, *, phrasing: Phrasin
         # cannot tell them apart either).
         v = float(value)
         phrase = phrasing.no_fraud_text if v >= phrasing.no_known_fraud else _RECENCY_TEXT[feature](v)
+    elif feature == "AMOUNT_TO_CUSTOMER_MEAN":
+        phrase = phrasing.amount_to_mean_text(float(value))
     elif feature in _TEXT:
         phrase = _TEXT[feature](float(value))
     else:

@@ -78,6 +78,12 @@ def test_a_run_with_other_windows_and_delay_reads_its_own_fill_and_window():
     assert describe("TERMINAL_ID_NB_TX_1DAY_WINDOW", 2.0, 0.5, phrasing=RUN_14_3).startswith(
         "2 payments at this terminal in 24 hours (ending 3 days ago)"
     )
+    # The card's average that AMOUNT_TO_CUSTOMER_MEAN divides by is over the longest window.
+    assert describe("AMOUNT_TO_CUSTOMER_MEAN", 4.0, 0.5, phrasing=RUN_14_3).startswith(
+        "Amount is 4.0 times the card's 14-day average"
+    )
+    default = describe("AMOUNT_TO_CUSTOMER_MEAN", 4.0, 0.5)
+    assert default.startswith("Amount is 4.0 times the card's 30-day average")
 
 
 @pytest.mark.parametrize(
