@@ -298,16 +298,13 @@ def _compromise_runs(events: pd.DataFrame, days: int) -> list[tuple[int, int, in
     the first start's label delay on, not the second's."""
     runs: list[tuple[int, int, int]] = []
     for t, starts in events.groupby(schema.TERMINAL_ID)["start_day"]:
-        first = end = None
+        merged: list[list[int]] = []  # [first, end] per run of this terminal
         for start in sorted(int(x) for x in starts):
-            if end is not None and start < end:
-                end = max(end, start + days)
-                continue
-            if first is not None and end is not None:
-                runs.append((int(t), first, end))
-            first, end = start, start + days
-        if first is not None and end is not None:
-            runs.append((int(t), first, end))
+            if merged and start < merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], start + days)
+            else:
+                merged.append([start, start + days])
+        runs += [(int(t), first, end) for first, end in merged]
     return runs
 
 
