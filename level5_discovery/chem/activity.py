@@ -4,8 +4,10 @@ The default model is a Gaussian process: on binary fingerprints the kernel is Ta
 similarity (the standard for molecules: a positive-definite kernel, Ralaivola et al. 2005), on
 real-valued features (encoder embeddings) an RBF on standardised features (scikit-learn). Both
 are scaled by a learnt signal variance and add a learnt noise term, fitted by maximum marginal
-likelihood. The
-alternative is a random forest whose spread across trees is the uncertainty.
+likelihood. ``tanimoto+rbf`` sums the two over fingerprint bits followed by embeddings
+(`TanimotoRbfGP`): the likelihood sets each part's weight, so the embeddings count only where
+they explain what the bits do not. The alternative is a random forest whose spread across trees
+is the uncertainty.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from scipy.linalg import cho_factor, cho_solve
 from scipy.stats import spearmanr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
@@ -105,6 +108,117 @@ class TanimotoGP:
         return mean * self.y_std_ + self.y_mean_, std * self.y_std_
 
 
+def _loo_mse(kernel: np.ndarray, z: np.ndarray) -> float:
+    """Exact leave-one-out squared error of a GP with this kernel (noise included) on targets z."""
+    inverse = cho_solve(cho_factor(kernel, lower=True), np.eye(len(z)))
+    return float(np.mean((inverse @ z / np.diag(inverse)) ** 2))
+
+
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    d = np.sum(a * a, axis=1)[:, None] + np.sum(b * b, axis=1)[None, :] - 2.0 * a @ b.T
+    return np.clip(d, 0.0, None)
+
+
+class TanimotoRbfGP:
+    """Exact GP regression with kernel ``s_t * Tanimoto(bits) + s_r * RBF(emb; l) + n * I``.
+
+    The rows of ``X`` are fingerprint bits (the first `n_bits` columns) followed by real-valued
+    features (encoder embeddings, standardised here). The four hyperparameters are fitted by
+    maximum marginal likelihood with its analytic gradient, from the best of a small grid of
+    starts. On a few dozen molecules the likelihood can prefer a smooth RBF that interpolates the
+    training set and predicts badly (R^2 -6 on 50 molecules of a Morgan-count SAR), so the fit is
+    then checked against the Tanimoto kernel alone by exact leave-one-out error and the better is
+    kept (``uses_embeddings_``): the embeddings count only where they predict held-out molecules
+    better. Targets are normalised; predictive standard deviations include the noise.
+
+    Args:
+        n_bits: Columns of ``X`` that are fingerprint bits.
+    """
+
+    def __init__(self, n_bits: int) -> None:
+        self.n_bits = n_bits
+
+    def _split(self, X: np.ndarray, fit: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape[1] <= self.n_bits:
+            raise DataError(
+                f"tanimoto+rbf needs {self.n_bits} bits and then embeddings ({X.shape[1]} columns)"
+            )
+        bits, emb = X[:, : self.n_bits], X[:, self.n_bits :]
+        if fit:
+            self.center_ = emb.mean(axis=0)
+            self.scale_ = np.where(emb.std(axis=0) > 0, emb.std(axis=0), 1.0)
+        return bits, (emb - self.center_) / self.scale_
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> TanimotoRbfGP:
+        """Fit the two signal variances, the length-scale and the noise; returns self."""
+        from scipy.optimize import minimize
+
+        self.bits_, self.emb_ = self._split(X, fit=True)
+        self.y_mean_, self.y_std_ = float(y.mean()), float(y.std()) or 1.0
+        z = (np.asarray(y, dtype=np.float64) - self.y_mean_) / self.y_std_
+        tani = tanimoto_matrix(self.bits_, self.bits_)
+        dist = _squared_distances(self.emb_, self.emb_)
+        eye = np.eye(len(z))
+
+        def nll(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            st, sr, ls, noise = np.exp(theta)
+            rbf = np.exp(-dist / (2.0 * ls * ls))
+            try:
+                chol = cho_factor(st * tani + sr * rbf + noise * eye, lower=True)
+            except np.linalg.LinAlgError:
+                return 1e12, np.zeros(4)
+            alpha = cho_solve(chol, z)
+            value = 0.5 * z @ alpha + float(np.sum(np.log(np.diag(chol[0]))))
+            inner = cho_solve(chol, eye) - np.outer(alpha, alpha)
+            parts = (st * tani, sr * rbf, sr * rbf * dist / (ls * ls), noise * eye)
+            return float(value), np.array([0.5 * np.sum(inner * d) for d in parts])
+
+        # Standardised embeddings: squared distances grow like 2 F, so length-scales near sqrt(F).
+        root = float(np.sqrt(self.emb_.shape[1]))
+        grid = [
+            np.log([st, sr, root * ls, noise])
+            for st in (0.3, 1.0)
+            for sr in (0.1, 0.5)
+            for ls in (0.5, 1.0)
+            for noise in (0.05, 0.3)
+        ]
+        start = min(grid, key=lambda th: nll(th)[0])
+        bounds = [(np.log(1e-3), np.log(1e2)), (np.log(1e-4), np.log(1e2))]
+        bounds += [(np.log(1e-2 * root), np.log(1e2 * root)), (np.log(1e-4), np.log(1e1))]
+        theta = minimize(nll, start, jac=True, method="L-BFGS-B", bounds=bounds).x
+        st, sr, ls, noise = map(float, np.exp(theta))
+        hybrid = st * tani + sr * np.exp(-dist / (2.0 * ls * ls)) + noise * eye
+        alone = TanimotoGP().fit(self.bits_, z)
+        plain = alone.signal_ * tani + alone.noise_ * eye
+        self.uses_embeddings_ = _loo_mse(hybrid, z) < _loo_mse(plain, z)
+        if self.uses_embeddings_:
+            self.signal_tanimoto_, self.signal_rbf_, self.length_scale_, self.noise_ = st, sr, ls, noise
+        else:
+            self.signal_tanimoto_, self.signal_rbf_, self.length_scale_, self.noise_ = (
+                alone.signal_,
+                0.0,
+                ls,
+                alone.noise_,
+            )
+        self.chol_ = cho_factor(hybrid if self.uses_embeddings_ else plain, lower=True)
+        self.alpha_ = cho_solve(self.chol_, z)
+        return self
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predictive mean and standard deviation in the targets' units."""
+        bits, emb = self._split(X)
+        ks = self.signal_tanimoto_ * tanimoto_matrix(bits, self.bits_)
+        if self.uses_embeddings_:
+            scaled = _squared_distances(emb, self.emb_) / (2.0 * self.length_scale_**2)
+            ks += self.signal_rbf_ * np.exp(-scaled)
+        mean = ks @ self.alpha_
+        var = self.signal_tanimoto_ + self.signal_rbf_ + self.noise_
+        var = var - np.sum(ks * cho_solve(self.chol_, ks.T).T, axis=1)
+        std = np.sqrt(np.clip(var, 1e-12, None))
+        return mean * self.y_std_ + self.y_mean_, std * self.y_std_
+
+
 # ------------------------------------------------------------------------------------ model
 class ActivityConfig(BaseModel):
     """Activity model settings (defaults: the quick profile)."""
@@ -112,9 +226,12 @@ class ActivityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["gp", "forest"] = "gp"
-    kernel: Literal["auto", "tanimoto", "rbf"] = Field(
-        "auto", description="GP kernel; auto = Tanimoto on binary features, RBF otherwise"
+    kernel: Literal["auto", "tanimoto", "rbf", "tanimoto+rbf"] = Field(
+        "auto",
+        description="GP kernel; auto = Tanimoto on binary features, RBF otherwise; tanimoto+rbf = "
+        "their sum over fingerprint bits followed by embeddings",
     )
+    fingerprint_bits: int = Field(2048, ge=1, description="tanimoto+rbf: leading columns that are bits")
     n_restarts: int = Field(0, ge=0, description="extra GP hyperparameter optimiser starts")
     n_estimators: int = Field(200, ge=2, description="trees in the forest")
     seed: int = 0
@@ -160,7 +277,7 @@ class ActivityModel:
             per_tree = np.stack([t.predict(X.astype(np.float32)) for t in self._model.estimators_])
             return per_tree.mean(axis=0), per_tree.std(axis=0)
         Xt = self._transform(X, fit=False)
-        if isinstance(self._model, TanimotoGP):
+        if isinstance(self._model, TanimotoGP | TanimotoRbfGP):
             return self._model.predict(Xt)
         mean, std = self._model.predict(Xt, return_std=True)
         return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
@@ -172,7 +289,7 @@ class ActivityModel:
         return "tanimoto" if binary else "rbf"
 
     def _transform(self, X: np.ndarray, fit: bool) -> np.ndarray:
-        if self.kernel_ == "tanimoto":
+        if self.kernel_ in ("tanimoto", "tanimoto+rbf"):  # the hybrid standardises its own part
             return np.asarray(X, dtype=np.float64)
         X = np.asarray(X, dtype=np.float64)
         if fit:
@@ -181,9 +298,11 @@ class ActivityModel:
         assert self._center is not None and self._scale is not None
         return np.asarray((X - self._center) / self._scale, dtype=np.float64)
 
-    def _fit_gp(self, X: np.ndarray, y: np.ndarray) -> TanimotoGP | GaussianProcessRegressor:
+    def _fit_gp(self, X: np.ndarray, y: np.ndarray) -> TanimotoGP | TanimotoRbfGP | GaussianProcessRegressor:
         if self.kernel_ == "tanimoto":
             return TanimotoGP().fit(X, y)
+        if self.kernel_ == "tanimoto+rbf":
+            return TanimotoRbfGP(self.cfg.fingerprint_bits).fit(X, y)
         # Standardised features: squared distances grow like 2 F, so start at sqrt(F).
         d = X.shape[1]
         base = RBF(length_scale=float(np.sqrt(d)), length_scale_bounds=(1e-2 * np.sqrt(d), 1e2 * np.sqrt(d)))
@@ -217,6 +336,7 @@ def learning_curve(
     seeds: Sequence[int] = (0, 1, 2),
     test_fraction: float = 0.2,
     model: ActivityConfig | None = None,
+    models: Mapping[str, ActivityConfig] | None = None,
 ) -> pd.DataFrame:
     """Test-set quality of the activity model per featurizer at the same labelled budgets.
 
@@ -232,6 +352,8 @@ def learning_curve(
         seeds: Repetitions (split and order).
         test_fraction: Share of molecules held out for testing.
         model: The activity model's settings.
+        models: Settings for some featurizers instead of `model` (e.g. ``tanimoto+rbf`` for
+            fingerprint bits followed by embeddings).
 
     Returns:
         Rows ``featurizer, n_labelled, seed, r2, spearman, rmse, mean_std``.
@@ -253,7 +375,8 @@ def learning_curve(
                 continue
             train = pool[:size]
             for name, X in features.items():
-                cfg = (model or ActivityConfig()).model_copy(update={"seed": int(seed)})
+                base = (models or {}).get(name) or model or ActivityConfig()
+                cfg = base.model_copy(update={"seed": int(seed)})
                 mean, std = ActivityModel(cfg).fit(X[train], targets[train]).predict(X[test])
                 rows.append(
                     {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 from rdkit import Chem
@@ -134,3 +136,68 @@ def test_learning_curve_labels_with_a_hidden_function(logp_set: tuple[list[str],
     df = learning_curve(smiles[:200], logp, {"morgan": morgan_features}, sizes=[100], seeds=[0])
     direct = learning_curve(smiles[:200], y[:200], {"morgan": morgan_features}, sizes=[100], seeds=[0])
     assert df["r2"].iloc[0] == pytest.approx(direct["r2"].iloc[0]) and df["r2"].iloc[0] > 0.3
+
+
+def _bits_then(smiles: list[str], extra: np.ndarray) -> np.ndarray:
+    return np.hstack([morgan_features(smiles).astype(np.float64), extra])
+
+
+def test_tanimoto_plus_rbf_beats_each_part_when_each_explains_a_part(
+    logp_set: tuple[list[str], np.ndarray],
+) -> None:
+    # logP follows the atoms (the bits see it); the second term follows two real-valued
+    # columns no fingerprint can see: only the sum of the kernels can learn both.
+    smiles, y_logp = logp_set
+    r = np.random.default_rng(3).normal(size=(len(smiles), 2))
+    y = y_logp + 2.0 * np.sin(2.0 * r[:, 0]) + r[:, 1] ** 2
+    x = _bits_then(smiles, r)
+    train, test = slice(0, 350), slice(350, None)
+
+    def mse(cfg: ActivityConfig, cols: slice) -> float:
+        mean, std = ActivityModel(cfg).fit(x[train, cols], y[train]).predict(x[test, cols])
+        assert (std > 0).all()
+        return float(np.mean((mean - y[test]) ** 2))
+
+    hybrid = mse(ActivityConfig(kernel="tanimoto+rbf"), slice(None))
+    fitted = ActivityModel(ActivityConfig(kernel="tanimoto+rbf")).fit(x[train], y[train])
+    assert fitted._model.uses_embeddings_
+    bits_only = mse(ActivityConfig(kernel="tanimoto"), slice(0, 2048))
+    emb_only = mse(ActivityConfig(kernel="rbf"), slice(2048, None))
+    assert hybrid < 0.7 * min(bits_only, emb_only), (hybrid, bits_only, emb_only)
+
+
+def test_tanimoto_plus_rbf_gives_noise_embeddings_no_say(logp_set: tuple[list[str], np.ndarray]) -> None:
+    smiles, y = logp_set
+    noise = np.random.default_rng(4).normal(size=(len(smiles), 16))
+    x = _bits_then(smiles, noise)
+    hybrid = ActivityModel(ActivityConfig(kernel="tanimoto+rbf")).fit(x[:300], y[:300])
+    plain = ActivityModel(ActivityConfig(kernel="tanimoto")).fit(x[:300, :2048], y[:300])
+    mse_h = np.mean((hybrid.predict(x[300:])[0] - y[300:]) ** 2)
+    mse_p = np.mean((plain.predict(x[300:, :2048])[0] - y[300:]) ** 2)
+    assert mse_h < 1.05 * mse_p, (mse_h, mse_p)
+    gp = hybrid._model
+    assert not gp.uses_embeddings_  # leave-one-out error keeps the fingerprint model
+
+
+def test_tanimoto_plus_rbf_needs_embeddings_after_the_bits() -> None:
+    x = morgan_features(["CCO", "CCN", "CCC"])
+    with pytest.raises(DataError, match="2048 bits and then embeddings"):
+        ActivityModel(ActivityConfig(kernel="tanimoto+rbf")).fit(x, np.array([1.0, 2.0, 3.0]))
+
+
+def test_learning_curve_takes_settings_per_featurizer(logp_set: tuple[list[str], np.ndarray]) -> None:
+    smiles, y = logp_set
+    r = np.random.default_rng(5).normal(size=(len(smiles), 2))
+
+    def both(batch: Sequence[str]) -> np.ndarray:
+        return _bits_then(list(batch), r[: len(batch)])
+
+    df = learning_curve(
+        smiles[:200],
+        y[:200],
+        {"morgan": morgan_features, "both": both},
+        sizes=[100],
+        seeds=[0],
+        models={"both": ActivityConfig(kernel="tanimoto+rbf")},
+    )
+    assert set(df["featurizer"]) == {"morgan", "both"} and np.isfinite(df["r2"]).all()
