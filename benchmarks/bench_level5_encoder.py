@@ -156,16 +156,6 @@ def _curves(
     return out
 
 
-def _extra_corpus(n: int) -> list[str]:
-    """`n` NCI + WEHI molecules (seeded draw): larger and more varied than ZINC's, so the encoder
-    also sees the sequence lengths of ChEMBL-sized molecules (MOSES SMILES stop at ~50 tokens)."""
-    from level5_discovery.chem.datasets import nci_smiles, wehi_smiles
-
-    pool = nci_smiles() + wehi_smiles()
-    idx = np.random.default_rng(1).choice(len(pool), size=min(n, len(pool)), replace=False)
-    return [pool[i] for i in sorted(idx)]
-
-
 def _torch_threads() -> int:
     import torch
 
@@ -175,7 +165,7 @@ def _torch_threads() -> int:
 def run(profile: str = "quick") -> dict[str, Any]:
     """Measure pretraining, inference speed and learning curves for one profile; a JSON-ready dict."""
     configure_environment()
-    from level5_discovery.chem.datasets import moses_train_smiles
+    from level5_discovery.chem.datasets import moses_train_smiles, nci_wehi_sample
     from level5_discovery.chem.encoder import (
         EncoderConfig,
         describe,
@@ -189,7 +179,7 @@ def run(profile: str = "quick") -> dict[str, Any]:
     n_pre, n_inf, n_syn = p["n_pretrain"], p["n_infer"], p["n_synthetic"]  # MOSES counts
     smiles = moses_train_smiles(n_pre + n_inf + n_syn, seed=0)
     pre, infer, synthetic = smiles[:n_pre], smiles[n_pre : n_pre + n_inf], smiles[n_pre + n_inf :]
-    pre = pre + _extra_corpus(p["n_extra"])
+    pre = pre + nci_wehi_sample(p["n_extra"])
     t = time.perf_counter()
     model, vocab, history = pretrain_encoder(pre, cfg, seed=0)
     pretrain_s = time.perf_counter() - t

@@ -382,6 +382,18 @@ def campaign(
         typer.Option("--run", help="Read the literature with this run's tuned LM (default: train one)."),
     ] = None,
     fresh: Annotated[bool, typer.Option("--fresh", help="Start over in --out instead of resuming.")] = False,
+    activity_features: Annotated[
+        str | None,
+        typer.Option(
+            "--activity-features",
+            help="morgan, or morgan+encoder: the design rounds' activity model also reads a "
+            "self-supervised SMILES encoder's embeddings (default: config).",
+        ),
+    ] = None,
+    encoder: Annotated[
+        Path | None,
+        typer.Option("--encoder", help="A saved SMILES encoder for morgan+encoder (default: pretrain one)."),
+    ] = None,
 ) -> None:
     """The autonomous campaign: literature -> hypotheses -> logic -> RL-chosen knockouts -> causal
     model -> target -> screening and compound design -> cell tests -> report.
@@ -390,6 +402,12 @@ def campaign(
     Writes the campaign folder --out (default: artifacts/campaign-<profile>-seed<seed>).
     """
     cfg = _config(profile, config, seed=seed)
+    chosen = {"activity_features": activity_features, "encoder_dir": str(encoder) if encoder else None}
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    if encoder is not None and "activity_features" not in chosen:
+        chosen["activity_features"] = "morgan+encoder"  # an encoder given is an encoder to use
+    if chosen:
+        cfg = cfg.model_copy(update={"campaign": {**cfg.campaign, **chosen}})
     lm_run = _resolve_run(run, cfg) if run is not None else None
     _campaign(cfg, out=out, data_dir=data, lm_run=lm_run, budget=budget, fresh=fresh)
 

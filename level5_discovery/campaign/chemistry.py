@@ -1,7 +1,9 @@
 """The compound phase: screen the library on the target, then design better molecules round by round.
 
 Screening assays a seeded sample of library compounds on the chosen target. Each design round
-fits a Tanimoto-kernel Gaussian process (`chem.activity.ActivityModel`) on every reading so far,
+fits a Tanimoto-kernel Gaussian process (`chem.activity.ActivityModel`; with
+``campaign.activity_features: morgan+encoder``, Tanimoto on the bits plus an RBF on a SMILES
+encoder's embeddings) on every reading so far,
 breeds children from the most potent molecules with the graph GA's mutations and crossovers
 (`chem.ga.propose`), keeps only children that pass every medicinal-chemistry filter (validity,
 Lipinski, Veber, QED, synthetic accessibility, PAINS, Brenk, novelty against the library), and
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
-from level5_discovery.chem.activity import ActivityModel, morgan_features
+from level5_discovery.chem.activity import ActivityConfig, ActivityModel, Featurizer, morgan_features
 from level5_discovery.chem.filters import FilterConfig, apply_filters
 from level5_discovery.chem.ga import GAConfig, propose
 from level5_discovery.experiments import ExperimentAPI, Intervention
@@ -82,6 +84,8 @@ def design_round(
     floor: float,
     seed: int,
     remaining: float,
+    featurize: Featurizer = morgan_features,
+    activity: ActivityConfig | None = None,
 ) -> pd.DataFrame:
     """One model-guided round on the target of ``readings``; returns the new readings.
 
@@ -94,6 +98,8 @@ def design_round(
         floor: The assay's lowest reading (no binding).
         seed: The campaign seed.
         remaining: Budget left for this round's assays.
+        featurize: SMILES -> the activity model's features (default Morgan bits).
+        activity: The activity model's settings (default a Tanimoto GP).
     """
     target = str(readings["target"].iloc[0])
     rng = np.random.default_rng([seed, 9, round_no])
@@ -109,10 +115,10 @@ def design_round(
     n = min(camp.design_batch, len(passing), int((remaining + 1e-9) // assay.cost))
     if n < 1:
         return pd.DataFrame(columns=ASSAY_COLUMNS)
-    model = ActivityModel().fit(
-        morgan_features(readings["smiles"].tolist()), readings["measured_pic50"].to_numpy()
+    model = ActivityModel(activity).fit(
+        featurize(readings["smiles"].tolist()), readings["measured_pic50"].to_numpy()
     )
-    mean, sd = model.predict(morgan_features(passing))
+    mean, sd = model.predict(featurize(passing))
     order = np.argsort(-(mean + camp.ucb_beta * sd), kind="stable")[:n]
     chosen = [passing[int(i)] for i in order]
     first = assay.calls

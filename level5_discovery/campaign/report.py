@@ -861,6 +861,7 @@ def _design(
                 "designed and assayed": cell_text(summary.get("designed_assayed")),
                 "designed passing filters": cell_text(summary.get("designed_passing")),
                 "design rounds": cell_text((result.get("design") or {}).get("rounds")),
+                "activity model reads": cell_text((result.get("design") or {}).get("features", "morgan")),
                 "best designed · measured": round(as_number(summary.get("designed_best_measured_pic50")), 2),
                 "best designed · true (hidden)": round(as_number(summary.get("designed_best_true_pic50")), 2),
                 "library best · true (hidden)": round(as_number(summary.get("library_best_true_pic50")), 2),

@@ -80,6 +80,7 @@ def run_campaign(
         StepFailedError: A step failed on every attempt.
     """
     camp = campaign_config(cfg, budget)
+    steps.check_encoder_dir(camp)  # before hours of work, not when the design starts
     folder = out or cfg.paths().run_dir(f"campaign-{cfg.profile}-seed{cfg.seed}")
     settings = {
         "seed": cfg.seed,
@@ -146,6 +147,10 @@ def _compound_phase(ck: Checkpoint, ctx: steps.Context) -> None:
     ctx.values["target"] = target
     if target is None:
         return
+    if ctx.camp.activity_features == "morgan+encoder":
+        ctx.values["encoder"] = ck.run(
+            "encoder", lambda: steps.do_encoder(ctx), lambda: steps.load_encoder_folder(ctx), r
+        )
     # Rounds go on while they find better compounds and the budget pays (a fixed count either wastes
     # rounds on a converged design or stops a hard one early). Whether to go on is decided from the
     # files, so a resumed campaign stops after the same round as an uninterrupted one.
@@ -162,7 +167,7 @@ def _compound_phase(ck: Checkpoint, ctx: steps.Context) -> None:
             lambda k=rounds: steps.count_round(ctx, k),  # type: ignore[misc]
             r,
         )
-    ctx.values["design"] = {"rounds": rounds, "stopped": reason}
+    ctx.values["design"] = {"rounds": rounds, "stopped": reason, "features": ctx.camp.activity_features}
     ck.run("validate", lambda: steps.do_validate(ctx, target), lambda: steps.load_validation(ctx), r)
 
 

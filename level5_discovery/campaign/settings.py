@@ -47,6 +47,23 @@ class CampaignConfig(BaseModel):
     compounds: dict[str, Any] = Field(
         default_factory=dict, description="`compounds.CompoundConfig` values (the library)"
     )
+    activity_features: Literal["morgan", "morgan+encoder"] = Field(
+        "morgan",
+        description="What the design rounds' activity model reads: Morgan bits (Tanimoto GP), or the "
+        "bits and a self-supervised SMILES encoder's embeddings (summed Tanimoto + RBF kernel, the "
+        "embeddings kept in a round only where they lower the leave-one-out error)",
+    )
+    encoder_dir: str | None = Field(
+        None,
+        description="morgan+encoder: a saved encoder (`chem.encoder.save_encoder`) to use; None: the "
+        "campaign pretrains one (step 'encoder')",
+    )
+    encoder_molecules: int = Field(
+        20_000, ge=100, description="Unlabelled SMILES (MOSES, NCI, WEHI) the campaign's encoder learns from"
+    )
+    encoder: dict[str, Any] = Field(
+        default_factory=dict, description="`chem.encoder.EncoderConfig` values of the campaign's encoder"
+    )
     retries: int = Field(2, ge=1, description="Attempts per step before the campaign stops")
 
     @model_validator(mode="after")

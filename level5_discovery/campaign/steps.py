@@ -7,6 +7,7 @@ step done. `run.run_campaign` chains them through `checkpoint.Checkpoint`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +24,13 @@ from level5_discovery.logic.kb import KnowledgeBase
 from level5_discovery.pipeline import claims_frame, write_csv
 from level5_discovery.rl.env import DiscoveryEnv, api_seed
 from shared.atomic import atomic_write_json, atomic_write_text
+from shared.errors import InputFileError
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     from level5_discovery.campaign.settings import CampaignConfig
+    from level5_discovery.chem.activity import ActivityConfig, Featurizer
     from level5_discovery.compounds import CompoundLibrary
     from level5_discovery.config import DiscoveryConfig
     from level5_discovery.data import Dataset
@@ -44,6 +47,8 @@ TARGETS = "targets.csv"
 ASSAYS = "assays.csv"
 VALIDATION = "validation.csv"
 CHOSEN = "chosen_target.json"
+ENCODER = "encoder"
+ENCODER_FILES = ("config.json", "model.pt", "vocab.json")
 
 
 @dataclass
@@ -67,6 +72,33 @@ class Context:
     def path(self, name: str) -> Path:
         """A file of the campaign folder."""
         return self.folder / name
+
+    @cached_property
+    def featurize(self) -> Featurizer:
+        """The design rounds' molecule features: Morgan bits, then the encoder's embeddings when
+        ``campaign.activity_features`` is ``morgan+encoder`` (needs the ``encoder`` step's folder
+        in ``values["encoder"]``)."""
+        from level5_discovery.chem.activity import morgan_features
+
+        if self.camp.activity_features == "morgan":
+            return morgan_features
+        from level5_discovery.chem.encoder import embed, load_encoder
+
+        model, vocab = load_encoder(self.values["encoder"])
+
+        def bits_and_embeddings(smiles: Sequence[str]) -> np.ndarray:
+            bits = morgan_features(smiles).astype(np.float64)
+            return np.hstack([bits, embed(model, vocab, smiles).astype(np.float64)])
+
+        return bits_and_embeddings
+
+    @property
+    def activity(self) -> ActivityConfig:
+        """The design rounds' activity model settings (the kernel that fits `featurize`)."""
+        from level5_discovery.chem.activity import ActivityConfig
+
+        hybrid = self.camp.activity_features == "morgan+encoder"
+        return ActivityConfig(kernel="tanimoto+rbf" if hybrid else "tanimoto")
 
     @cached_property
     def library_fps(self) -> list[Any]:
@@ -316,6 +348,46 @@ def design_stop(ctx: Context, target: str, rounds_done: int) -> str | None:
     )
 
 
+# ------------------------------------------------------------------------------ encoder
+def do_encoder(ctx: Context) -> str:
+    """The SMILES encoder of ``morgan+encoder`` design rounds: the given folder, checked, or one
+    pretrained here on ``encoder_molecules`` unlabelled molecules and saved in the campaign folder.
+
+    Raises:
+        InputFileError: ``encoder_dir`` is not a saved encoder.
+    """
+    camp = ctx.camp
+    if camp.encoder_dir:
+        return str(check_encoder_dir(camp))
+    from level5_discovery.chem.datasets import pretraining_smiles
+    from level5_discovery.chem.encoder import EncoderConfig, pretrain_encoder, save_encoder
+
+    cfg = EncoderConfig.model_validate(camp.encoder)
+    smiles = pretraining_smiles(camp.encoder_molecules, seed=ctx.seed)
+    model, vocab, _ = pretrain_encoder(smiles, cfg, seed=ctx.seed)
+    return str(save_encoder(model, vocab, ctx.path(ENCODER)))
+
+
+def check_encoder_dir(camp: CampaignConfig) -> Path | None:
+    """``campaign.encoder_dir`` when it is a saved encoder (None when not set).
+
+    Raises:
+        InputFileError: It is not (a missing folder, or one without the encoder's files).
+    """
+    if not camp.encoder_dir:
+        return None
+    folder = Path(camp.encoder_dir)
+    missing = [f for f in ENCODER_FILES if not (folder / f).is_file()]
+    if missing:
+        raise InputFileError(f"{folder}: not a saved SMILES encoder (no {', '.join(missing)})")
+    return folder
+
+
+def load_encoder_folder(ctx: Context) -> str:
+    """The folder of a finished ``encoder`` step."""
+    return ctx.camp.encoder_dir or str(ctx.path(ENCODER))
+
+
 def do_design_round(ctx: Context, target: str, round_no: int) -> int:
     """One model-guided design round on ``target``; returns the compounds assayed."""
     lab = assay(ctx)
@@ -323,6 +395,7 @@ def do_design_round(ctx: Context, target: str, round_no: int) -> int:
     new = chemistry.design_round(
         own, round_no, ctx.camp, lab, ctx.library_fps,
         ctx.library.cfg.pic50_floor, ctx.seed, remaining(ctx, validation_reserve(ctx)),
+        featurize=ctx.featurize, activity=ctx.activity,
     )  # fmt: skip
     if not new.empty:
         _append_readings(ctx, new)

@@ -108,3 +108,19 @@ def moses_train_smiles(n: int | None = None, seed: int | None = None) -> list[st
     take = len(all_smiles) if n is None else min(n, len(all_smiles))
     idx = np.sort(np.random.default_rng(seed).choice(len(all_smiles), size=take, replace=False))
     return [str(s) for s in all_smiles[idx]]
+
+
+def nci_wehi_sample(n: int, seed: int = 1) -> list[str]:
+    """`n` NCI + WEHI molecules (seeded draw, file order): larger and more varied than ZINC's, so an
+    encoder pretrained on them also sees the sequence lengths of ChEMBL-sized molecules (MOSES
+    SMILES stop at ~50 tokens)."""
+    pool = nci_smiles() + wehi_smiles()
+    idx = np.random.default_rng(seed).choice(len(pool), size=min(n, len(pool)), replace=False)
+    return [pool[i] for i in sorted(idx)]
+
+
+def pretraining_smiles(n: int, moses_share: float = 0.7, seed: int = 0) -> list[str]:
+    """Unlabelled molecules for encoder pretraining: `n` in all, ``moses_share`` of them drawn from
+    the MOSES training set (with `seed`), the rest from NCI + WEHI (`nci_wehi_sample`)."""
+    n_moses = round(n * moses_share)
+    return moses_train_smiles(n_moses, seed=seed) + nci_wehi_sample(n - n_moses)

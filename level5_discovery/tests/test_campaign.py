@@ -296,3 +296,43 @@ def test_campaign_cli_gives_one_line_errors(tiny: dict[str, Path], tmp_path: Pat
     args = ["campaign", "--config", str(tiny["config"]), "--data", str(tiny["data"])]
     other = runner.invoke(app, [*args, "--out", str(tiny["whole"]), "--seed", "6"])
     assert other.exit_code == 2 and "other settings" in other.output
+
+
+# ---------------------------------------------------------------------------------- encoder features
+TINY_ENCODER: dict[str, Any] = {
+    "activity_features": "morgan+encoder",
+    "encoder_molecules": 400,
+    "encoder": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "max_steps": 20, "batch_size": 32},
+}
+
+
+def test_campaign_with_encoder_features_pretrains_once_designs_and_resumes(tiny: dict[str, Path]) -> None:
+    settings = {**TINY, "campaign": {**TINY["campaign"], **TINY_ENCODER}}
+    cfg = DiscoveryConfig.model_validate({**settings, "artifacts_dir": str(tiny["tmp"] / "artifacts")})
+    out = tiny["tmp"] / "encoder"
+    first = run_campaign(cfg, out=out, data_dir=tiny["data"])
+    assert all((out / "encoder" / f).is_file() for f in ("config.json", "model.pt", "vocab.json"))
+    result = first.result
+    assert result["design"]["features"] == "morgan+encoder" and result["design"]["rounds"] >= 1
+    comp = result["compounds"]
+    assert comp["beats_library"] and comp["designed_best_true_pic50"] > comp["library_best_true_pic50"]
+    again = run_campaign(cfg, out=out, data_dir=tiny["data"])
+    state = json.loads((out / "state.json").read_text())
+    assert again.resumed and state["steps"]["encoder"]["attempts"] == 1  # read back, not retrained
+    assert again.result == result
+
+
+def test_campaign_refuses_a_folder_that_is_not_an_encoder_before_any_work(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from level5_discovery.cli import app
+
+    args = ["campaign", "--config", str(tiny["config"]), "--data", str(tiny["data"])]
+    out = tmp_path / "never"
+    res = CliRunner().invoke(app, [*args, "--encoder", str(tmp_path / "nope"), "--out", str(out)])
+    assert res.exit_code == 2 and "not a saved SMILES encoder" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not out.exists()
+    bad = CliRunner().invoke(app, [*args, "--activity-features", "fingerprints", "--out", str(out)])
+    assert bad.exit_code == 2 and "activity_features" in bad.output
