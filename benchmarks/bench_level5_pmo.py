@@ -129,6 +129,11 @@ def run(profile: str = "quick", jobs: int | None = None, **overrides: Any) -> di
             f"best {r['best']:.3f} ({r['seconds']:.0f} s)",
             flush=True,
         )
+    if cfg.get("merge") and (WORK / f"pmo_{profile}.json").is_file():
+        # Keep the earlier runs this one did not repeat (another method, task or seed).
+        done = {(r["task"], r["method"], r["seed"]) for r in runs}
+        earlier = json.loads((WORK / f"pmo_{profile}.json").read_text())["runs"]
+        runs = [r for r in earlier if (r["task"], r["method"], r["seed"]) not in done] + runs
     result = {
         "profile": profile,
         "config": dict(cfg),
@@ -232,13 +237,22 @@ def main() -> int:
     parser.add_argument(
         "--section-only", action="store_true", help="rebuild the section from the latest JSON"
     )
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the latest JSON's runs of what this run does not repeat"
+    )
     args = parser.parse_args()
     configure_environment()
     if args.section_only:
         result = json.loads((WORK / f"pmo_{args.profile}.json").read_text())
         atomic_write_text(section_path(args.profile), markdown(result))
     else:
-        overrides = {"budget": args.budget, "seeds": args.seeds, "tasks": args.tasks, "methods": args.methods}
+        overrides = {
+            "budget": args.budget,
+            "seeds": args.seeds,
+            "tasks": args.tasks,
+            "methods": args.methods,
+            "merge": args.merge or None,
+        }
         result = run(args.profile, args.jobs, **overrides)
     print(markdown(result))
     return 0
