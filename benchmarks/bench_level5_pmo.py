@@ -100,6 +100,18 @@ def oracle_throughput(tasks: list[str], library: list[str], n: int = 2_000) -> d
     return out
 
 
+def _earlier_runs(profile: str, cfg: dict[str, Any], library_size: int) -> list[dict[str, Any]]:
+    """The runs of the profile's latest JSON (none without one), checked before any new run: they
+    must share the budget and the start pool's size."""
+    path = WORK / f"pmo_{profile}.json"
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text())
+    if (earlier["config"]["budget"], earlier["library_size"]) != (cfg["budget"], library_size):
+        raise SystemExit(f"--merge: {path} holds runs with another budget or start pool")
+    return list(earlier["runs"])
+
+
 def run(profile: str = "quick", jobs: int | None = None, **overrides: Any) -> dict[str, Any]:
     """Run the benchmark for a profile (``quick`` or ``full``); overrides: budget, seeds, tasks, library,
     methods.
@@ -113,6 +125,7 @@ def run(profile: str = "quick", jobs: int | None = None, **overrides: Any) -> di
     library = moses_smiles(int(cfg["library"]), seed=12345)
     throughput = oracle_throughput(list(cfg["tasks"]), library)
     methods = cfg.get("methods") or METHODS
+    earlier = _earlier_runs(profile, cfg, len(library)) if cfg.get("merge") else []
     work = [
         (t, m, s, int(cfg["budget"]), library) for t in cfg["tasks"] for s in cfg["seeds"] for m in methods
     ]
@@ -129,10 +142,9 @@ def run(profile: str = "quick", jobs: int | None = None, **overrides: Any) -> di
             f"best {r['best']:.3f} ({r['seconds']:.0f} s)",
             flush=True,
         )
-    if cfg.get("merge") and (WORK / f"pmo_{profile}.json").is_file():
+    if earlier:
         # Keep the earlier runs this one did not repeat (another method, task or seed).
         done = {(r["task"], r["method"], r["seed"]) for r in runs}
-        earlier = json.loads((WORK / f"pmo_{profile}.json").read_text())["runs"]
         runs = [r for r in earlier if (r["task"], r["method"], r["seed"]) not in done] + runs
     result = {
         "profile": profile,

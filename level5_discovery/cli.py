@@ -402,7 +402,11 @@ def campaign(
     Writes the campaign folder --out (default: artifacts/campaign-<profile>-seed<seed>).
     """
     cfg = _config(profile, config, seed=seed)
-    chosen = {"activity_features": activity_features, "encoder_dir": str(encoder) if encoder else None}
+    # resolved: a campaign resumed from another directory names the same folder
+    chosen = {
+        "activity_features": activity_features,
+        "encoder_dir": str(encoder.resolve()) if encoder else None,
+    }
     chosen = {k: v for k, v in chosen.items() if v is not None}
     if encoder is not None and "activity_features" not in chosen:
         chosen["activity_features"] = "morgan+encoder"  # an encoder given is an encoder to use

@@ -47,6 +47,18 @@ def campaign_config(cfg: DiscoveryConfig, budget: float | None = None) -> Campai
     return cfg.section("campaign", CampaignConfig)
 
 
+# Settings added after campaigns were first run: left out of the fingerprint at their defaults,
+# so a folder started before them still resumes.
+LATER_SETTINGS = ("activity_features", "encoder_dir", "encoder_molecules", "encoder")
+
+
+def campaign_fingerprint(camp: CampaignConfig) -> dict[str, Any]:
+    """The campaign settings a folder is bound to (`checkpoint.Checkpoint` refuses others)."""
+    values = camp.model_dump()
+    defaults = CampaignConfig().model_dump()
+    return {k: v for k, v in values.items() if k not in LATER_SETTINGS or v != defaults[k]}
+
+
 def _context(
     cfg: DiscoveryConfig, camp: CampaignConfig, folder: Path, data_dir: Path | None, lm_run: Path | None
 ) -> steps.Context:
@@ -80,11 +92,11 @@ def run_campaign(
         StepFailedError: A step failed on every attempt.
     """
     camp = campaign_config(cfg, budget)
-    steps.check_encoder_dir(camp)  # before hours of work, not when the design starts
+    steps.check_encoder_settings(camp)  # before hours of work, not when the design starts
     folder = out or cfg.paths().run_dir(f"campaign-{cfg.profile}-seed{cfg.seed}")
     settings = {
         "seed": cfg.seed,
-        "campaign": camp.model_dump(),
+        "campaign": campaign_fingerprint(camp),
         "world": cfg.world.model_dump(),
         "literature": cfg.literature.model_dump(),
         "lm": cfg.lm,

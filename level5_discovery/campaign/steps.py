@@ -24,13 +24,14 @@ from level5_discovery.logic.kb import KnowledgeBase
 from level5_discovery.pipeline import claims_frame, write_csv
 from level5_discovery.rl.env import DiscoveryEnv, api_seed
 from shared.atomic import atomic_write_json, atomic_write_text
-from shared.errors import InputFileError
+from shared.errors import ConfigError, InputFileError
 
 if TYPE_CHECKING:
     from stable_baselines3.common.base_class import BaseAlgorithm
 
     from level5_discovery.campaign.settings import CampaignConfig
     from level5_discovery.chem.activity import ActivityConfig, Featurizer
+    from level5_discovery.chem.encoder import EncoderConfig
     from level5_discovery.compounds import CompoundLibrary
     from level5_discovery.config import DiscoveryConfig
     from level5_discovery.data import Dataset
@@ -357,30 +358,44 @@ def do_encoder(ctx: Context) -> str:
         InputFileError: ``encoder_dir`` is not a saved encoder.
     """
     camp = ctx.camp
-    if camp.encoder_dir:
-        return str(check_encoder_dir(camp))
+    folder, cfg = check_encoder_settings(camp)
+    if folder is not None:
+        return str(folder)
     from level5_discovery.chem.datasets import pretraining_smiles
-    from level5_discovery.chem.encoder import EncoderConfig, pretrain_encoder, save_encoder
+    from level5_discovery.chem.encoder import pretrain_encoder, save_encoder
 
-    cfg = EncoderConfig.model_validate(camp.encoder)
     smiles = pretraining_smiles(camp.encoder_molecules, seed=ctx.seed)
     model, vocab, _ = pretrain_encoder(smiles, cfg, seed=ctx.seed)
     return str(save_encoder(model, vocab, ctx.path(ENCODER)))
 
 
-def check_encoder_dir(camp: CampaignConfig) -> Path | None:
-    """``campaign.encoder_dir`` when it is a saved encoder (None when not set).
+def check_encoder_settings(camp: CampaignConfig) -> tuple[Path | None, EncoderConfig]:
+    """The saved encoder of ``campaign.encoder_dir`` (None when not set) and the settings of one
+    pretrained here, both checked.
 
     Raises:
-        InputFileError: It is not (a missing folder, or one without the encoder's files).
+        ConfigError: ``campaign.encoder`` holds an unknown or invalid setting, or an encoder
+            folder is given while ``activity_features`` is ``morgan``.
+        InputFileError: ``encoder_dir`` is not a saved encoder (missing, or without its files).
     """
+    from pydantic import ValidationError
+
+    from level5_discovery.chem.encoder import EncoderConfig
+
+    try:
+        cfg = EncoderConfig.model_validate(camp.encoder)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"campaign.encoder: {problems}") from None
     if not camp.encoder_dir:
-        return None
+        return None, cfg
+    if camp.activity_features == "morgan":
+        raise ConfigError("an encoder folder is given but activity_features is morgan: use morgan+encoder")
     folder = Path(camp.encoder_dir)
     missing = [f for f in ENCODER_FILES if not (folder / f).is_file()]
     if missing:
         raise InputFileError(f"{folder}: not a saved SMILES encoder (no {', '.join(missing)})")
-    return folder
+    return folder, cfg
 
 
 def load_encoder_folder(ctx: Context) -> str:

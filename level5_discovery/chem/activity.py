@@ -195,12 +195,8 @@ class TanimotoRbfGP:
         if self.uses_embeddings_:
             self.signal_tanimoto_, self.signal_rbf_, self.length_scale_, self.noise_ = st, sr, ls, noise
         else:
-            self.signal_tanimoto_, self.signal_rbf_, self.length_scale_, self.noise_ = (
-                alone.signal_,
-                0.0,
-                ls,
-                alone.noise_,
-            )
+            self.signal_tanimoto_, self.signal_rbf_, self.noise_ = alone.signal_, 0.0, alone.noise_
+            self.length_scale_ = float("nan")  # no RBF part
         self.chol_ = cho_factor(hybrid if self.uses_embeddings_ else plain, lower=True)
         self.alpha_ = cho_solve(self.chol_, z)
         return self

@@ -336,3 +336,31 @@ def test_campaign_refuses_a_folder_that_is_not_an_encoder_before_any_work(
     assert len(res.output.strip().splitlines()) == 1 and not out.exists()
     bad = CliRunner().invoke(app, [*args, "--activity-features", "fingerprints", "--out", str(out)])
     assert bad.exit_code == 2 and "activity_features" in bad.output
+    enc = tmp_path / "enc"
+    enc.mkdir()
+    for name in ("config.json", "model.pt", "vocab.json"):
+        (enc / name).write_text("{}")
+    both = [*args, "--activity-features", "morgan", "--encoder", str(enc), "--out", str(out)]
+    ignored = CliRunner().invoke(app, both)
+    assert ignored.exit_code == 2 and "activity_features is morgan" in ignored.output
+    assert not out.exists()
+
+
+def test_campaign_checks_the_encoder_settings_before_any_work(tiny: dict[str, Path]) -> None:
+    settings = {**TINY, "campaign": {**TINY["campaign"], **TINY_ENCODER, "encoder": {"d_modle": 32}}}
+    cfg = DiscoveryConfig.model_validate({**settings, "artifacts_dir": str(tiny["tmp"] / "artifacts")})
+    out = tiny["tmp"] / "typo"
+    with pytest.raises(ConfigError, match=r"campaign\.encoder: d_modle"):
+        run_campaign(cfg, out=out, data_dir=tiny["data"])
+    assert not out.exists()
+
+
+def test_a_campaign_folder_from_before_the_encoder_settings_still_resumes(tiny: dict[str, Path]) -> None:
+    from level5_discovery.campaign.run import LATER_SETTINGS, campaign_config, campaign_fingerprint
+
+    cfg = DiscoveryConfig.model_validate({**TINY, "artifacts_dir": str(tiny["tmp"] / "artifacts")})
+    camp = campaign_config(cfg)
+    print_before = {k: v for k, v in camp.model_dump().items() if k not in LATER_SETTINGS}
+    assert campaign_fingerprint(camp) == print_before  # defaults: the fingerprint folders already hold
+    encoder = camp.model_copy(update={"activity_features": "morgan+encoder"})
+    assert campaign_fingerprint(encoder)["activity_features"] == "morgan+encoder"

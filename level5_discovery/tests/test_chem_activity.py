@@ -201,3 +201,13 @@ def test_learning_curve_takes_settings_per_featurizer(logp_set: tuple[list[str],
         models={"both": ActivityConfig(kernel="tanimoto+rbf")},
     )
     assert set(df["featurizer"]) == {"morgan", "both"} and np.isfinite(df["r2"]).all()
+    # The settings are used: the summed kernel refuses features with no embeddings after the bits.
+    with pytest.raises(DataError, match="bits and then embeddings"):
+        learning_curve(
+            smiles[:60],
+            y[:60],
+            {"morgan": morgan_features},
+            sizes=[30],
+            seeds=[0],
+            models={"morgan": ActivityConfig(kernel="tanimoto+rbf")},
+        )
