@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 ASSAY_COLUMNS = [
     "assay", "round", "target", "source", "compound_id", "smiles", "measured_pic50", "predicted_mean",
-    "predicted_sd",
+    "predicted_sd", "model",
 ]  # fmt: skip
 VALIDATION_COLUMNS = [
     "compound_id", "source", "smiles", "measured_pic50", "dose_um", "phenotype_effect",
@@ -62,6 +62,7 @@ def screen(
             "measured_pic50": measured,
             "predicted_mean": np.nan,
             "predicted_sd": np.nan,
+            "model": "",
         },
         columns=ASSAY_COLUMNS,
     )
@@ -134,6 +135,7 @@ def design_round(
             "measured_pic50": measured,
             "predicted_mean": mean[order],
             "predicted_sd": sd[order],
+            "model": model.kernel_used,  # the round's GP kernel: did it keep the embeddings?
         },
         columns=ASSAY_COLUMNS,
     )

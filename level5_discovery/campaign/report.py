@@ -862,6 +862,9 @@ def _design(
                 "designed passing filters": cell_text(summary.get("designed_passing")),
                 "design rounds": cell_text((result.get("design") or {}).get("rounds")),
                 "activity model reads": cell_text((result.get("design") or {}).get("features", "morgan")),
+                "rounds whose model kept the embeddings": cell_text(
+                    (result.get("design") or {}).get("rounds_with_embeddings")
+                ),
                 "best designed · measured": round(as_number(summary.get("designed_best_measured_pic50")), 2),
                 "best designed · true (hidden)": round(as_number(summary.get("designed_best_true_pic50")), 2),
                 "library best · true (hidden)": round(as_number(summary.get("library_best_true_pic50")), 2),

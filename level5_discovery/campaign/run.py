@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from level5_discovery.campaign import evaluation, steps
 from level5_discovery.campaign.checkpoint import Checkpoint
 from level5_discovery.campaign.settings import CampaignConfig
@@ -179,7 +181,15 @@ def _compound_phase(ck: Checkpoint, ctx: steps.Context) -> None:
             lambda k=rounds: steps.count_round(ctx, k),  # type: ignore[misc]
             r,
         )
-    ctx.values["design"] = {"rounds": rounds, "stopped": reason, "features": ctx.camp.activity_features}
+    own = steps.target_readings(ctx, target)
+    kernels = own["model"] if "model" in own else pd.Series("", index=own.index)  # older folders
+    used = own.loc[kernels == "tanimoto+rbf", "round"]
+    ctx.values["design"] = {
+        "rounds": rounds,
+        "stopped": reason,
+        "features": ctx.camp.activity_features,
+        "rounds_with_embeddings": int(used.nunique()),  # rounds whose GP kept the embeddings
+    }
     ck.run("validate", lambda: steps.do_validate(ctx, target), lambda: steps.load_validation(ctx), r)
 
 

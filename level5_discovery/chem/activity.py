@@ -278,6 +278,18 @@ class ActivityModel:
         mean, std = self._model.predict(Xt, return_std=True)
         return np.asarray(mean, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
+    @property
+    def kernel_used(self) -> str:
+        """What the fitted model uses: ``forest``, ``rbf``, ``tanimoto``, or ``tanimoto+rbf`` (only
+        when a ``tanimoto+rbf`` fit kept its embeddings)."""
+        if self._model is None:
+            raise RuntimeError("fit the model first")
+        if self.cfg.kind == "forest":
+            return "forest"
+        if isinstance(self._model, TanimotoRbfGP):
+            return "tanimoto+rbf" if self._model.uses_embeddings_ else "tanimoto"
+        return str(self.kernel_)
+
     def _resolve_kernel(self, X: np.ndarray) -> str:
         if self.cfg.kernel != "auto":
             return self.cfg.kernel

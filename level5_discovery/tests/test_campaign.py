@@ -314,6 +314,11 @@ def test_campaign_with_encoder_features_pretrains_once_designs_and_resumes(tiny:
     assert all((out / "encoder" / f).is_file() for f in ("config.json", "model.pt", "vocab.json"))
     result = first.result
     assert result["design"]["features"] == "morgan+encoder" and result["design"]["rounds"] >= 1
+    assays = pd.read_csv(out / "assays.csv")
+    designed = assays[assays["source"] == "designed"]
+    assert set(designed["model"]) <= {"tanimoto", "tanimoto+rbf"}
+    used = designed.loc[designed["model"] == "tanimoto+rbf", "round"].nunique()
+    assert result["design"]["rounds_with_embeddings"] == used
     comp = result["compounds"]
     assert comp["beats_library"] and comp["designed_best_true_pic50"] > comp["library_best_true_pic50"]
     again = run_campaign(cfg, out=out, data_dir=tiny["data"])
