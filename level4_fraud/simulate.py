@@ -447,7 +447,7 @@ def _day_times(rng: np.random.Generator, n: int) -> np.ndarray:
 
 @dataclass
 class _Plan:
-    counts: np.ndarray  # (n_customers, nb_days) genuine tx per customer and day
+    counts: np.ndarray  # (n_customers, nb_days) genuine tx per customer and day (no days: replay)
     term_comp_start: np.ndarray  # scenario 2: compromise start day of each event
     term_comp_id: np.ndarray  # scenario 2: terminal of each event
     card_keys: np.ndarray  # scenario 3: sorted keys (customer, day, rank) of the fraud tx
@@ -485,13 +485,11 @@ def _rate_factor(cfg: SimulatorConfig) -> np.ndarray:
     return f
 
 
-def _plan(cfg: SimulatorConfig, prof: _Profiles) -> _Plan:
+def _compromises(
+    cfg: SimulatorConfig, prof: _Profiles
+) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """Start days, and per start day the terminals (scenario 2) and cards (scenario 3) compromised."""
     nc, nd = cfg.n_customers, cfg.nb_days
-    lam = prof.rate * _p_keep()
-    # A customer with no terminal in reach makes no transaction (the Handbook drops them).
-    lam = np.where(np.diff(prof.near_ptr) > 0, lam, 0.0)
-    counts = _rng(cfg, _STREAM_COUNTS).poisson(lam[:, None] * _rate_factor(cfg)[None, :]).astype(np.int32)
-
     # The Handbook loops `for day in range(max TX_TIME_DAYS)`: compromises start on days 0..nd-2.
     start_days = np.arange(max(nd - 1, 0))
     if cfg.handbook:
@@ -508,8 +506,26 @@ def _plan(cfg: SimulatorConfig, prof: _Profiles) -> _Plan:
         kc = np.minimum(_spread(rng2, mean_c, len(start_days)), nc)
         terms = [rng2.choice(present, k, replace=False) for k in kt]
         cards = [rng2.choice(nc, k, replace=False) for k in kc]
+    return start_days, terms, cards
+
+
+def _plan(cfg: SimulatorConfig, prof: _Profiles) -> _Plan:
+    nd = cfg.nb_days
+    start_days, terms, cards = _compromises(cfg, prof)
     term_comp_id = np.concatenate(terms).astype(np.int64) if len(terms) else np.zeros(0, np.int64)
     term_comp_start = np.repeat(start_days, [len(t) for t in terms]) if len(terms) else np.zeros(0, np.int64)
+    card_comp_id = np.concatenate(cards).astype(np.int64) if len(cards) else np.zeros(0, np.int64)
+    card_comp_start = np.repeat(start_days, [len(c) for c in cards]) if len(cards) else np.zeros(0, np.int64)
+    if cfg.handbook_exact:  # the replay draws the transactions and picks the card frauds itself
+        none = np.zeros(0, np.int64)
+        return _Plan(
+            np.zeros((cfg.n_customers, 0), np.int32), term_comp_start, term_comp_id, none, none,
+            card_comp_id, card_comp_start, _empty_injected(),
+        )  # fmt: skip
+    lam = prof.rate * _p_keep()
+    # A customer with no terminal in reach makes no transaction (the Handbook drops them).
+    lam = np.where(np.diff(prof.near_ptr) > 0, lam, 0.0)
+    counts = _rng(cfg, _STREAM_COUNTS).poisson(lam[:, None] * _rate_factor(cfg)[None, :]).astype(np.int32)
 
     rng3 = _rng(cfg, _STREAM_SCEN3)
     keys: list[np.ndarray] = []
@@ -531,8 +547,6 @@ def _plan(cfg: SimulatorConfig, prof: _Profiles) -> _Plan:
     else:
         card_keys, card_mult = np.zeros(0, np.int64), np.zeros(0, np.int64)
     injected = _empty_injected() if cfg.handbook else _inject(cfg, prof)
-    card_comp_id = np.concatenate(cards).astype(np.int64) if len(cards) else np.zeros(0, np.int64)
-    card_comp_start = np.repeat(start_days, [len(c) for c in cards]) if len(cards) else np.zeros(0, np.int64)
     return _Plan(
         counts, term_comp_start, term_comp_id, card_keys, card_mult, card_comp_id, card_comp_start, injected
     )
