@@ -381,7 +381,9 @@ def campaign(
         Path | None,
         typer.Option("--run", help="Read the literature with this run's tuned LM (default: train one)."),
     ] = None,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over in --out instead of resuming.")] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over: delete the campaign in --out instead of resuming it.")
+    ] = False,
     activity_features: Annotated[
         str | None,
         typer.Option(

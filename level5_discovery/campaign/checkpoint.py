@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,13 +42,16 @@ class Checkpoint:
         folder: The campaign folder (created).
         settings: What determines the result (seed, config); a folder started with other
             settings is refused rather than silently mixed.
-        fresh: Forget earlier progress in this folder and start over.
+        fresh: Start over: an earlier campaign in this folder (one with a ``state.json``) is
+            deleted first, since steps that append (assays, knockouts) would read its rows back.
     """
 
     def __init__(self, folder: Path, settings: dict[str, Any], *, fresh: bool = False) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / STATE
+        if fresh and self.path.is_file():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True, exist_ok=True)
         key = fingerprint(settings)
         if self.path.is_file() and not fresh:
             self.state: dict[str, Any] = json.loads(self.path.read_text(encoding="utf-8"))

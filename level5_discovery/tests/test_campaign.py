@@ -106,6 +106,21 @@ def test_checkpoint_refuses_a_folder_of_other_settings_unless_fresh(tmp_path: Pa
     assert not Checkpoint(tmp_path, {"seed": 2}, fresh=True).is_done("a")
 
 
+def test_fresh_start_deletes_the_earlier_campaign_so_appending_steps_start_empty(tmp_path: Path) -> None:
+    # A fresh campaign once read the earlier one's assays.csv back: it skipped the screen and
+    # chose a designed compound (no id) as the best hit.
+    folder = tmp_path / "campaign"
+    Checkpoint(folder, {"seed": 1}).run("screen", lambda: 1, lambda: 1)
+    (folder / "assays.csv").write_text("assay,round\n0,0\n")
+    Checkpoint(folder, {"seed": 1}, fresh=True)
+    assert sorted(p.name for p in folder.iterdir()) == ["state.json"]
+    other = tmp_path / "not-a-campaign"  # no state.json: nothing of the user's is deleted
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    Checkpoint(other, {"seed": 1}, fresh=True)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
 # ---------------------------------------------------------------------------------- lab pieces
 @pytest.fixture(scope="module")
 def small_world_and_library() -> tuple[Any, Any]:
