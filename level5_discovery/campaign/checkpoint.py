@@ -14,7 +14,7 @@ import hashlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,6 +35,14 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def _remove(path: Path) -> None:
+    """Delete a file, a link or a whole folder (nothing when it does not exist)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
 class Checkpoint:
     """The step ledger of one campaign folder.
 
@@ -42,15 +50,20 @@ class Checkpoint:
         folder: The campaign folder (created).
         settings: What determines the result (seed, config); a folder started with other
             settings is refused rather than silently mixed.
-        fresh: Start over: an earlier campaign in this folder (one with a ``state.json``) is
-            deleted first, since steps that append (assays, knockouts) would read its rows back.
+        fresh: Start over: the ledger and the earlier campaign's `outputs` are deleted first,
+            since steps that append (assays, knockouts) would read its rows back.
+        outputs: The files and folders the steps write (names in `folder`); nothing else in
+            the folder is ever deleted.
     """
 
-    def __init__(self, folder: Path, settings: dict[str, Any], *, fresh: bool = False) -> None:
+    def __init__(
+        self, folder: Path, settings: dict[str, Any], *, fresh: bool = False, outputs: Sequence[str] = ()
+    ) -> None:
         self.folder = folder
         self.path = folder / STATE
         if fresh and self.path.is_file():
-            shutil.rmtree(folder)
+            for name in (*outputs, STATE):
+                _remove(folder / name)
         folder.mkdir(parents=True, exist_ok=True)
         key = fingerprint(settings)
         if self.path.is_file() and not fresh:

@@ -106,7 +106,8 @@ def run_campaign(
         "lm_run": str(lm_run) if lm_run else None,
         "data": str(data_dir) if data_dir else None,
     }
-    ck = Checkpoint(folder, settings, fresh=fresh)
+    outputs = (*steps.OUTPUTS, RESULT, COMPOUNDS, "metrics.json", "report.html")
+    ck = Checkpoint(folder, settings, fresh=fresh, outputs=outputs)
     seed_everything(cfg.seed)
     ctx = _context(cfg, camp, folder, data_dir, lm_run)
     ck.note("data", str(ctx.dataset.folder))
@@ -182,13 +183,16 @@ def _compound_phase(ck: Checkpoint, ctx: steps.Context) -> None:
             r,
         )
     own = steps.target_readings(ctx, target)
-    kernels = own["model"] if "model" in own else pd.Series("", index=own.index)  # older folders
-    used = own.loc[kernels == "tanimoto+rbf", "round"]
+    designed = own[own["source"] == "designed"]
+    kernels = designed["model"] if "model" in designed else pd.Series(pd.NA, index=designed.index)
+    # None: some rounds were designed before the kernel was recorded (a folder of older code)
+    known = bool(kernels.notna().all())
+    used = designed.loc[kernels == "tanimoto+rbf", "round"] if known else None
     ctx.values["design"] = {
         "rounds": rounds,
         "stopped": reason,
         "features": ctx.camp.activity_features,
-        "rounds_with_embeddings": int(used.nunique()),  # rounds whose GP kept the embeddings
+        "rounds_with_embeddings": int(used.nunique()) if used is not None else None,
     }
     ck.run("validate", lambda: steps.do_validate(ctx, target), lambda: steps.load_validation(ctx), r)
 

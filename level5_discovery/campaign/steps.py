@@ -50,6 +50,12 @@ VALIDATION = "validation.csv"
 CHOSEN = "chosen_target.json"
 ENCODER = "encoder"
 ENCODER_FILES = ("config.json", "model.pt", "vocab.json")
+LM = "lm"  # the LM trained inside the campaign (no --run)
+# What the steps write into the campaign folder: what a fresh start deletes (and nothing else).
+OUTPUTS = (
+    CLAIMS, LOGIC, CONTRADICTIONS, "policy", EXPERIMENTS, GRAPH, TARGETS, ASSAYS, VALIDATION, CHOSEN,
+    ENCODER, LM,
+)  # fmt: skip
 
 
 @dataclass

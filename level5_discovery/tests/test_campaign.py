@@ -106,19 +106,19 @@ def test_checkpoint_refuses_a_folder_of_other_settings_unless_fresh(tmp_path: Pa
     assert not Checkpoint(tmp_path, {"seed": 2}, fresh=True).is_done("a")
 
 
-def test_fresh_start_deletes_the_earlier_campaign_so_appending_steps_start_empty(tmp_path: Path) -> None:
+def test_fresh_start_deletes_the_earlier_campaigns_outputs_and_nothing_else(tmp_path: Path) -> None:
     # A fresh campaign once read the earlier one's assays.csv back: it skipped the screen and
     # chose a designed compound (no id) as the best hit.
     folder = tmp_path / "campaign"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")  # the user's, there before the campaign
     Checkpoint(folder, {"seed": 1}).run("screen", lambda: 1, lambda: 1)
     (folder / "assays.csv").write_text("assay,round\n0,0\n")
-    Checkpoint(folder, {"seed": 1}, fresh=True)
-    assert sorted(p.name for p in folder.iterdir()) == ["state.json"]
-    other = tmp_path / "not-a-campaign"  # no state.json: nothing of the user's is deleted
-    other.mkdir()
-    (other / "notes.txt").write_text("mine")
-    Checkpoint(other, {"seed": 1}, fresh=True)
-    assert (other / "notes.txt").read_text() == "mine"
+    (folder / "policy").mkdir()
+    (folder / "policy" / "policy.zip").write_text("x")
+    Checkpoint(folder, {"seed": 1}, fresh=True, outputs=("assays.csv", "policy", "report.html"))
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "state.json"]
+    assert (folder / "notes.txt").read_text() == "mine"
 
 
 # ---------------------------------------------------------------------------------- lab pieces
@@ -384,3 +384,18 @@ def test_a_campaign_folder_from_before_the_encoder_settings_still_resumes(tiny: 
     assert campaign_fingerprint(camp) == print_before  # defaults: the fingerprint folders already hold
     encoder = camp.model_copy(update={"activity_features": "morgan+encoder"})
     assert campaign_fingerprint(encoder)["activity_features"] == "morgan+encoder"
+
+
+def test_fresh_campaign_over_a_finished_one_reruns_it_to_the_same_result(tiny: dict[str, Path]) -> None:
+    import shutil
+
+    cfg = DiscoveryConfig.model_validate({**TINY, "artifacts_dir": str(tiny["tmp"] / "artifacts")})
+    again = tiny["tmp"] / "fresh-over-finished"
+    shutil.copytree(tiny["whole"], again)
+    res = run_campaign(cfg, out=again, data_dir=tiny["data"], fresh=True)
+    assert not res.resumed
+    state = json.loads((again / "state.json").read_text())
+    assert state["steps"]["screen"]["attempts"] == 1
+    for name in ("experiments.csv", "assays.csv", "compounds.csv"):
+        pd.testing.assert_frame_equal(pd.read_csv(again / name), pd.read_csv(tiny["whole"] / name))
+    assert res.result == json.loads((tiny["whole"] / "result.json").read_text())
