@@ -36,7 +36,7 @@ from level4_fraud.distributed.cluster import RayConfig
 from level4_fraud.ensemble import EnsembleConfig
 from level4_fraud.evaluate import EvaluationConfig
 from level4_fraud.simulate import SimulatorConfig
-from shared.config import LevelConfig
+from shared.config import LevelConfig, validation_problems
 from shared.errors import ConfigError
 from shared.paths import LevelPaths, RedirectedPaths
 from shared.runtime import mlflow_sqlite_uri
@@ -204,7 +204,7 @@ class FraudConfig(LevelConfig):
         try:
             return cls.model_validate(getattr(self, name))
         except ValidationError as exc:
-            raise ConfigError(f"invalid {name} settings: {_problems(exc)}") from None
+            raise ConfigError(f"invalid {name} settings: {validation_problems(exc)}") from None
 
     def feature_store_config(self) -> Any:
         """The ``feature_store`` section as a `feature_store.FeatureStoreConfig` (imports Feast).
@@ -218,7 +218,7 @@ class FraudConfig(LevelConfig):
         try:
             return FeatureStoreConfig.model_validate(self.feature_store)
         except ValidationError as exc:
-            raise ConfigError(f"invalid feature_store settings: {_problems(exc)}") from None
+            raise ConfigError(f"invalid feature_store settings: {validation_problems(exc)}") from None
 
     def deep_config(self) -> Any:
         """The ``deep`` section validated by ``level4_fraud.deep.DeepConfig`` when that module
@@ -240,8 +240,4 @@ class FraudConfig(LevelConfig):
         try:
             return cls.model_validate(self.deep)
         except ValidationError as exc:
-            raise ConfigError(f"invalid deep settings: {_problems(exc)}") from None
-
-
-def _problems(exc: Any) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"invalid deep settings: {validation_problems(exc)}") from None

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from level5_discovery.experiments import CostConfig
 from level5_discovery.literature import LiteratureConfig
 from level5_discovery.simulate import WorldConfig
-from shared.config import LevelConfig
+from shared.config import LevelConfig, validation_problems
 from shared.errors import ConfigError
 from shared.paths import LevelPaths, RedirectedPaths
 from shared.runtime import mlflow_sqlite_uri
@@ -132,7 +132,4 @@ class DiscoveryConfig(LevelConfig):
         try:
             return cls.model_validate(getattr(self, name))
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"invalid {name} settings: {problems}") from None
+            raise ConfigError(f"invalid {name} settings: {validation_problems(exc)}") from None

@@ -22,6 +22,13 @@ from shared.errors import ConfigError
 C = TypeVar("C", bound="LevelConfig")
 
 
+def validation_problems(exc: ValidationError) -> str:
+    """One line naming each problem of a pydantic validation error (``loc: message; ...``)."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
+
+
 class LevelConfig(BaseModel):
     """Base class for a level's config.
 
@@ -140,7 +147,4 @@ def load_config(
     try:
         return cls.model_validate(merged)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"invalid {cls.__name__}: {problems}") from None
+        raise ConfigError(f"invalid {cls.__name__}: {validation_problems(exc)}") from None

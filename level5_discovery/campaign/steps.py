@@ -387,12 +387,12 @@ def check_encoder_settings(camp: CampaignConfig) -> tuple[Path | None, EncoderCo
     from pydantic import ValidationError
 
     from level5_discovery.chem.encoder import EncoderConfig
+    from shared.config import validation_problems
 
     try:
         cfg = EncoderConfig.model_validate(camp.encoder)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"campaign.encoder: {problems}") from None
+        raise ConfigError(f"campaign.encoder: {validation_problems(exc)}") from None
     if not camp.encoder_dir:
         return None, cfg
     if camp.activity_features == "morgan":
