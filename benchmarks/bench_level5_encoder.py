@@ -119,7 +119,7 @@ def _curves(
 
     from level5_discovery.chem.activity import ActivityConfig, learning_curve, morgan_features
     from level5_discovery.chem.datasets import chembl_activity_set
-    from level5_discovery.chem.encoder import embed
+    from level5_discovery.chem.encoder import bits_and_embeddings, embed
 
     def encoder_features(batch: Any) -> np.ndarray:
         return embed(model, vocab, list(batch))
@@ -127,13 +127,10 @@ def _curves(
     def hidden_qed(s: str) -> float:
         return float(QED.qed(Chem.MolFromSmiles(s)))  # type: ignore[no-untyped-call]
 
-    def both_features(batch: Any) -> np.ndarray:
-        return np.hstack([morgan_features(list(batch)).astype(np.float64), encoder_features(batch)])
-
     featurizers: dict[str, Callable[[Any], np.ndarray]] = {
         "morgan": morgan_features,
         "encoder": encoder_features,
-        "both": both_features,
+        "both": bits_and_embeddings(model, vocab),
     }
     # Fingerprint bits then embeddings: the summed Tanimoto + RBF kernel (chem.activity).
     models = {"both": ActivityConfig(kernel="tanimoto+rbf")}

@@ -7,7 +7,6 @@ step done. `run.run_campaign` chains them through `checkpoint.Checkpoint`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -89,15 +88,9 @@ class Context:
 
         if self.camp.activity_features == "morgan":
             return morgan_features
-        from level5_discovery.chem.encoder import embed, load_encoder
+        from level5_discovery.chem.encoder import bits_and_embeddings, load_encoder
 
-        model, vocab = load_encoder(self.values["encoder"])
-
-        def bits_and_embeddings(smiles: Sequence[str]) -> np.ndarray:
-            bits = morgan_features(smiles).astype(np.float64)
-            return np.hstack([bits, embed(model, vocab, smiles).astype(np.float64)])
-
-        return bits_and_embeddings
+        return bits_and_embeddings(*load_encoder(self.values["encoder"]))
 
     @property
     def activity(self) -> ActivityConfig:

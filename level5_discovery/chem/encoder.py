@@ -506,6 +506,19 @@ def embed(
     return out
 
 
+def bits_and_embeddings(model: SmilesEncoder | Runner, vocab: Vocab) -> Callable[[Sequence[str]], np.ndarray]:
+    """A featurizer for the ``tanimoto+rbf`` activity model: each molecule's Morgan bits
+    (`chem.activity.morgan_features`) followed by its embedding, ``(n, 2048 + d)`` float64."""
+    from level5_discovery.chem.activity import morgan_features
+
+    def featurize(smiles: Sequence[str]) -> np.ndarray:
+        smiles = list(smiles)
+        bits = morgan_features(smiles).astype(np.float64)
+        return np.hstack([bits, embed(model, vocab, smiles).astype(np.float64)])
+
+    return featurize
+
+
 # ------------------------------------------------------------------------------------ persistence
 def save_encoder(model: SmilesEncoder, vocab: Vocab, folder: str | Path) -> Path:
     """Write ``model.pt`` (state dict), ``vocab.json`` and ``config.json`` into `folder`, atomically."""
