@@ -5,9 +5,9 @@ similarity (the standard for molecules: a positive-definite kernel, Ralaivola et
 real-valued features (encoder embeddings) an RBF on standardised features (scikit-learn). Both
 are scaled by a learnt signal variance and add a learnt noise term, fitted by maximum marginal
 likelihood. ``tanimoto+rbf`` sums the two over fingerprint bits followed by embeddings
-(`TanimotoRbfGP`): the likelihood sets each part's weight, so the embeddings count only where
-they explain what the bits do not. The alternative is a random forest whose spread across trees
-is the uncertainty.
+(`TanimotoRbfGP`): the likelihood sets each part's weight, and the embeddings are kept only when
+the sum's leave-one-out error beats the Tanimoto kernel alone. The alternative is a random forest
+whose spread across trees is the uncertainty.
 """
 
 from __future__ import annotations
