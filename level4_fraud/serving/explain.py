@@ -280,13 +280,17 @@ class StudentExplainer:
             by_col.setdefault(col, []).append(len(numeric) + j)
         groups += [Group(col, tuple(idx)) for col, idx in by_col.items()]
         self.groups = groups
+        # Row g of the occlusion batch takes group g's columns from `typical`: one mask built
+        # here, so a decision builds its batch in one vector operation, not a loop over ~50 groups.
+        self._occluded = np.zeros((len(groups), len(self.typical)), dtype=bool)
+        for g, group in enumerate(groups):
+            self._occluded[g, list(group.columns)] = True
 
     def contributions(self, x: np.ndarray, p: float | None = None) -> np.ndarray:
         """Log-odds contribution of every group for one input row `x` (``(F,)``)."""
-        rows = np.repeat(np.asarray(x, dtype=np.float32)[None, :], len(self.groups), axis=0)
-        for g, group in enumerate(self.groups):
-            rows[g, list(group.columns)] = self.typical[list(group.columns)]
-        base = p if p is not None else float(self.predict(np.asarray(x, dtype=np.float32)[None, :])[0])
+        row = np.asarray(x, dtype=np.float32)
+        rows = np.where(self._occluded, self.typical[None, :], row[None, :])
+        base = p if p is not None else float(self.predict(row[None, :])[0])
         return float(logit(base)) - logit(self.predict(rows))
 
     def reasons(

@@ -61,6 +61,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from level4_fraud import features as feat
 from level4_fraud import schema
+from level4_fraud.serving.feast_sqlite import SqliteViews, sqlite_store
 from level4_fraud.serving.outage import LogThrottle, OutageGate, fail_fast_retry
 from level4_fraud.serving.schemas import (
     CARD_STATE_UNAVAILABLE,
@@ -380,6 +381,13 @@ class FeastOnlineReader:
         )
         if self._redis is not None:
             self._redis._get_client(self._config.online_store).set_retry(fail_fast_retry())
+        # SQLite: every view in one statement (`feast_sqlite.SqliteViews`), as Redis in one pipeline.
+        sqlite = sqlite_store(self._provider)
+        self._sqlite = (
+            None
+            if sqlite is None
+            else SqliteViews(sqlite, self._config, [(fv, names) for fv, _, names in self._views])
+        )
         self.gate = OutageGate()
 
     def read(self, card: int, terminal: int) -> StoreRow:
@@ -388,11 +396,12 @@ class FeastOnlineReader:
         Raises:
             OnlineStoreUnavailableError: The store failed (any error of Feast or its database).
         """
-        ids = {schema.CUSTOMER_ID: card, schema.TERMINAL_ID: terminal}
-        keys = [
-            EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=ids[join_key])])
-            for _, join_key, _ in self._views
-        ]
+        # One key per entity, shared by its views (the stores only read them).
+        by_join_key = {
+            join_key: EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=value)])
+            for join_key, value in ((schema.CUSTOMER_ID, card), (schema.TERMINAL_ID, terminal))
+        }
+        keys = [by_join_key[join_key] for _, join_key, _ in self._views]
         values, stamps = self.gate.call(lambda: self._fetch(keys), OnlineStoreUnavailableError)
         card_row = _row(values, self.card_features, required=self.card_features[0])
         term_row = _row(values, self.terminal_features, required=self.terminal_features[0])
@@ -402,7 +411,12 @@ class FeastOnlineReader:
         """The stored values of every view and their timestamps (raises whatever Feast raises)."""
         values: dict[str, Any] = {}
         stamps: list[float] = []
-        rows = self._read_redis(keys) if self._redis is not None else self._read_each(keys)
+        if self._redis is not None:
+            rows = self._read_redis(keys)
+        elif self._sqlite is not None:
+            rows = self._sqlite.read(keys)
+        else:
+            rows = self._read_each(keys)
         for (_, _, names), (ts, row) in zip(self._views, rows, strict=True):
             got = {n: _scalar(row.get(n)) for n in names} if row is not None else {}
             # Redis answers a key it does not hold with empty values stamped 1970: no row

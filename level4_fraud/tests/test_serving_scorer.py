@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from level4_fraud.serving.schemas import TransactionIn
 from level4_fraud.tests.serving_helpers import assert_read_matches_feast, payload, serving_config, serving_run
@@ -365,3 +367,30 @@ def test_the_direct_provider_read_equals_feasts_get_online_features(scorer, repl
     pairs = [*zip(cards, terms, strict=False), (cards[0], terms[-1]), (cards[-1], terms[0])]
     found = sum(assert_read_matches_feast(scorer.source.reader, card, term) for card, term in pairs)
     assert found >= 30  # the comparison covered stored rows, not only misses
+
+
+def test_the_one_statement_sqlite_read_equals_the_providers_read_of_each_view(scorer, replay):
+    """`feast_sqlite.SqliteViews` reads every view in one statement; per view, its timestamp and
+    the asked features' values must be those of Feast's provider (one ``online_read`` per view),
+    for stored and unknown cards and terminals."""
+    reader = scorer.source.reader
+    assert reader._sqlite is not None  # the run's store is SQLite: the one-statement path is used
+    cards = [*replay["CUSTOMER_ID"].drop_duplicates().head(25).astype(int), 10**9]
+    terms = [*replay["TERMINAL_ID"].drop_duplicates().head(25).astype(int), 10**9 + 1]
+    stored = 0
+    for card, term in zip(cards, terms, strict=True):
+        ids = {"CUSTOMER_ID": card, "TERMINAL_ID": term}
+        keys = [
+            EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=ids[join_key])])
+            for _, join_key, _ in reader._views
+        ]
+        ours = reader._sqlite.read(keys)
+        theirs = reader._read_each(keys)
+        for (ts, row), (want_ts, want_row), (_, _, names) in zip(ours, theirs, reader._views, strict=True):
+            assert ts == want_ts
+            if want_row is None:
+                assert row is None
+                continue
+            stored += 1
+            assert {n: row[n] for n in names} == {n: want_row[n] for n in names}
+    assert stored >= 100  # stored rows were compared, not only misses
