@@ -39,6 +39,7 @@ transactions take seconds, not the minutes of a per-entity pandas ``rolling``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -481,6 +482,207 @@ def _labels_and_availability(
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Cards:
+    """The time-ordered rows keyed by (card, time): what every card feature reads.
+
+    Card features are computed in the (card, time) sorted order, where every query is already
+    sorted: binary searches with sorted needles are several times faster than with random ones.
+    """
+
+    rank: np.ndarray  # card rank of each row (row order)
+    index: pd.Index  # card ids by rank
+    keyed: _Keyed
+    amount: np.ndarray  # row order
+    amount_sorted: np.ndarray
+    cum_amount: np.ndarray  # prefix sums of the amounts in sorted order
+    me: np.ndarray  # sorted position + 1: the current row included
+
+    @classmethod
+    def build(cls, df: pd.DataFrame, t_ms: np.ndarray, span: int, amount: np.ndarray) -> _Cards:
+        rank, index = _ranks(df[schema.CUSTOMER_ID])
+        _check_span(len(index), span)
+        keyed = _Keyed(rank, t_ms, span)
+        return cls(
+            rank=rank,
+            index=index,
+            keyed=keyed,
+            amount=amount,
+            amount_sorted=amount[keyed.order],
+            cum_amount=keyed.cumsum(amount),
+            me=np.arange(1, len(df) + 1),
+        )
+
+    def since(self, back_ms: int) -> np.ndarray:
+        """Per sorted row: the sorted position where the card's ``(t - back_ms, t]`` starts."""
+        return np.searchsorted(self.keyed.key, self.keyed.key - back_ms, side="right")
+
+    def scatter(self, values_sorted: np.ndarray) -> np.ndarray:
+        return _scatter(values_sorted, self.keyed.order)
+
+
+def _time_axis(
+    df: pd.DataFrame, windows: Sequence[int], delay_days: int, habit: tuple[int, int] | None
+) -> tuple[pd.Timestamp, np.ndarray, int]:
+    """``(origin, t_ms, span)`` of the time-ordered rows: the origin lies before the furthest any
+    window reaches back, so every window bound is a non-negative time within one entity's span."""
+    reach = max(max(windows) + delay_days, sum(habit) if habit else 0)
+    origin = df[schema.TX_DATETIME].iloc[0].floor("D") - pd.Timedelta(days=reach + 1)
+    t_ms = _time_ms(df[schema.TX_DATETIME], origin)
+    span = int(t_ms.max()) + (reach + 2) * _MS_PER_DAY
+    return origin, t_ms, span
+
+
+def _calendar_features(df: pd.DataFrame, amount: np.ndarray) -> dict[str, np.ndarray]:
+    """The amount and the Handbook's weekend and night flags, plus the hour."""
+    dt = df[schema.TX_DATETIME].dt
+    hour = dt.hour.to_numpy()
+    return {
+        schema.TX_AMOUNT: amount,
+        "TX_DURING_WEEKEND": (dt.weekday >= 5).to_numpy().astype(np.int8),
+        "TX_DURING_NIGHT": (hour <= 6).astype(np.int8),  # the Handbook: hour <= 6
+        "TX_HOUR": hour.astype(np.int8),
+    }
+
+
+def _card_window_features(cards: _Cards, windows: Sequence[int]) -> dict[str, np.ndarray]:
+    """Card windows, current transaction included, later ones excluded (by position)."""
+    out: dict[str, np.ndarray] = {}
+    me, c_amount = cards.me, cards.cum_amount
+    for w in windows:
+        lo = cards.since(w * _MS_PER_DAY)
+        cnt = me - lo
+        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = cards.scatter(cnt.astype(np.int64))
+        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = cards.scatter((c_amount[me] - c_amount[lo]) / cnt)
+    return out
+
+
+def _terminal_window_features(
+    term: np.ndarray,
+    t_ms: np.ndarray,
+    label: np.ndarray,
+    avail: np.ndarray,
+    windows: Sequence[int],
+    delay_days: int,
+    span: int,
+) -> dict[str, np.ndarray]:
+    """The terminal's delayed windows (count and risk) and its fraud recency."""
+    out: dict[str, np.ndarray] = {}
+    risk = _TerminalRisk(term, t_ms, label, avail, delay_days * _MS_PER_DAY, span)
+    tk = risk.all
+    term_s, t_s = term[tk.order], t_ms[tk.order]
+    for w in windows:
+        nb, r = risk.query(term_s, t_s, w)
+        out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = _scatter(nb, tk.order)
+        out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = _scatter(r, tk.order)
+    recency = _FraudRecency(
+        term, t_ms, label, avail, delay_days * _MS_PER_DAY, max(windows) * _MS_PER_DAY, span
+    )
+    last_ms, first_ms = recency.query(term_s, t_s)
+    days = recency_days(t_s / 1000.0, last_ms / 1000.0, first_ms / 1000.0, recency_fill(windows, delay_days))
+    for name, values in days.items():
+        out[name] = _scatter(values, tk.order)
+    return out
+
+
+def _request_features(cards: _Cards, t_ms: np.ndarray, windows: Sequence[int]) -> dict[str, np.ndarray]:
+    """The amount against the card's previous transactions (current excluded) over the longest
+    window, and the seconds since the card's last transaction."""
+    me, c_amount, amount_s = cards.me, cards.cum_amount, cards.amount_sorted
+    lo = cards.since(max(windows) * _MS_PER_DAY)
+    n_prev = me - 1 - lo
+    prev_sum = c_amount[me - 1] - c_amount[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_prev = np.where(n_prev > 0, prev_sum / np.maximum(n_prev, 1), np.nan)
+        ratio = np.where((n_prev > 0) & (mean_prev > 0), amount_s / mean_prev, 1.0)
+    order = cards.keyed.order
+    sorted_t = t_ms[order]
+    sorted_c = cards.rank[order]
+    gap_sorted = np.full(len(me), float(SECONDS_CAP))
+    same = sorted_c[1:] == sorted_c[:-1]
+    gap_sorted[1:] = np.where(same, (sorted_t[1:] - sorted_t[:-1]) / 1000.0, SECONDS_CAP)
+    return {
+        "AMOUNT_TO_CUSTOMER_MEAN": cards.scatter(ratio),
+        "SECONDS_SINCE_LAST_TX": cards.scatter(np.minimum(gap_sorted, SECONDS_CAP)),
+    }
+
+
+def _habit_features(cards: _Cards, habit: tuple[int, int]) -> dict[str, np.ndarray]:
+    """The `HABIT_FEATURES` over the card's ``(t - lag - days, t - lag]`` transactions."""
+    ck, c_amount, amount = cards.keyed, cards.cum_amount, cards.amount
+    lag_ms, days_ms = habit[0] * _MS_PER_DAY, habit[1] * _MS_PER_DAY
+    hi = cards.since(lag_ms)
+    lo = cards.since(lag_ms + days_ms)
+    c_sq = ck.cumsum(amount * amount)
+    n_habit, total = hi - lo, c_amount[hi] - c_amount[lo]
+    stats = habit_values(cards.amount_sorted, n_habit, total, c_sq[hi] - c_sq[lo])
+    limit = habit_large_limit(n_habit, total)
+    stats["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = _large_since_habit(ck, cards.amount_sorted, limit, lag_ms)
+    return {name: cards.scatter(values) for name, values in stats.items()}
+
+
+def _distance_from_home(
+    customers: pd.DataFrame, terminals: pd.DataFrame, cards: _Cards, term: np.ndarray, term_index: pd.Index
+) -> np.ndarray:
+    """Euclidean distance between the card holder's home and the terminal."""
+    c_xy = customers.set_index(schema.CUSTOMER_ID)[[schema.X_CUSTOMER, schema.Y_CUSTOMER]]
+    t_xy = terminals.set_index(schema.TERMINAL_ID)[[schema.X_TERMINAL, schema.Y_TERMINAL]]
+    cx = c_xy.reindex(cards.index).to_numpy(dtype=np.float64)[cards.rank]
+    tx_ = t_xy.reindex(term_index).to_numpy(dtype=np.float64)[term]
+    return np.sqrt(((cx - tx_) ** 2).sum(axis=1))
+
+
+def _rich_features(df: pd.DataFrame, cards: _Cards, term: np.ndarray) -> dict[str, np.ndarray]:
+    """The `RICH_FEATURES` from the simulator's richer columns."""
+    cust, me = cards.rank, cards.me
+    out: dict[str, np.ndarray] = {}
+    channel = df[schema.CHANNEL].astype(str).to_numpy()
+    out["IS_ECOM"] = (channel == "ecom").astype(np.int8)
+    out["IS_ATM"] = (channel == "atm").astype(np.int8)
+    device = df[schema.DEVICE_ID].to_numpy()
+    # First use by the card (in time order; the data's first day makes everything "new").
+    out["NEW_DEVICE"] = (_first_use(cust, device) & (device != schema.NO_DEVICE)).astype(np.int8)
+    country_code, _ = pd.factorize(df[schema.COUNTRY])
+    out["NEW_COUNTRY"] = _first_use(cust, country_code).astype(np.int8)
+    out["NEW_TERMINAL"] = _first_use(cust, term).astype(np.int8)
+    lo_h = cards.since(_MS_PER_HOUR)
+    out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = cards.scatter((me - lo_h).astype(np.int64))
+    c_small = cards.keyed.cumsum((cards.amount < SMALL_AMOUNT).astype(np.float64))
+    out["SMALL_AMOUNT_BURST_1H"] = cards.scatter((c_small[me] - c_small[lo_h]).astype(np.int64))
+    return out
+
+
+def _foreign_country(df: pd.DataFrame, customers: pd.DataFrame, cards: _Cards) -> np.ndarray:
+    """1 where the transaction's country is not the card holder's home country."""
+    home = customers.set_index(schema.CUSTOMER_ID)["home_country"].astype(str)
+    home_of = home.reindex(cards.index).to_numpy()[cards.rank]
+    return (df[schema.COUNTRY].astype(str).to_numpy() != home_of).astype(np.int8)
+
+
+def _assemble(
+    tx: pd.DataFrame,
+    df: pd.DataFrame,
+    out: dict[str, np.ndarray],
+    names: list[str],
+    order: np.ndarray | None,
+    cats: bool,
+) -> pd.DataFrame:
+    """The frame of `names`, back in `tx`'s row order; names not computed are `df`'s raw
+    categorical columns."""
+    back = None if order is None else np.argsort(order)
+    columns: dict[str, object] = {}
+    for name in names:
+        if name in out:
+            columns[name] = out[name] if back is None else out[name][back]
+        else:
+            col = df[name].astype("category")
+            columns[name] = col.to_numpy() if back is None else col.iloc[back].to_numpy()
+    result = pd.DataFrame(columns, index=tx.index)
+    for name in CATEGORICAL_FEATURES if cats else ():
+        result[name] = result[name].astype("category")
+    return result
+
+
 def transaction_features(
     tx: pd.DataFrame,
     *,
@@ -513,131 +715,44 @@ def transaction_features(
     if len(tx) == 0:
         names = feature_names(windows, habit=bool(habit))
         return pd.DataFrame(index=tx.index, columns=names, dtype=np.float64)
-    # Work in time order (TX_DATETIME, then TRANSACTION_ID); `back` puts results in tx's order.
+    # Work in time order (TX_DATETIME, then TRANSACTION_ID); `_assemble` puts results in tx's order.
     order = _time_order(tx)
     df = tx if order is None else tx.iloc[order]
-    n = len(df)
-    reach = max(max(windows) + delay_days, sum(habit) if habit else 0)
-    origin = df[schema.TX_DATETIME].iloc[0].floor("D") - pd.Timedelta(days=reach + 1)
-    t_ms = _time_ms(df[schema.TX_DATETIME], origin)
-    span = int(t_ms.max()) + (reach + 2) * _MS_PER_DAY
+    origin, t_ms, span = _time_axis(df, windows, delay_days, habit)
     amount = df[schema.TX_AMOUNT].to_numpy(dtype=np.float64)
-    out: dict[str, np.ndarray] = {schema.TX_AMOUNT: amount}
-    dt = df[schema.TX_DATETIME].dt
-    out["TX_DURING_WEEKEND"] = (dt.weekday >= 5).to_numpy().astype(np.int8)
-    hour = dt.hour.to_numpy()
-    out["TX_DURING_NIGHT"] = (hour <= 6).astype(np.int8)  # the Handbook: hour <= 6
+    out = _calendar_features(df, amount)
 
-    # Card windows, current transaction included, later ones excluded (by position). Computed in
-    # the (card, time) sorted order, where every query is already sorted: binary searches with
-    # sorted needles are several times faster than with random ones.
-    cust, cust_index = _ranks(df[schema.CUSTOMER_ID])
-    _check_span(len(cust_index), span)
-    ck = _Keyed(cust, t_ms, span)
-    c_amount = ck.cumsum(amount)
-    me = np.arange(1, n + 1)  # sorted position + 1: the current row included
-    for w in windows:
-        lo = np.searchsorted(ck.key, ck.key - w * _MS_PER_DAY, side="right")
-        cnt = me - lo
-        out[f"CUSTOMER_ID_NB_TX_{w}DAY_WINDOW"] = _scatter(cnt.astype(np.int64), ck.order)
-        out[f"CUSTOMER_ID_AVG_AMOUNT_{w}DAY_WINDOW"] = _scatter((c_amount[me] - c_amount[lo]) / cnt, ck.order)
+    cards = _Cards.build(df, t_ms, span, amount)
+    out |= _card_window_features(cards, windows)
 
-    # Terminal delayed windows.
     term, term_index = _ranks(df[schema.TERMINAL_ID])
     _check_span(len(term_index), span)
     label, avail = _labels_and_availability(df, labels, delay_days, origin)
-    risk = _TerminalRisk(term, t_ms, label, avail, delay_days * _MS_PER_DAY, span)
-    tk = risk.all
-    term_s, t_s = term[tk.order], t_ms[tk.order]
-    for w in windows:
-        nb, r = risk.query(term_s, t_s, w)
-        out[f"TERMINAL_ID_NB_TX_{w}DAY_WINDOW"] = _scatter(nb, tk.order)
-        out[f"TERMINAL_ID_RISK_{w}DAY_WINDOW"] = _scatter(r, tk.order)
-    recency = _FraudRecency(
-        term, t_ms, label, avail, delay_days * _MS_PER_DAY, max(windows) * _MS_PER_DAY, span
-    )
-    last_ms, first_ms = recency.query(term_s, t_s)
-    days = recency_days(t_s / 1000.0, last_ms / 1000.0, first_ms / 1000.0, recency_fill(windows, delay_days))
-    for name, values in days.items():
-        out[name] = _scatter(values, tk.order)
+    out |= _terminal_window_features(term, t_ms, label, avail, windows, delay_days, span)
 
-    # Request-time: the card's previous transactions (current excluded) over the longest window.
-    w_max = max(windows)
-    lo = np.searchsorted(ck.key, ck.key - w_max * _MS_PER_DAY, side="right")
-    n_prev = me - 1 - lo
-    prev_sum = c_amount[me - 1] - c_amount[lo]
-    amount_s = amount[ck.order]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean_prev = np.where(n_prev > 0, prev_sum / np.maximum(n_prev, 1), np.nan)
-        ratio = np.where((n_prev > 0) & (mean_prev > 0), amount_s / mean_prev, 1.0)
-    out["AMOUNT_TO_CUSTOMER_MEAN"] = _scatter(ratio, ck.order)
-    sorted_t = t_ms[ck.order]
-    sorted_c = cust[ck.order]
-    gap_sorted = np.full(n, float(SECONDS_CAP))
-    same = sorted_c[1:] == sorted_c[:-1]
-    gap_sorted[1:] = np.where(same, (sorted_t[1:] - sorted_t[:-1]) / 1000.0, SECONDS_CAP)
-    out["SECONDS_SINCE_LAST_TX"] = _scatter(np.minimum(gap_sorted, SECONDS_CAP), ck.order)
-    out["TX_HOUR"] = hour.astype(np.int8)
+    out |= _request_features(cards, t_ms, windows)
     if habit:
-        lag_ms, days_ms = habit[0] * _MS_PER_DAY, habit[1] * _MS_PER_DAY
-        hi = np.searchsorted(ck.key, ck.key - lag_ms, side="right")
-        lo = np.searchsorted(ck.key, ck.key - lag_ms - days_ms, side="right")
-        c_sq = ck.cumsum(amount * amount)
-        n_habit, total = hi - lo, c_amount[hi] - c_amount[lo]
-        stats = habit_values(amount_s, n_habit, total, c_sq[hi] - c_sq[lo])
-        limit = habit_large_limit(n_habit, total)
-        stats["CUSTOMER_ID_NB_LARGE_SINCE_HABIT"] = _large_since_habit(ck, amount_s, limit, lag_ms)
-        for name, values in stats.items():
-            out[name] = _scatter(values, ck.order)
+        out |= _habit_features(cards, habit)
 
     distance = customers is not None and terminals is not None
     if distance:
         assert customers is not None and terminals is not None
-        c_xy = customers.set_index(schema.CUSTOMER_ID)[[schema.X_CUSTOMER, schema.Y_CUSTOMER]]
-        t_xy = terminals.set_index(schema.TERMINAL_ID)[[schema.X_TERMINAL, schema.Y_TERMINAL]]
-        cx = c_xy.reindex(cust_index).to_numpy(dtype=np.float64)[cust]
-        tx_ = t_xy.reindex(term_index).to_numpy(dtype=np.float64)[term]
-        out[DISTANCE_FEATURE] = np.sqrt(((cx - tx_) ** 2).sum(axis=1))
+        out[DISTANCE_FEATURE] = _distance_from_home(customers, terminals, cards, term, term_index)
 
     rich = all(c in df.columns for c in schema.RICH_COLUMNS)
     if rich:
-        channel = df[schema.CHANNEL].astype(str).to_numpy()
-        out["IS_ECOM"] = (channel == "ecom").astype(np.int8)
-        out["IS_ATM"] = (channel == "atm").astype(np.int8)
-        device = df[schema.DEVICE_ID].to_numpy()
-        # First use by the card (in time order; the data's first day makes everything "new").
-        out["NEW_DEVICE"] = (_first_use(cust, device) & (device != schema.NO_DEVICE)).astype(np.int8)
-        country_code, _ = pd.factorize(df[schema.COUNTRY])
-        out["NEW_COUNTRY"] = _first_use(cust, country_code).astype(np.int8)
-        out["NEW_TERMINAL"] = _first_use(cust, term).astype(np.int8)
-        lo_h = np.searchsorted(ck.key, ck.key - _MS_PER_HOUR, side="right")
-        out["CUSTOMER_ID_NB_TX_1H_WINDOW"] = _scatter((me - lo_h).astype(np.int64), ck.order)
-        c_small = ck.cumsum((amount < SMALL_AMOUNT).astype(np.float64))
-        out["SMALL_AMOUNT_BURST_1H"] = _scatter((c_small[me] - c_small[lo_h]).astype(np.int64), ck.order)
+        out |= _rich_features(df, cards, term)
 
     foreign = rich and customers is not None and "home_country" in customers.columns
     if foreign:
         assert customers is not None
-        home = customers.set_index(schema.CUSTOMER_ID)["home_country"].astype(str)
-        home_of = home.reindex(cust_index).to_numpy()[cust]
-        out[FOREIGN_FEATURE] = (df[schema.COUNTRY].astype(str).to_numpy() != home_of).astype(np.int8)
+        out[FOREIGN_FEATURE] = _foreign_country(df, customers, cards)
 
     cats = categoricals and rich
     names = feature_names(
         windows, habit=bool(habit), distance=distance, rich=rich, foreign=foreign, categoricals=cats
     )
-    back = None if order is None else np.argsort(order)
-    columns: dict[str, object] = {}
-    for name in names:
-        if name in out:
-            columns[name] = out[name] if back is None else out[name][back]
-        else:
-            col = df[name].astype("category")
-            columns[name] = col.to_numpy() if back is None else col.iloc[back].to_numpy()
-    result = pd.DataFrame(columns, index=tx.index)
-    for name in CATEGORICAL_FEATURES if cats else ():
-        result[name] = result[name].astype("category")
-    return result
+    return _assemble(tx, df, out, names, order, cats)
 
 
 # ----------------------------------------------------------------------------------------------
