@@ -50,31 +50,7 @@ def plot_trials(trials: pd.DataFrame) -> Figure:
     return fig
 
 
-def build_report(
-    res: ModellingResult,
-    *,
-    run_dir: Path,
-    econ: Economics,
-    title: str,
-    subtitle: str,
-    data_sections: list[tuple[str, str, list[Any]]] | None = None,
-    registry: dict[str, Any] | None = None,
-) -> Path:
-    """Write ``run_dir/report.html`` (and ``run_dir/figures/*.png``) and return its path.
-
-    Args:
-        res: The modelling result.
-        run_dir: The run folder.
-        econ: Campaign economics (for the profit curves).
-        title: Report title.
-        subtitle: One line under the title (data set, profile).
-        data_sections: Extra leading sections: ``(title, intro, [DataFrame | str, ...])``; tables are
-            shown without their index (give meaningful row labels as a column).
-        registry: What was registered in MLflow (name, version, alias).
-    """
-    fig_dir = run_dir / "figures"
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    rep = Report(title, subtitle)
+def _summary_section(rep: Report, res: ModellingResult) -> None:
     tm, bm = res.test_metrics, res.baseline_test_metrics
     cards: dict[str, Any] = {"test PR-AUC (LightGBM)": tm["pr_auc"], "test PR-AUC (logistic)": bm["pr_auc"]}
     if res.oracle_test is not None:
@@ -90,6 +66,9 @@ def build_report(
     rep.section(
         "Summary", "Final test window, touched once after every choice was made on validation folds."
     ).metrics(cards)
+
+
+def _data_sections(rep: Report, data_sections: list[tuple[str, str, list[Any]]] | None) -> None:
     for sec_title, intro, blocks in data_sections or []:
         sec = rep.section(sec_title, intro)
         for block in blocks:
@@ -98,6 +77,8 @@ def build_report(
             else:
                 sec.text(str(block))
 
+
+def _evaluation_design_section(rep: Report, res: ModellingResult) -> None:
     sec = rep.section(
         "Evaluation design",
         "Walk-forward (expanding window): each fold trains on every snapshot month before its validation "
@@ -108,6 +89,8 @@ def build_report(
     )
     sec.table(res.plan.describe(), index=False)
 
+
+def _per_fold_section(rep: Report, res: ModellingResult, fig_dir: Path) -> None:
     per_fold = pd.concat(
         [res.baseline.per_fold.assign(model="logistic"), res.tuned.per_fold.assign(model="lightgbm (tuned)")]
         + ([res.oracle_folds.assign(model="oracle")] if res.oracle_folds is not None else []),
@@ -125,6 +108,8 @@ def build_report(
     sec.table(spread, caption="mean ± std over folds")
     _add(sec, ev.plot_fold_metrics(per_fold, "pr_auc"), fig_dir, "folds_pr_auc", "PR-AUC per fold")
 
+
+def _imbalance_section(rep: Report, res: ModellingResult) -> None:
     sec = rep.section(
         "Class imbalance",
         f"Default LightGBM under each treatment, applied to training windows only. Chosen: "
@@ -133,6 +118,8 @@ def build_report(
     )
     sec.table(imbalance_table(res.imbalance_runs))
 
+
+def _selection_section(rep: Report, res: ModellingResult) -> None:
     sec = rep.section(
         "Feature selection",
         "Constant and near-duplicate features dropped, then permutation importance measured on the latest "
@@ -152,6 +139,8 @@ def build_report(
     if res.final_selection.dropped:
         sec.table(pd.Series(res.final_selection.dropped, name="reason").to_frame(), caption="dropped")
 
+
+def _search_section(rep: Report, res: ModellingResult, fig_dir: Path) -> None:
     sec = rep.section(
         "Bayesian search (Optuna TPE)",
         "Each trial trains on the folds in order and reports its running mean PR-AUC; the median pruner "
@@ -161,6 +150,8 @@ def build_report(
     sec.table(res.trials, index=False)
     sec.table(pd.Series(res.best_params, name="value").to_frame(), caption="best parameters")
 
+
+def _calibration_section(rep: Report, res: ModellingResult, fig_dir: Path) -> None:
     sec = rep.section(
         "Calibration",
         f"Isotonic vs Platt scaling, each fitted on validation folds the scored fold never joined. Chosen: "
@@ -178,6 +169,9 @@ def build_report(
         sec, ev.plot_calibration(res.y_test, curves), fig_dir, "calibration", "reliability on the test window"
     )
 
+
+def _test_window_section(rep: Report, res: ModellingResult, fig_dir: Path) -> None:
+    tm, bm = res.test_metrics, res.baseline_test_metrics
     sec = rep.section("Test window", "PR and ROC curves, cumulative gain and lift.")
     test_tab = pd.DataFrame(
         {"lightgbm": tm, "logistic": bm} | ({"oracle": res.oracle_test} if res.oracle_test else {})
@@ -189,6 +183,8 @@ def build_report(
     _add(sec, ev.plot_pr_roc(res.y_test, rank_curves), fig_dir, "pr_roc", "precision-recall and ROC")
     _add(sec, ev.plot_gain_lift(res.y_test, rank_curves), fig_dir, "gain_lift", "cumulative gain and lift")
 
+
+def _campaign_section(rep: Report, res: ModellingResult, econ: Economics, fig_dir: Path) -> None:
     sec = rep.section(
         "Business metric: retention campaign",
         f"Contact cost {econ.contact_cost:g}, save rate {econ.save_rate:g}, customer lifetime value "
@@ -224,14 +220,59 @@ def build_report(
         "profit by campaign size",
     )
 
+
+def _shap_section(rep: Report, res: ModellingResult, fig_dir: Path) -> None:
     if res.shap is not None:
         sec = rep.section("SHAP summary", "TreeSHAP values of the final LightGBM on a test-window sample.")
         values, X = res.shap
         _add(sec, ev.plot_shap_summary(values, X), fig_dir, "shap_summary", "SHAP summary")
 
+
+def _run_section(rep: Report, res: ModellingResult, registry: dict[str, Any] | None) -> None:
     sec = rep.section("Run")
     info = {f"seconds: {k}": f"{v:.1f}" for k, v in res.timings.items()}
     if registry:
         info |= {f"mlflow {k}": str(v) for k, v in registry.items()}
     sec.table(pd.Series(info, name="value").to_frame())
+
+
+def build_report(
+    res: ModellingResult,
+    *,
+    run_dir: Path,
+    econ: Economics,
+    title: str,
+    subtitle: str,
+    data_sections: list[tuple[str, str, list[Any]]] | None = None,
+    registry: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``run_dir/report.html`` (and ``run_dir/figures/*.png``) and return its path.
+
+    Args:
+        res: The modelling result.
+        run_dir: The run folder.
+        econ: Campaign economics (for the profit curves).
+        title: Report title.
+        subtitle: One line under the title (data set, profile).
+        data_sections: Extra leading sections: ``(title, intro, [DataFrame | str, ...])``; tables are
+            shown without their index (give meaningful row labels as a column).
+        registry: What was registered in MLflow (name, version, alias).
+    """
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    rep = Report(title, subtitle)
+    # Section order is the report's reading order: headline numbers, the data, then each modelling
+    # choice in the order it was made, the test window, and what the run cost.
+    _summary_section(rep, res)
+    _data_sections(rep, data_sections)
+    _evaluation_design_section(rep, res)
+    _per_fold_section(rep, res, fig_dir)
+    _imbalance_section(rep, res)
+    _selection_section(rep, res)
+    _search_section(rep, res, fig_dir)
+    _calibration_section(rep, res, fig_dir)
+    _test_window_section(rep, res, fig_dir)
+    _campaign_section(rep, res, econ, fig_dir)
+    _shap_section(rep, res, fig_dir)
+    _run_section(rep, res, registry)
     return rep.write(run_dir / "report.html")
