@@ -256,6 +256,143 @@ def _write_tables(
     return paths
 
 
+def _models_part(
+    fold_data: FoldData,
+    dcfg: DeepConfig,
+    prior: Mapping[str, Any] | None,
+    folder: Path | None,
+    timings: dict[str, float],
+    paths: dict[str, Any],
+) -> ModelsOutcome:
+    """Part 1: train the models (or reuse `prior`'s) and save them under ``<folder>/models``."""
+    if prior is not None and isinstance(prior.get("trained"), ModelsOutcome):
+        outcome: ModelsOutcome = prior["trained"]
+        timings["models"] = 0.0
+    else:
+        t0 = time.perf_counter()
+        outcome = train_models(
+            fold_data, dcfg.models, device=dcfg.device, threads=dcfg.threads, seed=dcfg.seed
+        )
+        timings["models"] = time.perf_counter() - t0
+        timings.update({f"model_{k}": v for k, v in outcome.seconds.items()})
+    if folder is not None and dcfg.save_models and outcome.models:
+        paths["models"] = folder / "models"
+        save_models(outcome, paths["models"])
+    return outcome
+
+
+def _fast_path_part(
+    fold_data: FoldData,
+    dcfg: DeepConfig,
+    outcome: ModelsOutcome,
+    teacher_scores: TeacherScores | TeacherFn | None,
+    folder: Path | None,
+    timings: dict[str, float],
+    skipped: dict[str, str],
+    paths: dict[str, Any],
+) -> tuple[FastPathOutcome | None, str | None]:
+    """Part 2: distillation, quantization and ONNX; returns the outcome and the teacher's name."""
+    import tempfile
+
+    if not dcfg.fast_path.enabled:
+        skipped["fast_path"] = "disabled"
+        return None, None
+    teacher = _resolve_teacher(teacher_scores, outcome, fold_data)
+    if teacher is None:
+        skipped["fast_path"] = "no teacher: no ensemble scores given and no model trained"
+        return None, None
+    t0 = time.perf_counter()
+    # The student is measured from its exported files, so without a run folder they still need
+    # a place to live for the duration of the measurements.
+    with tempfile.TemporaryDirectory(prefix="l4-student-") as tmp:
+        target = folder if folder is not None else Path(tmp)
+        fast = run_fast_path(fold_data, teacher, dcfg.fast_path, target, device=dcfg.device)
+        if folder is not None:
+            paths.update(fast.paths)
+    timings["fast_path"] = time.perf_counter() - t0
+    return fast, teacher.name
+
+
+def _lora_part(
+    fold_data: FoldData,
+    dcfg: DeepConfig,
+    outcome: ModelsOutcome,
+    feature_settings: FeatureConfig | None,
+    folder: Path | None,
+    timings: dict[str, float],
+    skipped: dict[str, str],
+    paths: dict[str, Any],
+) -> LoraOutcome | None:
+    """Part 3: adapt part 1's transformer to the second bank (LoRA vs full vs scratch)."""
+    if not dcfg.lora.enabled:
+        skipped["lora"] = "disabled"
+        return None
+    t0 = time.perf_counter()
+    pretrained, prep = _pretrained_transformer(outcome, fold_data, dcfg, dcfg.device)
+    lora_out = run_lora(
+        pretrained, prep, fold_data.spec, dcfg.lora, folder,
+        feature_cfg=feature_settings, device=dcfg.device, threads=dcfg.threads, seed=dcfg.seed,
+    )  # fmt: skip
+    timings["lora"] = time.perf_counter() - t0
+    if lora_out.adapter_path is not None:
+        paths["lora_adapter"] = lora_out.adapter_path
+    return lora_out
+
+
+def _ray_part(
+    fold_data: FoldData,
+    dcfg: DeepConfig,
+    tracker: MlflowTracker | None,
+    timings: dict[str, float],
+    skipped: dict[str, str],
+) -> RayOutcome | None:
+    """Part 4: the Ray Tune searches and the Ray Train run (skipped when none is switched on)."""
+    ray_parts = dcfg.ray.tune_lightgbm or dcfg.ray.tune_mlp or dcfg.ray.data_parallel
+    if not (dcfg.ray.enabled and ray_parts):
+        skipped["ray"] = "disabled"
+        return None
+    t0 = time.perf_counter()
+    ray_out = run_ray(fold_data, dcfg.ray, tracker=tracker, seed=dcfg.seed)
+    timings["ray"] = time.perf_counter() - t0
+    timings.update({f"ray_{k}": v for k, v in ray_out.seconds.items() if k != "total"})
+    return ray_out
+
+
+def _distillation_info(fast: FastPathOutcome | None) -> dict[str, Any]:
+    if fast is None:
+        return {}
+    return {
+        "teacher": fast.teacher,
+        "transfer": fast.transfer,
+        "eval_rows": fast.eval_rows,
+        "onnx_max_abs_diff": fast.onnx_max_abs_diff,
+        "int8_max_abs_diff": fast.int8_max_abs_diff,
+        "student_inputs": fast.inputs.names,
+    }
+
+
+def _write_stage_tables(
+    folder: Path, dcfg: DeepConfig, result: Mapping[str, Any], paths: dict[str, Any]
+) -> None:
+    """Write the result's tables as CSV and the rest as ``summary.json``, adding their paths."""
+    tables = {k: result[k] for k in ("metrics", "routing", "distillation", "lora", "tune", "data_parallel")}
+    summary = {
+        k: result[k]
+        for k in (
+            "distillation_info",
+            "lora_population",
+            "tune_best",
+            "timings",
+            "device",
+            "teacher",
+            "skipped",
+        )
+    }
+    summary["cuda"] = torch.cuda.is_available()
+    summary["config"] = dcfg.model_dump()
+    paths.update(_write_tables(folder, tables, summary))
+
+
 def run_deep_stage(
     fold_data: FoldData,
     cfg: Any = None,
@@ -311,8 +448,6 @@ def run_deep_stage(
 
         A part that is switched off leaves its tables empty (``pd.DataFrame()``).
     """
-    import tempfile
-
     dcfg = _inherit(resolve_config(cfg), cfg)
     feature_settings = _feature_config(cfg, feature_cfg)
     device = str(resolve_device(dcfg.device))
@@ -324,82 +459,21 @@ def run_deep_stage(
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
 
-    # 1. models
-    if prior is not None and isinstance(prior.get("trained"), ModelsOutcome):
-        outcome: ModelsOutcome = prior["trained"]
-        timings["models"] = 0.0
-    else:
-        t0 = time.perf_counter()
-        outcome = train_models(
-            fold_data, dcfg.models, device=dcfg.device, threads=dcfg.threads, seed=dcfg.seed
-        )
-        timings["models"] = time.perf_counter() - t0
-        timings.update({f"model_{k}": v for k, v in outcome.seconds.items()})
-    if folder is not None and dcfg.save_models and outcome.models:
-        paths["models"] = folder / "models"
-        save_models(outcome, paths["models"])
-
-    # 2. distillation, quantization, ONNX
-    fast: FastPathOutcome | None = None
-    teacher_name: str | None = None
-    if not dcfg.fast_path.enabled:
-        skipped["fast_path"] = "disabled"
-    else:
-        teacher = _resolve_teacher(teacher_scores, outcome, fold_data)
-        if teacher is None:
-            skipped["fast_path"] = "no teacher: no ensemble scores given and no model trained"
-        else:
-            t0 = time.perf_counter()
-            with tempfile.TemporaryDirectory(prefix="l4-student-") as tmp:
-                target = folder if folder is not None else Path(tmp)
-                fast = run_fast_path(fold_data, teacher, dcfg.fast_path, target, device=dcfg.device)
-                if folder is not None:
-                    paths.update(fast.paths)
-            timings["fast_path"] = time.perf_counter() - t0
-            teacher_name = teacher.name
-
-    # 3. LoRA
-    lora_out: LoraOutcome | None = None
-    if not dcfg.lora.enabled:
-        skipped["lora"] = "disabled"
-    else:
-        t0 = time.perf_counter()
-        pretrained, prep = _pretrained_transformer(outcome, fold_data, dcfg, dcfg.device)
-        lora_out = run_lora(
-            pretrained, prep, fold_data.spec, dcfg.lora, folder,
-            feature_cfg=feature_settings, device=dcfg.device, threads=dcfg.threads, seed=dcfg.seed,
-        )  # fmt: skip
-        timings["lora"] = time.perf_counter() - t0
-        if lora_out.adapter_path is not None:
-            paths["lora_adapter"] = lora_out.adapter_path
-
-    # 4. Ray
-    ray_out: RayOutcome | None = None
-    ray_parts = dcfg.ray.tune_lightgbm or dcfg.ray.tune_mlp or dcfg.ray.data_parallel
-    if not (dcfg.ray.enabled and ray_parts):
-        skipped["ray"] = "disabled"
-    else:
-        t0 = time.perf_counter()
-        ray_out = run_ray(fold_data, dcfg.ray, tracker=tracker, seed=dcfg.seed)
-        timings["ray"] = time.perf_counter() - t0
-        timings.update({f"ray_{k}": v for k, v in ray_out.seconds.items() if k != "total"})
-
+    outcome = _models_part(fold_data, dcfg, prior, folder, timings, paths)
+    fast, teacher_name = _fast_path_part(
+        fold_data, dcfg, outcome, teacher_scores, folder, timings, skipped, paths
+    )
+    lora_out = _lora_part(fold_data, dcfg, outcome, feature_settings, folder, timings, skipped, paths)
+    ray_out = _ray_part(fold_data, dcfg, tracker, timings, skipped)
     timings["total"] = time.perf_counter() - start
+
+    # `paths` is the result's own dict, so the tables written below are listed in the result too.
     result: dict[str, Any] = {
         "scores": model_scores(outcome),
         "metrics": outcome.table,
         "routing": outcome.routing,
         "distillation": fast.table if fast else pd.DataFrame(),
-        "distillation_info": {}
-        if fast is None
-        else {
-            "teacher": fast.teacher,
-            "transfer": fast.transfer,
-            "eval_rows": fast.eval_rows,
-            "onnx_max_abs_diff": fast.onnx_max_abs_diff,
-            "int8_max_abs_diff": fast.int8_max_abs_diff,
-            "student_inputs": fast.inputs.names,
-        },
+        "distillation_info": _distillation_info(fast),
         "student_scores": {"test": fast.student_test} if fast else {},
         "lora": lora_out.table if lora_out else pd.DataFrame(),
         "lora_population": lora_out.population if lora_out else {},
@@ -414,24 +488,7 @@ def run_deep_stage(
         "trained": outcome,
     }
     if folder is not None and dcfg.write_tables:
-        tables = {
-            k: result[k] for k in ("metrics", "routing", "distillation", "lora", "tune", "data_parallel")
-        }
-        summary = {
-            k: result[k]
-            for k in (
-                "distillation_info",
-                "lora_population",
-                "tune_best",
-                "timings",
-                "device",
-                "teacher",
-                "skipped",
-            )
-        }
-        summary["cuda"] = torch.cuda.is_available()
-        summary["config"] = dcfg.model_dump()
-        paths.update(_write_tables(folder, tables, summary))
+        _write_stage_tables(folder, dcfg, result, paths)
     return result
 
 
