@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -276,15 +276,24 @@ def serve_ray(cfg: FraudConfig, run_dir: Path, scfg: ServingConfig, key: str, ve
     from ray import serve as ray_serve
 
     from level4_fraud.distributed.cluster import ray_session
+    from level4_fraud.serving.metrics import worker_metrics_dir
     from level4_fraud.serving.ray_app import APPLICATION, application
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with ray_session(cfg.ray):
+    # A private local Ray: its replicas share one metrics folder, as uvicorn workers do. A
+    # cluster's replicas are on other machines, where this folder is not.
+    shared_metrics = worker_metrics_dir() if not cfg.ray.address else nullcontext(None)
+    with ray_session(cfg.ray), shared_metrics as metrics_dir:
         ray_serve.start(http_options={"host": scfg.host, "port": scfg.port})
         try:
             app = application(
-                run_dir, scfg, api_key=key, feature_store=cfg.feature_store_config(), model_version=version
+                run_dir,
+                scfg,
+                api_key=key,
+                feature_store=cfg.feature_store_config(),
+                model_version=version,
+                metrics_dir=metrics_dir,
             )
             ray_serve.run(app, name=APPLICATION, route_prefix="/", blocking=False)
             _announce(run_dir, version or run_dir.name, scfg, key, "ray")

@@ -1,10 +1,13 @@
 """``serve --engine ray``: the same scorer and app on Ray Serve (a private local Ray) answers
-decisions, replays them by id, checks the key, and labels its metrics ``engine="ray"``."""
+decisions, replays them by id, checks the key, and labels its metrics ``engine="ray"``; with two
+replicas every ``/metrics`` answer counts the decisions of both."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -94,3 +97,46 @@ def test_the_replicas_admission_limit_comes_from_the_settings_and_is_above_the_s
     assert RayServeSettings().max_ongoing_requests >= 16 * RayServeSettings().target_ongoing_requests
     with pytest.raises(ValueError, match="must be at least target_ongoing_requests"):
         RayServeSettings(max_ongoing_requests=2, target_ongoing_requests=4)
+
+
+def test_two_replicas_answer_metrics_for_both(tmp_path):
+    """Each Ray Serve replica is its own process; a scrape reaches one of them. With the
+    replicas' shared multiprocess folder every scrape counts the decisions of both (with each
+    replica's own metrics, the scrapes read about half each: checked by hand)."""
+    run = serving_run()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "L4__SERVING__HISTORY": str(run.history),
+        "L4__SERVING__AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "L4__SERVING__AUDIT_HASH_KEY": "k" * 32,
+        "L4__SERVING__RAY__MIN_REPLICAS": "2",
+        "L4__SERVING__RAY__MAX_REPLICAS": "2",
+    }
+    cmd = [sys.executable, "-m", "level4_fraud", "serve", "--engine", "ray", "--run", str(run.run_dir)]
+    proc = start_process([*cmd, "--port", str(port), "--api-key", "ray-key"], env=env, cwd=ROOT, log_path=log)
+    base = f"http://127.0.0.1:{port}"
+    bodies = [payload(row) for _, row in run.replay().head(60).iterrows()]
+    try:
+        try:
+            wait_http_ready(f"{base}/readyz", proc=proc, timeout_s=300)
+        except RuntimeError as exc:
+            raise AssertionError(f"{exc}\n{read_log_tail(log)}") from None
+        with httpx.Client(base_url=base, timeout=60) as client:
+
+            def post(body: dict) -> int:
+                return client.post("/v1/score", json=body, headers={"X-API-Key": "ray-key"}).status_code
+
+            with ThreadPoolExecutor(8) as pool:  # requests in flight at once: both replicas take some
+                assert set(pool.map(post, bodies)) == {200}
+            counts = [_decided(client.get("/metrics").text) for _ in range(10)]
+    finally:
+        stop_process_tree(proc, timeout_s=60)
+    assert counts == [len(bodies)] * 10, counts
+
+
+def _decided(text: str) -> float:
+    """``fraud_requests_total{engine="ray",status="2xx"}`` in a scrape (0 when absent)."""
+    found = re.search(r'^fraud_requests_total\{engine="ray",status="2xx"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
