@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,8 +22,9 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_ray_serve_engine_decides_replays_and_checks_the_key(tmp_path):
-    run = serving_run()
+def _serve_ray(run, tmp_path: Path, **settings: str) -> tuple[subprocess.Popen[bytes], str]:
+    """``serve --engine ray`` on the small run (``settings``: extra ``L4__`` variables), ready;
+    returns the process and its base URL."""
     port = free_port()
     log = tmp_path / "serve.log"
     env = {
@@ -30,15 +32,23 @@ def test_ray_serve_engine_decides_replays_and_checks_the_key(tmp_path):
         "L4__SERVING__HISTORY": str(run.history),
         "L4__SERVING__AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
         "L4__SERVING__AUDIT_HASH_KEY": "k" * 32,
+        **settings,
     }
     cmd = [sys.executable, "-m", "level4_fraud", "serve", "--engine", "ray", "--run", str(run.run_dir)]
     proc = start_process([*cmd, "--port", str(port), "--api-key", "ray-key"], env=env, cwd=ROOT, log_path=log)
     base = f"http://127.0.0.1:{port}"
     try:
-        try:
-            wait_http_ready(f"{base}/readyz", proc=proc, timeout_s=300)
-        except RuntimeError as exc:
-            raise AssertionError(f"{exc}\n{read_log_tail(log)}") from None
+        wait_http_ready(f"{base}/readyz", proc=proc, timeout_s=300)
+    except RuntimeError as exc:
+        stop_process_tree(proc, timeout_s=60)
+        raise AssertionError(f"{exc}\n{read_log_tail(log)}") from None
+    return proc, base
+
+
+def test_ray_serve_engine_decides_replays_and_checks_the_key(tmp_path):
+    run = serving_run()
+    proc, base = _serve_ray(run, tmp_path)
+    try:
         body = payload(run.replay().iloc[0])
         with httpx.Client(base_url=base, timeout=30) as client:
             first = client.post("/v1/score", json=body, headers={"X-API-Key": "ray-key"})
@@ -104,25 +114,10 @@ def test_two_replicas_answer_metrics_for_both(tmp_path):
     replicas' shared multiprocess folder every scrape counts the decisions of both (with each
     replica's own metrics, the scrapes read about half each: checked by hand)."""
     run = serving_run()
-    port = free_port()
-    log = tmp_path / "serve.log"
-    env = {
-        **os.environ,
-        "L4__SERVING__HISTORY": str(run.history),
-        "L4__SERVING__AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
-        "L4__SERVING__AUDIT_HASH_KEY": "k" * 32,
-        "L4__SERVING__RAY__MIN_REPLICAS": "2",
-        "L4__SERVING__RAY__MAX_REPLICAS": "2",
-    }
-    cmd = [sys.executable, "-m", "level4_fraud", "serve", "--engine", "ray", "--run", str(run.run_dir)]
-    proc = start_process([*cmd, "--port", str(port), "--api-key", "ray-key"], env=env, cwd=ROOT, log_path=log)
-    base = f"http://127.0.0.1:{port}"
     bodies = [payload(row) for _, row in run.replay().head(60).iterrows()]
+    replicas = {"L4__SERVING__RAY__MIN_REPLICAS": "2", "L4__SERVING__RAY__MAX_REPLICAS": "2"}
+    proc, base = _serve_ray(run, tmp_path, **replicas)
     try:
-        try:
-            wait_http_ready(f"{base}/readyz", proc=proc, timeout_s=300)
-        except RuntimeError as exc:
-            raise AssertionError(f"{exc}\n{read_log_tail(log)}") from None
         with httpx.Client(base_url=base, timeout=60) as client:
 
             def post(body: dict) -> int:
