@@ -7,7 +7,7 @@ of each row (it parses all of them, whatever was asked). `SqliteViews` asks the 
 asked. It returns what the provider returns — per view ``(timestamp, {feature: ValueProto})``, or
 ``(None, None)`` for an entity the view does not hold — from the same tables, keys and timestamp
 conversion (Feast's own helpers), so `online.FeastOnlineReader` reads the same values either way
-(the equality is tested against the provider in ``tests/test_serving_online.py``).
+(the equality is tested against the provider in ``tests/test_serving_scorer.py``).
 
 This is the SQLite twin of the reader's Redis pipeline (`FeastOnlineReader._read_redis`).
 """

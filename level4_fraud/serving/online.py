@@ -396,16 +396,20 @@ class FeastOnlineReader:
         Raises:
             OnlineStoreUnavailableError: The store failed (any error of Feast or its database).
         """
-        # One key per entity, shared by its views (the stores only read them).
-        by_join_key = {
-            join_key: EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=value)])
-            for join_key, value in ((schema.CUSTOMER_ID, card), (schema.TERMINAL_ID, terminal))
-        }
-        keys = [by_join_key[join_key] for _, join_key, _ in self._views]
+        keys = self.entity_keys(card, terminal)
         values, stamps = self.gate.call(lambda: self._fetch(keys), OnlineStoreUnavailableError)
         card_row = _row(values, self.card_features, required=self.card_features[0])
         term_row = _row(values, self.terminal_features, required=self.terminal_features[0])
         return StoreRow(card_row, term_row, self._distance(values), max(stamps) if stamps else None)
+
+    def entity_keys(self, card: int, terminal: int) -> list[Any]:
+        """Feast's entity key of each view, in view order: one key object per entity, shared by
+        its views (the stores only read them, and `SqliteViews` serialises each object once)."""
+        by_join_key = {
+            join_key: EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=value)])
+            for join_key, value in ((schema.CUSTOMER_ID, card), (schema.TERMINAL_ID, terminal))
+        }
+        return [by_join_key[join_key] for _, join_key, _ in self._views]
 
     def _fetch(self, keys: Sequence[Any]) -> tuple[dict[str, Any], list[float]]:
         """The stored values of every view and their timestamps (raises whatever Feast raises)."""

@@ -8,8 +8,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
 from level4_fraud.serving.schemas import TransactionIn
 from level4_fraud.tests.serving_helpers import assert_read_matches_feast, payload, serving_config, serving_run
@@ -379,11 +377,7 @@ def test_the_one_statement_sqlite_read_equals_the_providers_read_of_each_view(sc
     terms = [*replay["TERMINAL_ID"].drop_duplicates().head(25).astype(int), 10**9 + 1]
     stored = 0
     for card, term in zip(cards, terms, strict=True):
-        ids = {"CUSTOMER_ID": card, "TERMINAL_ID": term}
-        keys = [
-            EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(int64_val=ids[join_key])])
-            for _, join_key, _ in reader._views
-        ]
+        keys = reader.entity_keys(card, term)
         ours = reader._sqlite.read(keys)
         theirs = reader._read_each(keys)
         for (ts, row), (want_ts, want_row), (_, _, names) in zip(ours, theirs, reader._views, strict=True):
