@@ -109,11 +109,9 @@ def application(
     """
     settings = settings or serving.ray
     actor_options: dict[str, Any] = {"num_cpus": settings.replica_cpus}
-    extra: dict[str, Any] = {}
     if metrics_dir is not None:
         # In the replica's environment from its start: prometheus_client picks its mode on import.
         actor_options["runtime_env"] = {"env_vars": {MULTIPROC_DIR_ENV: str(metrics_dir)}}
-        extra["metrics_dir"] = str(metrics_dir)
     deployment = serve.deployment(
         FraudScoringIngress,
         name=DEPLOYMENT,
@@ -123,7 +121,12 @@ def application(
     )
     fs = feature_store.model_dump(mode="json") if feature_store is not None else None
     return deployment.bind(
-        str(Path(run_dir).resolve()), plain_values(serving), fs, api_key, model_version, **extra
+        str(Path(run_dir).resolve()),
+        plain_values(serving),
+        fs,
+        api_key,
+        model_version,
+        metrics_dir=None if metrics_dir is None else str(metrics_dir),
     )
 
 
